@@ -1,0 +1,95 @@
+"""Accept: read what the client sent, once. Headers in one pass, the body size-capped, JSON parsed once."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from gateway.errors import ClientDisconnected, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+
+_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+@dataclass(slots=True)
+class Incoming:
+    key: str | None
+    request_id: str
+    content_length: int | None
+    content_encoding: bytes | None
+
+
+def read_headers(scope: dict) -> Incoming:
+    """The key (Bearer, Api-Key, x-api-key or api-key), the request id, and the body's framing."""
+    key = alt_key = None
+    request_id = None
+    length = encoding = None
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, token = value.partition(b" ")
+            if scheme.lower() in (b"bearer", b"api-key") and token.strip():
+                key = token.strip().decode("latin-1")
+        elif name == b"x-api-key" or name == b"api-key":
+            alt_key = value.strip().decode("latin-1") or None
+        elif name == b"x-request-id":
+            if _REQUEST_ID.match(value):
+                request_id = value.decode()
+        elif name == b"content-length":
+            length = int(value) if value.isdigit() else None
+        elif name == b"content-encoding":
+            encoding = value.lower()
+    return Incoming(
+        key=key or alt_key,
+        request_id=request_id or os.urandom(12).hex(),
+        content_length=length,
+        content_encoding=encoding,
+    )
+
+
+async def read_body(receive, incoming: Incoming, limit: int) -> bytes:
+    """The whole body, refusing it as soon as it is known to exceed `limit`."""
+    if incoming.content_encoding not in (None, b"identity"):
+        raise UnsupportedMediaType(
+            "Compressed request bodies are not accepted; send the JSON body uncompressed.",
+            code="unsupported_content_encoding")
+    if incoming.content_length is not None and incoming.content_length > limit:
+        raise _too_large(limit)
+    message = await receive()
+    if message["type"] == "http.disconnect":
+        raise ClientDisconnected()
+    body = message.get("body", b"")
+    if not message.get("more_body", False):
+        if len(body) > limit:
+            raise _too_large(limit)
+        return body
+    parts = [body]
+    size = len(body)
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        parts.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(parts)
+
+
+def parse_json(body: bytes) -> Any:
+    if not body.strip():
+        raise InvalidRequest(
+            "The request body is empty; expected a JSON object with 'model' and 'messages'.",
+            code="invalid_json")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"The request body is not valid JSON: {exc}.", code="invalid_json") from None
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"The request body is larger than this gateway accepts ({limit} bytes).")

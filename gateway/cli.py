@@ -1,0 +1,123 @@
+"""The `gateway` command: `serve` runs the gateway, `check` validates a config and prints its model table."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+from gateway import __version__
+from gateway.config import Config, ConfigError, default_config_path, load_config
+from gateway.config.errors import Problem
+
+EXIT_BAD_CONFIG = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="gateway", description="An OpenAI-compatible gateway in front of many models.")
+    parser.add_argument("--version", action="version", version=f"gateway {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the gateway")
+    _config_argument(serve)
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="port to bind (default 8080)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.add_argument("--log-level", default="info",
+                       choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--log-format", default="auto", choices=["auto", "json", "text"],
+                       help="json lines, or text; auto picks text on a terminal")
+
+    check = commands.add_parser("check", help="validate a config and print its model table")
+    _config_argument(check)
+
+    args = parser.parse_args(argv)
+    try:
+        path = resolve_config_path(args.config)
+        config = load_config(path)
+    except ConfigError as error:
+        print(f"gateway: invalid config\n{error}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    if args.command == "check":
+        print(describe(config))
+        return 0
+    return serve_forever(config, args)
+
+
+def _config_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", type=Path, default=None,
+        help="routes file (default: $GATEWAY_CONFIG, else ./routes.yaml, else the built-in demo)")
+
+
+def resolve_config_path(given: Path | None) -> Path:
+    """An explicit path must exist; with none, ./routes.yaml or the shipped demo config."""
+    if given is None and os.environ.get("GATEWAY_CONFIG"):
+        given = Path(os.environ["GATEWAY_CONFIG"])
+    if given is not None:
+        if not given.is_file():
+            raise ConfigError(given, [Problem((), "no such file")])
+        return given
+    local = Path("routes.yaml")
+    if local.is_file():
+        return local
+    print("gateway: no ./routes.yaml here; using the built-in demo config "
+          f"({default_config_path()})", file=sys.stderr)
+    return default_config_path()
+
+
+def serve_forever(config: Config, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from gateway.logs import setup_logging
+
+    setup_logging(args.log_level, args.log_format)
+    # Workers are separate processes: they find the (already validated) config here.
+    os.environ["GATEWAY_CONFIG"] = str(config.source.resolve())
+    uvicorn.run(
+        "gateway.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
+        http="httptools" if importlib.util.find_spec("httptools") else "h11",
+        log_config=None,
+        log_level=args.log_level,
+        access_log=False,
+        server_header=False,
+    )
+    return 0
+
+
+def describe(config: Config) -> str:
+    """The resolved model table, as `gateway check` prints it. No secrets."""
+    lines = [f"config {config.source} (sha256 {config.digest})", "", "providers:"]
+    width = max((len(n) for n in config.providers), default=8)
+    for name, p in config.providers.items():
+        where = p.base_url if p.profile.transport == "http" else f"built-in ({p.profile.transport})"
+        auth = f"{p.profile.auth_header} key set" if p.secrets else "no key"
+        lines.append(f"  {name:<{width}}  profile {p.profile.name:<15} {where}  [{auth}]")
+    lines += ["", "models:"]
+    width = max((len(a) for a in config.routes), default=8)
+    for alias, route in config.routes.items():
+        targets = list(route.attempts())
+        for i, t in enumerate(targets):
+            label = alias if i == 0 else ""
+            role = "primary" if i == 0 else f"fallback {i}"
+            lines.append(f"  {label:<{width}}  {i + 1}. {t.provider.name} -> {t.model}  ({role})")
+    lines += ["", "keys:"]
+    for key in config.keys.values():
+        allowed = "all models" if key.allow_all else ", ".join(
+            sorted(key.exact) + [p + "*" for p in key.prefixes])
+        lines.append(f"  {key.name}: {allowed}")
+    if not config.keys:
+        lines.append("  (none in the file)")
+    master = "set" if config.master_digest else "not set (admin endpoints disabled)"
+    lines += ["", f"master key (GATEWAY_MASTER_KEY): {master}",
+              f"ok: {len(config.providers)} providers, {len(config.routes)} models, "
+              f"{len(config.keys)} keys"]
+    return "\n".join(lines)

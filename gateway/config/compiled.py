@@ -1,0 +1,110 @@
+"""The compiled config: immutable objects the request path reads, built once at load.
+
+Nothing here parses or validates; that happened in load.py. A reload builds a
+whole new `Config` beside the old one, and requests in flight keep the one
+they started with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    connect: float
+    first_byte: float
+    idle: float
+    total: float
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """A dialect: how to talk to one kind of upstream."""
+
+    name: str
+    description: str
+    transport: str
+    chat_path: str
+    auth_header: str
+    auth_scheme: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    """An upstream account: where it is, how to authenticate, how patient to be."""
+
+    name: str
+    profile: Profile
+    base_url: str
+    chat_url: str
+    timeouts: Timeouts
+    max_connections: int
+    keepalive_seconds: float
+    max_response_bytes: int
+    # Headers sent on every request, the provider's key among them: never repr'd or logged.
+    headers: Mapping[str, str] = field(repr=False)
+    secrets: tuple[str, ...] = field(repr=False, default=())
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One place that can serve an alias: a provider and the model name it knows."""
+
+    provider: Provider
+    model: str
+    weight: float = 1.0
+    context_window: int | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.provider.name}/{self.model}"
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """Targets tried as one tier; the next group is the fallback."""
+
+    targets: tuple[Target, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    alias: str
+    description: str
+    groups: tuple[Group, ...]
+
+    def attempts(self) -> Iterator[Target]:
+        """Every target in the order it should be tried."""
+        for group in self.groups:
+            yield from group.targets
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """A gateway key. Only the SHA-256 digest of its secret is held."""
+
+    name: str
+    digest: bytes = field(repr=False)
+    allow_all: bool
+    exact: frozenset[str]
+    prefixes: tuple[str, ...]
+
+    def allows(self, alias: str) -> bool:
+        if self.allow_all or alias in self.exact:
+            return True
+        return any(alias.startswith(p) for p in self.prefixes)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    source: Path
+    digest: str
+    created: int
+    max_body_bytes: int
+    providers: Mapping[str, Provider]
+    routes: Mapping[str, Route]
+    keys: Mapping[bytes, Key] = field(repr=False)
+    master_digest: bytes | None = field(repr=False)

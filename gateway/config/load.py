@@ -1,0 +1,240 @@
+"""Load routes.yaml and the provider profiles, validate them, compile them.
+
+Every problem is reported with the file, the path in it and the line, and the
+process refuses to start: a gateway that guesses at a broken routing file
+sends traffic somewhere nobody intended.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import BaseModel, ValidationError
+
+from gateway.config import schema
+from gateway.config.compiled import (
+    Config,
+    Group,
+    Key,
+    Profile,
+    Provider,
+    Route,
+    Target,
+    Timeouts,
+)
+from gateway.config.env import expand_env
+from gateway.config.errors import ConfigError, Problem
+from gateway.config.yamlfile import Lines, line_of, load_yaml
+
+DEFAULT_TIMEOUTS = Timeouts(connect=5.0, first_byte=300.0, idle=120.0, total=900.0)
+DEFAULT_MAX_CONNECTIONS = 256
+DEFAULT_KEEPALIVE_SECONDS = 30.0
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 2**20
+MASTER_KEY_ENV = "GATEWAY_MASTER_KEY"
+
+
+def data_dir() -> Path:
+    """Where the shipped profiles and routes.yaml are: in a wheel, or the source checkout."""
+    package = Path(__file__).resolve().parent.parent
+    packaged = package / "_data"
+    return packaged if packaged.is_dir() else package.parent
+
+
+def default_config_path() -> Path:
+    return data_dir() / "routes.yaml"
+
+
+def digest_key(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode()).digest()
+
+
+def load_config(path: Path | str, environ: Mapping[str, str] | None = None) -> Config:
+    """Read, validate and compile `path` and the profiles it uses. Raises ConfigError."""
+    path = Path(path)
+    environ = os.environ if environ is None else environ
+    profiles = load_profiles([data_dir() / "providers", path.parent / "providers"], environ)
+    raw, lines = load_yaml(path)
+    spec = _validate(schema.ConfigSpec, raw if raw is not None else {}, path, lines, environ)
+    return _compile(spec, path, lines, profiles, environ)
+
+
+def load_profiles(dirs: list[Path], environ: Mapping[str, str]) -> dict[str, Profile]:
+    """Profiles by name (the file's stem); a later directory overrides an earlier one."""
+    profiles: dict[str, Profile] = {}
+    seen: set[Path] = set()
+    for directory in dirs:
+        directory = directory.resolve()
+        if directory in seen or not directory.is_dir():
+            continue
+        seen.add(directory)
+        for file in sorted(directory.glob("*.yaml")):
+            raw, lines = load_yaml(file)
+            spec = _validate(schema.ProfileSpec, raw if raw is not None else {}, file, lines, environ)
+            profiles[file.stem] = Profile(
+                name=file.stem,
+                description=spec.description,
+                transport=spec.transport,
+                chat_path=spec.chat_path,
+                auth_header=spec.auth.header,
+                auth_scheme=spec.auth.scheme,
+            )
+    return profiles
+
+
+def _validate(model: type[BaseModel], raw: object, file: Path, lines: Lines,
+              environ: Mapping[str, str]):
+    problems: list[Problem] = []
+    expanded = expand_env(raw, environ, problems)
+    if problems:
+        raise ConfigError(file, [Problem(p.path, p.reason, line_of(lines, p.path)) for p in problems])
+    try:
+        return model.model_validate(expanded)
+    except ValidationError as exc:
+        raise ConfigError(file, [_explain(err, lines) for err in exc.errors(include_url=False)]) from None
+
+
+def _known_keys() -> set[str]:
+    names: set[str] = set()
+    for cls in vars(schema).values():
+        if isinstance(cls, type) and issubclass(cls, schema.Strict):
+            names.update(cls.model_fields)
+    return names
+
+
+def _explain(err: dict, lines: Lines) -> Problem:
+    """Turn one pydantic error into words an admin reads; never echo the value (it may be a secret)."""
+    loc = tuple(err["loc"])
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        reason = f"unknown key '{loc[-1]}'"
+        close = difflib.get_close_matches(str(loc[-1]), _known_keys(), n=1)
+        if close:
+            reason += f" (did you mean '{close[0]}'?)"
+    elif kind == "missing":
+        reason = "required key is missing"
+    else:
+        msg = err["msg"]
+        reason = msg[0].lower() + msg[1:]
+        if kind.endswith("_type") or kind.endswith("_parsing"):
+            reason += f", got {_type_name(err.get('input'))}"
+    return Problem(loc, reason, line_of(lines, loc))
+
+
+def _type_name(value: object) -> str:
+    names = {str: "a string", int: "an integer", float: "a number", bool: "a boolean",
+             list: "a list", dict: "a mapping", type(None): "nothing (null)"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _compile(spec: schema.ConfigSpec, path: Path, lines: Lines,
+             profiles: dict[str, Profile], environ: Mapping[str, str]) -> Config:
+    problems: list[Problem] = []
+
+    def fail(where: tuple, reason: str) -> None:
+        problems.append(Problem(where, reason, line_of(lines, where)))
+
+    providers: dict[str, Provider] = {}
+    for name, p in spec.providers.items():
+        profile = profiles.get(p.profile)
+        if profile is None:
+            fail(("providers", name, "profile"),
+                 f"unknown profile '{p.profile}'; known profiles: {', '.join(sorted(profiles))}")
+            continue
+        if profile.transport == "http" and not p.base_url:
+            fail(("providers", name, "base_url"), f"required for profile '{p.profile}'")
+            continue
+        if p.base_url and not p.base_url.startswith(("http://", "https://")):
+            fail(("providers", name, "base_url"), "must start with http:// or https://")
+            continue
+        providers[name] = _provider(name, p, profile, spec.upstream)
+
+    routes: dict[str, Route] = {}
+    for alias, m in spec.models.items():
+        targets = []
+        for i, t in enumerate(m.targets):
+            provider = providers.get(t.provider)
+            if provider is None:
+                if t.provider not in spec.providers:
+                    known = ", ".join(sorted(spec.providers)) or "none are declared"
+                    fail(("models", alias, "targets", i, "provider"),
+                         f"unknown provider '{t.provider}'; known providers: {known}")
+                continue
+            targets.append(Target(provider, t.model, t.weight, t.context_window))
+        # Flat `targets:` are an ordered fallback chain: each target its own group.
+        routes[alias] = Route(alias, m.description, tuple(Group((t,)) for t in targets))
+
+    keys: dict[bytes, Key] = {}
+    for name, k in spec.keys.items():
+        if (k.key is None) == (k.key_hash is None):
+            fail(("keys", name), "give exactly one of 'key' (the secret, from ${ENV}) or 'key_hash'")
+            continue
+        digest = digest_key(k.key) if k.key else bytes.fromhex(k.key_hash.split(":", 1)[1])
+        if digest in keys:
+            fail(("keys", name), f"same secret as key '{keys[digest].name}'")
+            continue
+        for i, pattern in enumerate(k.models):
+            if pattern != "*" and not pattern.endswith("*") and pattern not in spec.models:
+                fail(("keys", name, "models", i), f"unknown model '{pattern}'")
+        exact = frozenset(p for p in k.models if not p.endswith("*"))
+        prefixes = tuple(p[:-1] for p in k.models if p.endswith("*") and p != "*")
+        keys[digest] = Key(name, digest, "*" in k.models, exact, prefixes)
+
+    if problems:
+        raise ConfigError(path, problems)
+
+    master = environ.get(MASTER_KEY_ENV) or None
+    return Config(
+        source=path,
+        digest=_digest_files(path),
+        created=int(time.time()),
+        max_body_bytes=spec.server.max_body_bytes,
+        providers=providers,
+        routes=routes,
+        keys=keys,
+        master_digest=digest_key(master) if master else None,
+    )
+
+
+def _provider(name: str, p: schema.ProviderSpec, profile: Profile,
+              defaults: schema.UpstreamSpec) -> Provider:
+    def pick(field: str, own: object, default: object, builtin: object):
+        value = getattr(own, field)
+        if value is None:
+            value = getattr(default, field)
+        return builtin if value is None else value
+
+    timeouts = Timeouts(**{
+        f: pick(f, p.timeouts, defaults.timeouts, getattr(DEFAULT_TIMEOUTS, f))
+        for f in ("connect", "first_byte", "idle", "total")
+    })
+    base_url = (p.base_url or f"builtin:{profile.name}").rstrip("/")
+    headers = {"content-type": "application/json", "accept-encoding": "identity"}
+    if p.api_key:
+        scheme = profile.auth_scheme
+        headers[profile.auth_header.lower()] = f"{scheme} {p.api_key}" if scheme else p.api_key
+    headers.update({k.lower(): v for k, v in p.headers.items()})
+    return Provider(
+        name=name,
+        profile=profile,
+        base_url=base_url,
+        chat_url=base_url + profile.chat_path,
+        timeouts=timeouts,
+        max_connections=pick("max_connections", p.pool, defaults.pool, DEFAULT_MAX_CONNECTIONS),
+        keepalive_seconds=pick("keepalive_seconds", p.pool, defaults.pool, DEFAULT_KEEPALIVE_SECONDS),
+        max_response_bytes=p.max_response_bytes or defaults.max_response_bytes
+        or DEFAULT_MAX_RESPONSE_BYTES,
+        headers=headers,
+        secrets=(p.api_key,) if p.api_key else (),
+    )
+
+
+def _digest_files(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    except OSError:
+        return "unknown"

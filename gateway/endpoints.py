@@ -1,0 +1,81 @@
+"""The endpoints besides chat completions: models, health, readiness, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway import metrics
+from gateway.accept import read_headers
+from gateway.auth import Principal, authenticate
+from gateway.errors import GatewayError, NotFound
+from gateway.route import visible_models
+
+
+def json_response(data: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(data), status, headers, media_type="application/json")
+
+
+def error_response(error: GatewayError) -> Response:
+    return Response(error.render(), error.status, error.headers, media_type="application/json")
+
+
+def _principal(request: Request) -> Principal:
+    return authenticate(request.app.state.runtime.config, read_headers(request.scope).key)
+
+
+def _model_object(alias: str, created: int) -> dict:
+    return {"id": alias, "object": "model", "created": created, "owned_by": "gateway"}
+
+
+async def list_models(request: Request) -> Response:
+    try:
+        principal = _principal(request)
+    except GatewayError as error:
+        return error_response(error)
+    config = request.app.state.runtime.config
+    data = [_model_object(a, config.created) for a in visible_models(config, principal)]
+    return json_response({"object": "list", "data": data})
+
+
+async def get_model(request: Request) -> Response:
+    try:
+        principal = _principal(request)
+    except GatewayError as error:
+        return error_response(error)
+    config = request.app.state.runtime.config
+    alias = request.path_params["model"]
+    if alias not in config.routes or not principal.allows(alias):
+        return error_response(NotFound(
+            f"The model '{alias[:200]}' does not exist or you do not have access to it.",
+            param="model", code="model_not_found"))
+    return json_response(_model_object(alias, config.created))
+
+
+async def healthz(request: Request) -> Response:
+    """The process is alive and serving HTTP."""
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    """Config loaded and store reachable: send traffic here."""
+    runtime = getattr(request.app.state, "runtime", None)
+    if runtime is None:
+        return json_response({"status": "starting"}, 503)
+    try:
+        store_ok = await asyncio.wait_for(runtime.store.ping(), timeout=1.0)
+    except Exception:
+        store_ok = False
+    body = {"status": "ready" if store_ok else "store unreachable",
+            "config": runtime.config.digest,
+            "store": {"kind": runtime.store.kind, "reachable": store_ok},
+            "models": len(runtime.config.routes)}
+    return json_response(body, 200 if store_ok else 503)
+
+
+async def prometheus(request: Request) -> Response:
+    body, content_type = metrics.render()
+    return Response(body, media_type=content_type)

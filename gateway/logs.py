@@ -1,0 +1,69 @@
+"""Logs: one JSON line per event for machines, a readable line on a terminal.
+
+Every line written while a request is handled carries its request id (a
+context variable), so a request can be followed through the log. Keys and
+prompts never reach the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from contextvars import ContextVar
+
+import orjson
+
+REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+log = logging.getLogger("gateway")
+
+
+class _RequestIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = REQUEST_ID.get()
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line = {"ts": round(record.created, 3), "level": record.levelname.lower(),
+                "logger": record.name, "msg": record.getMessage()}
+        if record.request_id:
+            line["request_id"] = record.request_id
+        fields = getattr(record, "fields", None)
+        if fields:
+            line.update(fields)
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        return orjson.dumps(line).decode()
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
+        parts = [stamp, record.levelname.lower().ljust(7), record.getMessage()]
+        if record.request_id:
+            parts.append(f"request_id={record.request_id}")
+        for key, value in (getattr(record, "fields", None) or {}).items():
+            if value is not None:
+                parts.append(f"{key}={value}")
+        text = " ".join(parts)
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
+
+
+def setup_logging(level: str = "info", fmt: str = "auto") -> None:
+    """JSON lines unless stderr is a terminal (or `fmt` says otherwise)."""
+    if fmt == "auto":
+        fmt = "text" if sys.stderr.isatty() else "json"
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(TextFormatter() if fmt == "text" else JsonFormatter())
+    handler.addFilter(_RequestIdFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True

@@ -1,0 +1,39 @@
+"""Prometheus metrics. Label values come only from config (aliases), never from raw client input."""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+
+# `*_created` series double the output and no dashboard reads them.
+disable_created_metrics()
+
+# From tens of milliseconds to minutes: LLM requests span all of it.
+LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
+
+REQUESTS = Counter("gateway_requests", "Chat requests answered, by model alias and status class.",
+                   ["model", "status"])
+DURATION = Histogram("gateway_request_duration_seconds", "Time from request to last byte.",
+                     ["model"], buckets=LATENCY_BUCKETS)
+TTFB = Histogram("gateway_time_to_first_byte_seconds",
+                 "Time from request to the first byte of the answer sent to the client.",
+                 ["model"], buckets=LATENCY_BUCKETS)
+
+UNKNOWN = "(unrouted)"
+
+
+def observe(alias: str | None, status: int, seconds: float, ttfb: float | None) -> None:
+    model = alias or UNKNOWN
+    REQUESTS.labels(model, f"{status // 100}xx").inc()
+    DURATION.labels(model).observe(seconds)
+    if ttfb is not None:
+        TTFB.labels(model).observe(ttfb)
+
+
+def render() -> tuple[bytes, str]:
+    return generate_latest(), CONTENT_TYPE_LATEST

@@ -1,0 +1,58 @@
+"""POST /v1/chat/completions: the request pipeline, stage by stage.
+
+accept -> authenticate -> plan -> (translate, relay, adapt) -> settle.
+It is a plain ASGI app, not a Starlette endpoint: this is the hot path, and
+it needs the raw `receive` to notice a client that disconnects.
+"""
+
+from __future__ import annotations
+
+import time
+
+from gateway.accept import parse_json, read_body, read_headers
+from gateway.account import settle
+from gateway.auth import authenticate
+from gateway.disconnect import until_disconnect
+from gateway.errors import ClientDisconnected, GatewayError
+from gateway.exchange import Exchange
+from gateway.logs import REQUEST_ID, log
+from gateway.relay import relay
+from gateway.responses import send_error
+from gateway.route import resolve
+from gateway.validate import validate_chat
+
+
+class ChatCompletions:
+    def __init__(self, state) -> None:
+        self.state = state  # holds `.runtime`, swapped whole on reload
+
+    async def __call__(self, scope, receive, send) -> None:
+        runtime = self.state.runtime
+        config = runtime.config
+        incoming = read_headers(scope)
+        ex = Exchange(incoming.request_id, time.perf_counter())
+        token = REQUEST_ID.set(ex.request_id)
+        try:
+            principal = authenticate(config, incoming.key)
+            ex.key_name = principal.name
+            body = await read_body(receive, incoming, config.max_body_bytes)
+            payload = validate_chat(parse_json(body))
+            route = resolve(config, payload["model"], principal)
+            ex.alias = route.alias
+            ex.stream = payload.get("stream") is True
+            await until_disconnect(receive, relay(ex, route, payload, runtime.transports, send))
+        except GatewayError as error:
+            ex.status, ex.error = error.status, error.message
+            if not ex.committed:
+                await send_error(send, error, ex.request_id)
+        except ClientDisconnected:
+            ex.status, ex.error = 499, "client disconnected"
+        except Exception:
+            log.exception("unexpected error in the chat pipeline")
+            ex.status, ex.error = 500, "internal error"
+            if not ex.committed:
+                await send_error(send, GatewayError("The gateway failed unexpectedly."),
+                                 ex.request_id)
+        finally:
+            settle(ex)
+            REQUEST_ID.reset(token)

@@ -1,0 +1,20 @@
+"""Writing responses on raw ASGI: the few shapes the gateway sends."""
+
+from __future__ import annotations
+
+from gateway.errors import GatewayError
+
+
+async def send_json(send, status: int, body: bytes, request_id: str | None = None,
+                    extra: dict[str, str] | None = None) -> None:
+    headers = [(b"content-type", b"application/json")]
+    if request_id:
+        headers.append((b"x-request-id", request_id.encode()))
+    for name, value in (extra or {}).items():
+        headers.append((name.encode(), value.encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_error(send, error: GatewayError, request_id: str | None = None) -> None:
+    await send_json(send, error.status, error.render(), request_id, error.headers)
