@@ -22,6 +22,18 @@ class Incoming:
     content_encoding: bytes | None
 
 
+def new_request_id() -> str:
+    return os.urandom(12).hex()
+
+
+def request_id_of(scope: dict) -> str:
+    """The client's `x-request-id` if it is a sane one, else a new id."""
+    for name, value in scope["headers"]:
+        if name == b"x-request-id" and _REQUEST_ID.match(value):
+            return value.decode()
+    return new_request_id()
+
+
 def read_headers(scope: dict) -> Incoming:
     """The key (Bearer, Api-Key, x-api-key or api-key), the request id, and the body's framing."""
     key = alt_key = None
@@ -43,7 +55,7 @@ def read_headers(scope: dict) -> Incoming:
             encoding = value.lower()
     return Incoming(
         key=key or alt_key,
-        request_id=request_id or os.urandom(12).hex(),
+        request_id=request_id or new_request_id(),
         content_length=length,
         content_encoding=encoding,
     )

@@ -41,13 +41,14 @@ def adapt_completion(data: bytes, alias: str) -> tuple[bytes, dict | None]:
 class StreamAdapter:
     """Splits an upstream SSE byte stream into whole events and rewrites them for the client."""
 
-    __slots__ = ("_model", "_rest", "done", "usage")
+    __slots__ = ("_model", "_rest", "done", "truncated", "usage")
 
     def __init__(self, alias: str) -> None:
         # A regex replacement template: backslashes doubled so the alias is taken literally.
         self._model = (b'"model":' + orjson.dumps(alias)).replace(b"\\", b"\\\\")
         self._rest = b""
         self.done = False
+        self.truncated = False  # the upstream stopped in the middle of an event
         self.usage: dict | None = None
 
     def feed(self, chunk: bytes) -> bytes:
@@ -66,12 +67,25 @@ class StreamAdapter:
         return self._rewrite(data[:end + 2])
 
     def finish(self) -> bytes:
-        """What is left when the upstream ends: any unterminated event, then `[DONE]` if it never came."""
-        tail = b""
-        if self._rest.strip():
-            tail = self._rewrite(self._rest.rstrip(b"\r\n") + b"\n\n")
-        self._rest = b""
-        return tail if self.done else tail + DONE_EVENT
+        """The last event if the upstream ended without its blank line; a cut-off one is dropped.
+
+        `[DONE]` is not added here: the relay adds it, or an error event if `truncated`.
+        """
+        rest, self._rest = self._rest.strip(), b""
+        if not rest:
+            return b""
+        if _DONE.match(rest):
+            self.done = True
+            return DONE_EVENT
+        if rest.startswith(b"data:"):
+            try:
+                orjson.loads(rest[5:])
+            except orjson.JSONDecodeError:
+                pass
+            else:
+                return self._rewrite(rest + b"\n\n")
+        self.truncated = True
+        return b""
 
     def _rewrite(self, events: bytes) -> bytes:
         events = _MODEL.sub(self._model, events)

@@ -1,4 +1,9 @@
-"""Wire the stages to Starlette: routes, lifespan, and OpenAI-shaped answers for everything."""
+"""Wire the stages to ASGI: chat completions straight to the pipeline, the rest through Starlette.
+
+The chat route is the hot path, so the entry point sends it to the pipeline
+with one string comparison; Starlette's router, middleware and request
+objects serve the other endpoints, where their cost does not matter.
+"""
 
 from __future__ import annotations
 
@@ -12,20 +17,42 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway import endpoints
+from gateway.accept import request_id_of
 from gateway.config import Config, load_config
 from gateway.errors import GatewayError, InvalidRequest, NotFound
-from gateway.logs import log
+from gateway.logs import REQUEST_ID, log
 from gateway.pipeline import ChatCompletions
 from gateway.runtime import start_runtime, stop_runtime
 
 CONFIG_ENV = "GATEWAY_CONFIG"
+CHAT_PATHS = ("/v1/chat/completions", "/chat/completions")
 
 
-def create_app(config: Config | None = None) -> Starlette:
-    """The ASGI app. Without `config`, loads the file named by $GATEWAY_CONFIG (how workers get it)."""
+class Gateway:
+    """The ASGI app."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.site = _starlette(config)
+        self.state = self.site.state  # `.runtime` is set at startup and swapped on reload
+        self.chat = ChatCompletions(self.state)
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.site(scope, receive, send)
+        if scope["path"] in CHAT_PATHS and scope["method"] == "POST":
+            return await self.chat(scope, receive, send)
+        await _with_request_id(self.site, scope, receive, send)
+
+
+def create_app(config: Config | None = None) -> Gateway:
+    """The app. Without `config`, loads the file named by $GATEWAY_CONFIG (how workers get it)."""
     if config is None:
         config = load_config(os.environ.get(CONFIG_ENV, "routes.yaml"))
+    return Gateway(config)
 
+
+def _starlette(config: Config) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette):
         app.state.runtime = start_runtime(config)
@@ -37,22 +64,36 @@ def create_app(config: Config | None = None) -> Starlette:
         finally:
             await stop_runtime(app.state.runtime)
 
-    app = Starlette(
-        routes=[],
+    async def chat_wrong_method(request: Request) -> Response:
+        raise HTTPException(405)
+
+    return Starlette(
+        routes=[
+            Route("/v1/chat/completions", chat_wrong_method, methods=["POST"]),
+            Route("/v1/models", endpoints.list_models, methods=["GET"]),
+            Route("/v1/models/{model:path}", endpoints.get_model, methods=["GET"]),
+            Route("/healthz", endpoints.healthz, methods=["GET"]),
+            Route("/readyz", endpoints.readyz, methods=["GET"]),
+            Route("/metrics", endpoints.prometheus, methods=["GET"]),
+        ],
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
     )
-    chat = ChatCompletions(app.state)
-    app.router.routes.extend([
-        Route("/v1/chat/completions", chat, methods=["POST"]),
-        Route("/chat/completions", chat, methods=["POST"]),
-        Route("/v1/models", endpoints.list_models, methods=["GET"]),
-        Route("/v1/models/{model:path}", endpoints.get_model, methods=["GET"]),
-        Route("/healthz", endpoints.healthz, methods=["GET"]),
-        Route("/readyz", endpoints.readyz, methods=["GET"]),
-        Route("/metrics", endpoints.prometheus, methods=["GET"]),
-    ])
-    return app
+
+
+async def _with_request_id(app, scope, receive, send) -> None:
+    request_id = request_id_of(scope)
+    token = REQUEST_ID.set(request_id)
+
+    async def send_with_id(message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", ()), (b"x-request-id", request_id.encode())]
+        await send(message)
+
+    try:
+        await app(scope, receive, send_with_id)
+    finally:
+        REQUEST_ID.reset(token)
 
 
 async def _http_error(request: Request, exc: HTTPException) -> Response:

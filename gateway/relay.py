@@ -144,8 +144,17 @@ async def _stream(ex: Exchange, target: Target, first: bytes, chunks: AsyncItera
                 ex.ttft = time.perf_counter() - ex.started
             await send({"type": "http.response.body", "body": out, "more_body": True})
         clock.reschedule(min(loop.time() + idle, end))
+    tail = adapter.finish()
     ex.usage = adapter.usage
-    await send({"type": "http.response.body", "body": adapter.finish(), "more_body": False})
+    if adapter.truncated:
+        if tail:
+            await send({"type": "http.response.body", "body": tail, "more_body": True})
+        await _end_stream(ex, send, UpstreamError(
+            "The upstream stream ended in the middle of an event."))
+        return
+    if not adapter.done:
+        tail += DONE_EVENT
+    await send({"type": "http.response.body", "body": tail, "more_body": False})
 
 
 async def _end_stream(ex: Exchange, send, error: GatewayError) -> None:

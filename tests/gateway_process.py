@@ -1,0 +1,87 @@
+"""Run the real gateway, `python -m gateway serve`, on a free loopback port, for tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(condition, timeout: float, message: str, interval: float = 0.02):
+    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+class GatewayProcess:
+    """`gateway serve` in a child process, with its log captured to a file."""
+
+    def __init__(self, config: Path, env: dict[str, str] | None = None, args: list[str] = (),
+                 cwd: Path | None = None, pass_config: bool = True) -> None:
+        self.config = config
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = config.with_suffix(f".{self.port}.log")
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.args = list(args)
+        self.cwd = cwd
+        self.pass_config = pass_config  # False: let the gateway find ./routes.yaml itself
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 20.0) -> GatewayProcess:
+        self._log = open(self.log_path, "wb")
+        command = [sys.executable, "-m", "gateway", "serve", "--port", str(self.port),
+                   "--log-format", "json", *self.args]
+        if self.pass_config:
+            command += ["--config", str(self.config)]
+        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT,
+                                        env=self.env, cwd=self.cwd)
+        wait_for(self._ready, timeout, f"the gateway on port {self.port} to be ready")
+        return self
+
+    def _ready(self) -> bool:
+        if self.process.poll() is not None:
+            raise AssertionError(f"gateway exited with {self.process.returncode}:\n{self.log()}")
+        try:
+            return httpx.get(self.url + "/readyz", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        if self.process:
+            self._log.close()
+
+    def __enter__(self) -> GatewayProcess:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

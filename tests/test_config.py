@@ -1,0 +1,181 @@
+"""routes.yaml: what loads, and how a bad file is refused (file, path, line, reason; exit 2)."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from gateway.config import ConfigError, digest_key, load_config
+from tests.conftest import REPO
+from tests.gateway_process import free_port
+
+ISSUE_EXAMPLE = """
+providers:
+  local-vllm: {profile: vllm, base_url: "http://127.0.0.1:8000/v1"}
+  generalcompute: {profile: generalcompute, base_url: "https://api.generalcompute.com/v1", api_key: "${GENERALCOMPUTE_API_KEY}"}
+models:
+  deepseek-v3.2:
+    targets:
+      - {provider: generalcompute, model: deepseek-v3.2}
+      - {provider: local-vllm, model: deepseek-ai/DeepSeek-V3.2}
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "routes.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def refused(tmp_path: Path, text: str, env: dict | None = None) -> ConfigError:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text), env or {})
+    return caught.value
+
+
+def test_the_example_config_loads_as_written(tmp_path):
+    config = load_config(write(tmp_path, ISSUE_EXAMPLE), {"GENERALCOMPUTE_API_KEY": "gc-secret"})
+
+    targets = list(config.routes["deepseek-v3.2"].attempts())
+    assert [(t.provider.name, t.model) for t in targets] == [
+        ("generalcompute", "deepseek-v3.2"), ("local-vllm", "deepseek-ai/DeepSeek-V3.2")]
+    generalcompute = config.providers["generalcompute"]
+    assert generalcompute.chat_url == "https://api.generalcompute.com/v1/chat/completions"
+    assert generalcompute.headers["authorization"] == "Bearer gc-secret"
+    assert "gc-secret" not in repr(config)  # secrets stay out of reprs and logs
+
+
+def test_missing_env_var_names_the_variable_and_the_place(tmp_path):
+    error = refused(tmp_path, ISSUE_EXAMPLE)
+
+    assert str(error) == (f"{tmp_path / 'routes.yaml'}:4: providers.generalcompute.api_key: "
+                          "environment variable GENERALCOMPUTE_API_KEY is not set")
+
+
+def test_env_defaults(tmp_path):
+    config = load_config(write(tmp_path, """
+        providers:
+          local: {profile: vllm, base_url: "${VLLM_URL:-http://127.0.0.1:9/v1}"}
+        models:
+          m: {targets: [{provider: local, model: m}]}
+        keys:
+          app: {key: "${APP_KEY:-sk-default-app-key}"}
+    """), {})
+    assert config.providers["local"].base_url == "http://127.0.0.1:9/v1"
+    assert digest_key("sk-default-app-key") in config.keys
+
+
+def test_unknown_provider_points_at_the_target(tmp_path):
+    error = refused(tmp_path, """
+        providers:
+          local: {profile: vllm, base_url: "http://127.0.0.1:8000/v1"}
+        models:
+          gpt-x:
+            targets:
+              - {provider: local, model: a}
+              - {provider: locla, model: b}
+    """)
+    assert "routes.yaml:8: models.gpt-x.targets[1].provider: unknown provider 'locla'" in str(error)
+    assert "known providers: local" in str(error)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("""
+     models:
+       m:
+         target: []
+     """, "models.m.target: unknown key 'target' (did you mean 'targets'?)"),
+    ("""
+     providers:
+       p: {profile: vllm, base_url: "http://x/v1", timeouts: {connect: "soon"}}
+     """, "providers.p.timeouts.connect: input should be a valid number"),
+    ("""
+     providers:
+       p: {profile: nope, base_url: "http://x/v1"}
+     """, "providers.p.profile: unknown profile 'nope'"),
+    ("""
+     providers:
+       p: {profile: vllm}
+     """, "providers.p.base_url: required for profile 'vllm'"),
+    ("""
+     models:
+       m: {targets: []}
+     """, "models.m.targets: list should have at least 1 item"),
+    ("""
+     models:
+       m: {targets: [{provider: p, model: a}]}
+       m: {targets: [{provider: p, model: b}]}
+     """, "models.m: duplicate key 'm' (first at line 3)"),
+    ("""
+     server: {max_body_bytes: lots}
+     """, "server.max_body_bytes: value error, expected a size"),
+    ("""
+     keys:
+       k: {models: [demo]}
+     """, "keys.k: give exactly one of 'key'"),
+    ("models: [\n", "not valid YAML"),
+])
+def test_bad_configs_are_refused_with_the_place(tmp_path, text, expected):
+    assert expected in str(refused(tmp_path, text))
+
+
+def test_every_problem_is_reported_at_once(tmp_path):
+    error = refused(tmp_path, """
+        providers:
+          p: {profile: vllm, base_url: "http://x/v1", weight: 2}
+        models:
+          m: {targets: [{provider: p}]}
+    """)
+    assert len(error.problems) == 2
+    assert {p.line for p in error.problems} == {3, 5}
+
+
+def test_shipped_routes_yaml_is_valid():
+    config = load_config(REPO / "routes.yaml", {})
+    assert list(config.routes) == ["demo"]
+    assert config.providers["demo"].profile.transport == "demo"
+
+
+def gateway_cli(*args: str, env: dict | None = None, timeout: float = 30):
+    return subprocess.run([sys.executable, "-m", "gateway", *args], capture_output=True,
+                          text=True, timeout=timeout, env=env)
+
+
+def test_check_prints_the_model_table(tmp_path):
+    path = write(tmp_path, ISSUE_EXAMPLE)
+    result = gateway_cli("check", "--config", str(path),
+                         env={"GENERALCOMPUTE_API_KEY": "gc-secret", "PATH": ""})
+
+    assert result.returncode == 0, result.stderr
+    assert "deepseek-v3.2  1. generalcompute -> deepseek-v3.2  (primary)" in result.stdout
+    assert "2. local-vllm -> deepseek-ai/DeepSeek-V3.2  (fallback 1)" in result.stdout
+    assert "gc-secret" not in result.stdout
+
+
+def test_check_refuses_a_bad_config_with_exit_2(tmp_path):
+    result = gateway_cli("check", "--config", str(write(tmp_path, ISSUE_EXAMPLE)), env={"PATH": ""})
+
+    assert result.returncode == 2
+    assert "providers.generalcompute.api_key: environment variable GENERALCOMPUTE_API_KEY" in result.stderr
+
+
+def test_check_refuses_a_missing_file(tmp_path):
+    result = gateway_cli("check", "--config", str(tmp_path / "nope.yaml"))
+    assert result.returncode == 2
+    assert "nope.yaml: (top level): no such file" in result.stderr
+
+
+def test_serve_refuses_a_bad_config_before_binding(tmp_path):
+    port = free_port()
+    result = gateway_cli("serve", "--config", str(write(tmp_path, ISSUE_EXAMPLE)),
+                         "--port", str(port), env={"PATH": ""})
+
+    assert result.returncode == 2
+    assert "GENERALCOMPUTE_API_KEY is not set" in result.stderr
+    with socket.socket() as s:  # nobody is listening there
+        assert s.connect_ex(("127.0.0.1", port)) != 0

@@ -1,0 +1,95 @@
+"""The README's quickstart: `gateway serve` in the repo, on the shipped routes.yaml, answers `demo`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import REPO
+from tests.gateway_process import GatewayProcess
+
+DEMO_KEY = "sk-gateway-demo"  # the shipped routes.yaml's quickstart key
+
+
+@pytest.fixture(scope="module")
+def quickstart(tmp_path_factory) -> Iterator[GatewayProcess]:
+    """Exactly what a new user runs: no --config, from a directory holding the shipped routes.yaml."""
+    home = tmp_path_factory.mktemp("quickstart")
+    shutil.copy(REPO / "routes.yaml", home / "routes.yaml")
+    with GatewayProcess(home / "routes.yaml", cwd=home, pass_config=False) as process:
+        yield process
+
+
+@pytest.fixture
+def sdk(quickstart) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=quickstart.url + "/v1", api_key=DEMO_KEY, max_retries=0) as client:
+        yield client
+
+
+def test_demo_answers(sdk):
+    answer = sdk.chat.completions.create(
+        model="demo", messages=[{"role": "user", "content": "Hello there"}])
+
+    text = answer.choices[0].message.content
+    assert 'You said: "Hello there"' in text
+    assert answer.model == "demo"
+    assert answer.usage.completion_tokens > 10
+    assert answer.usage.total_tokens == answer.usage.prompt_tokens + answer.usage.completion_tokens
+
+
+def test_demo_is_deterministic_and_streams_the_same_text(sdk):
+    messages = [{"role": "user", "content": "Same again"}]
+    whole = sdk.chat.completions.create(model="demo", messages=messages)
+    chunks = list(sdk.chat.completions.create(model="demo", messages=messages, stream=True,
+                                              stream_options={"include_usage": True}))
+
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert streamed == whole.choices[0].message.content
+    assert chunks[-1].usage.model_dump() == whole.usage.model_dump()
+    assert len([c for c in chunks if c.choices and c.choices[0].delta.content]) > 10
+
+
+def test_demo_respects_max_tokens(sdk):
+    answer = sdk.chat.completions.create(
+        model="demo", messages=[{"role": "user", "content": "hi"}], max_completion_tokens=4)
+    assert answer.choices[0].finish_reason == "length"
+    assert answer.usage.completion_tokens == 4
+
+
+def test_demo_calls_tools_and_speaks_json(sdk):
+    tools = [{"type": "function", "function": {"name": "lookup", "parameters": {
+        "type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]}}}]
+    called = sdk.chat.completions.create(
+        model="demo", messages=[{"role": "user", "content": "look it up"}], tools=tools)
+    as_json = sdk.chat.completions.create(
+        model="demo", messages=[{"role": "user", "content": "json"}],
+        response_format={"type": "json_object"})
+
+    call = called.choices[0].message.tool_calls[0]
+    assert call.function.name == "lookup" and json.loads(call.function.arguments) == {"q": "demo"}
+    assert json.loads(as_json.choices[0].message.content)["model"] == "demo"
+
+
+def test_demo_key_may_use_only_demo(quickstart):
+    response = httpx.post(quickstart.url + "/v1/chat/completions",
+                          headers={"Authorization": f"Bearer {DEMO_KEY}"},
+                          json={"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]})
+    assert response.status_code == 404
+    assert "Models available to this key: demo." in response.json()["error"]["message"]
+
+
+def test_health_readiness_and_metrics(quickstart, sdk):
+    sdk.chat.completions.create(model="demo", messages=[{"role": "user", "content": "count me"}])
+
+    assert httpx.get(quickstart.url + "/healthz").json() == {"status": "ok"}
+    ready = httpx.get(quickstart.url + "/readyz").json()
+    assert ready["status"] == "ready" and ready["store"] == {"kind": "memory", "reachable": True}
+    metrics = httpx.get(quickstart.url + "/metrics")
+    assert metrics.headers["content-type"].startswith("text/plain")
+    assert 'gateway_requests_total{model="demo",status="2xx"}' in metrics.text
+    assert "gateway_request_duration_seconds_bucket" in metrics.text

@@ -1,0 +1,249 @@
+"""An OpenAI-compatible upstream for tests: a real HTTP server on loopback.
+
+It records every request it receives and answers as a test tells it to:
+with a scripted status or body, after a delay, as a stream (optionally held
+at a gate until the test opens it), or never. With nothing scripted it
+answers like a model would: an echo of the last user message, a tool call
+when tools are offered, JSON in JSON mode, streamed when asked to.
+
+It runs aiohttp's server in a thread of its own, so tests stay plain
+synchronous code and read like usage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    headers: dict[str, str]  # names in lower case
+    body: bytes
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class Gate:
+    """A point in a scripted stream where the upstream waits until the test calls `open()`."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def open(self) -> None:
+        self._event.set()
+
+    def wait(self, timeout: float) -> bool:
+        return self._event.wait(timeout)
+
+
+@dataclass
+class Reply:
+    """What the upstream does with one request. Unset fields mean "answer normally"."""
+
+    status: int = 200
+    json: Any = None  # the body as JSON
+    raw: bytes | None = None  # the body as bytes, sent as is
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # seconds to wait before answering
+    hang: bool = False  # never answer
+    events: list[Any] | None = None  # a stream: dicts (sent as `data: JSON`), bytes (raw) or Gates
+    interval: float = 0.0  # seconds between streamed events
+    done: bool = True  # end a stream with `data: [DONE]`
+
+
+def completion(request: dict, content: str | None = None, *, tool_calls: list | None = None,
+               usage: dict | None = None) -> dict:
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if tool_calls:
+        message["tool_calls"] = tool_calls
+    return {
+        "id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()),
+        "model": request.get("model"),
+        "choices": [{"index": 0, "message": message, "logprobs": None,
+                     "finish_reason": "tool_calls" if tool_calls else "stop"}],
+        "usage": usage or {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
+    }
+
+
+def chunk(request: dict, delta: dict, finish: str | None = None, **extra: Any) -> dict:
+    return {"id": "chatcmpl-test", "object": "chat.completion.chunk", "created": int(time.time()),
+            "model": request.get("model"),
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+            **extra}
+
+
+def _last_user_text(request: dict) -> str:
+    for message in reversed(request.get("messages") or []):
+        if message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, list):
+                return " ".join(p.get("text", "") for p in content if p.get("type") == "text")
+            return str(content)
+    return ""
+
+
+def natural_answer(request: dict) -> tuple[str | None, list | None]:
+    """What a well-behaved model would say: a tool call if offered tools, JSON in JSON mode, else an echo."""
+    tools = request.get("tools") or []
+    if tools and request.get("tool_choice") != "none" and request["messages"][-1]["role"] == "user":
+        name = tools[0]["function"]["name"]
+        return None, [{"id": "call_test_1", "type": "function",
+                       "function": {"name": name, "arguments": '{"location": "Paris"}'}}]
+    if (request.get("response_format") or {}).get("type") == "json_object":
+        return json.dumps({"echo": _last_user_text(request)}), None
+    return f"echo: {_last_user_text(request)}", None
+
+
+def natural_stream(request: dict) -> list[dict]:
+    content, tool_calls = natural_answer(request)
+    events = [chunk(request, {"role": "assistant", "content": ""})]
+    if tool_calls:
+        call = tool_calls[0]
+        events.append(chunk(request, {"tool_calls": [{
+            "index": 0, "id": call["id"], "type": "function",
+            "function": {"name": call["function"]["name"], "arguments": ""}}]}))
+        arguments = call["function"]["arguments"]
+        for i in range(0, len(arguments), 5):
+            events.append(chunk(request, {"tool_calls": [
+                {"index": 0, "function": {"arguments": arguments[i:i + 5]}}]}))
+        events.append(chunk(request, {}, "tool_calls"))
+    else:
+        for word in content.split(" "):
+            events.append(chunk(request, {"content": word + " "}))
+        events.append(chunk(request, {}, "stop"))
+    if (request.get("stream_options") or {}).get("include_usage"):
+        events.append({**chunk(request, {}), "choices": [],
+                       "usage": {"prompt_tokens": 11, "completion_tokens": len(events),
+                                 "total_tokens": 11 + len(events)}})
+    return events
+
+
+class Upstream:
+    """A scriptable OpenAI-compatible server on 127.0.0.1, on a free port."""
+
+    def __init__(self) -> None:
+        self.requests: list[Recorded] = []
+        self.stream_closed_early = threading.Event()  # the gateway hung up mid-stream
+        self.events_sent = 0
+        self._plan: deque[Reply] = deque()
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def then(self, *replies: Reply) -> Upstream:
+        """Answer the next requests with these replies, in order; then answer normally again."""
+        with self._lock:
+            self._plan.extend(replies)
+        return self
+
+    def reset(self) -> None:
+        with self._lock:
+            self._plan.clear()
+            self.requests.clear()
+            self.events_sent = 0
+        self.stream_closed_early.clear()
+
+    @property
+    def last(self) -> Recorded:
+        return self.requests[-1]
+
+    def start(self) -> Upstream:
+        started = threading.Event()
+
+        def run() -> None:
+            self._loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self._loop)
+            app = web.Application(client_max_size=256 * 2**20)
+            app.router.add_post("/v1/chat/completions", self._chat)
+            app.router.add_get("/v1/models", self._models)
+            self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+            self._loop.run_until_complete(self._runner.setup())
+            site = web.TCPSite(self._runner, "127.0.0.1", 0)
+            self._loop.run_until_complete(site.start())
+            self.port = site._server.sockets[0].getsockname()[1]
+            started.set()
+            self._loop.run_forever()
+            self._loop.run_until_complete(self._runner.cleanup())
+            self._loop.close()
+
+        self._thread = threading.Thread(target=run, name="test-upstream", daemon=True)
+        self._thread.start()
+        if not started.wait(10):
+            raise RuntimeError("test upstream did not start")
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+
+    def _next(self) -> Reply:
+        with self._lock:
+            return self._plan.popleft() if self._plan else Reply()
+
+    async def _models(self, request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": "upstream-model", "object": "model"}]})
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        with self._lock:
+            headers = {k.lower(): v for k, v in request.headers.items()}
+            self.requests.append(Recorded(request.method, request.path, headers, body))
+        reply = self._next()
+        if reply.hang:
+            await asyncio.sleep(3600)
+        if reply.delay:
+            await asyncio.sleep(reply.delay)
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            payload = {}
+        if reply.raw is not None or reply.json is not None or reply.status != 200:
+            data = reply.raw if reply.raw is not None else json.dumps(reply.json or {}).encode()
+            headers = {"content-type": "application/json", **reply.headers}
+            return web.Response(status=reply.status, body=data, headers=headers)
+        if payload.get("stream") or reply.events is not None:
+            events = reply.events if reply.events is not None else natural_stream(payload)
+            return await self._stream(request, reply, events)
+        content, tool_calls = natural_answer(payload)
+        return web.json_response(completion(payload, content, tool_calls=tool_calls))
+
+    async def _stream(self, request: web.Request, reply: Reply, events: list) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"content-type": "text/event-stream", **reply.headers})
+        await response.prepare(request)
+        try:
+            for event in events:
+                if isinstance(event, Gate):
+                    opened = await asyncio.get_running_loop().run_in_executor(None, event.wait, 30)
+                    if not opened:
+                        raise RuntimeError("a test gate was never opened")
+                    continue
+                data = event if isinstance(event, bytes) else b"data: " + json.dumps(event).encode() + b"\n\n"
+                await response.write(data)
+                self.events_sent += 1
+                if reply.interval:
+                    await asyncio.sleep(reply.interval)
+            if reply.done:
+                await response.write(b"data: [DONE]\n\n")
+            await response.write_eof()
+        except (ConnectionError, asyncio.CancelledError):
+            self.stream_closed_early.set()
+            raise
+        return response
