@@ -20,7 +20,7 @@ from gateway import endpoints
 from gateway.accept import request_id_of
 from gateway.config import Config, load_config
 from gateway.errors import GatewayError, InvalidRequest, NotFound
-from gateway.logs import REQUEST_ID, log
+from gateway.logs import REQUEST_ID, log, setup_logging
 from gateway.pipeline import ChatCompletions
 from gateway.runtime import start_runtime, stop_runtime
 
@@ -46,8 +46,11 @@ class Gateway:
 
 
 def create_app(config: Config | None = None) -> Gateway:
-    """The app. Without `config`, loads the file named by $GATEWAY_CONFIG (how workers get it)."""
+    """The app. Without `config`, as `gateway serve` starts it in each worker process:
+    config and log settings from the environment the serve command set."""
     if config is None:
+        setup_logging(os.environ.get("GATEWAY_LOG_LEVEL", "info"),
+                      os.environ.get("GATEWAY_LOG_FORMAT", "auto"))
         config = load_config(os.environ.get(CONFIG_ENV, "routes.yaml"))
     return Gateway(config)
 

@@ -75,8 +75,11 @@ def serve_forever(config: Config, args: argparse.Namespace) -> int:
     from gateway.logs import setup_logging
 
     setup_logging(args.log_level, args.log_format)
-    # Workers are separate processes: they find the (already validated) config here.
+    # Workers are separate processes: they find the (already validated) config and
+    # the log settings here.
     os.environ["GATEWAY_CONFIG"] = str(config.source.resolve())
+    os.environ["GATEWAY_LOG_LEVEL"] = args.log_level
+    os.environ["GATEWAY_LOG_FORMAT"] = args.log_format
     uvicorn.run(
         "gateway.app:create_app",
         factory=True,

@@ -5,6 +5,10 @@ that only sends would read the upstream to the end: a local vLLM would go on
 generating for nobody. A watcher task waits on `receive` for
 `http.disconnect` and cancels the request's task; the relay's cleanup then
 closes the upstream connection, which stops the upstream.
+
+The watcher is never cancelled: by the ASGI spec `receive` returns
+`http.disconnect` once the response is complete, so it ends by itself, and
+cancelling a task costs more than letting it return.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ async def until_disconnect(receive, work: Awaitable[None]) -> None:
                     task.cancel()
                 return
 
-    watcher = asyncio.create_task(watch())
+    asyncio.get_running_loop().create_task(watch())
     try:
         await work
     except asyncio.CancelledError:
@@ -39,4 +43,3 @@ async def until_disconnect(receive, work: Awaitable[None]) -> None:
         raise
     finally:
         state["working"] = False
-        watcher.cancel()

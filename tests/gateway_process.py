@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -68,6 +69,15 @@ class GatewayProcess:
     def log(self) -> str:
         self._log.flush()
         return self.log_path.read_text(errors="replace")
+
+    def request_log(self, request_id: str) -> dict | None:
+        """The gateway's log line for one request, found by its request id; None if not written yet."""
+        for line in self.log().splitlines():
+            if request_id in line and line.startswith("{"):
+                entry = json.loads(line)
+                if entry.get("msg") == "request" and entry.get("request_id") == request_id:
+                    return entry
+        return None
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

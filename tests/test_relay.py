@@ -47,7 +47,8 @@ def test_unreachable_upstream_is_502(http):
     error = assert_openai_error(http.post(CHAT, headers=auth(), json=ask("only-dead")), 502)
     assert "only-dead" in error["message"]
     assert "dead/nothing" in error["message"]  # which target failed, and...
-    assert "connect" in error["message"]  # ...why
+    assert "Connection refused" in error["message"]  # ...why...
+    assert "127.0.0.1" not in error["message"]  # ...but not where it lives
 
 
 def test_all_targets_failing_is_502_naming_each(http, primary, backup):
@@ -147,8 +148,20 @@ def test_client_disconnect_closes_the_upstream_stream(gateway, primary):
             assert next(line for line in lines if line).startswith("data: ")
         # leaving the block closes the connection mid-stream
 
-    wait_for(primary.stream_closed_early.is_set, 5, "the upstream to see the stream closed")
+    wait_for(primary.closed_early.is_set, 5, "the upstream to see the stream closed")
     assert primary.events_sent < 1000
+
+
+def test_client_giving_up_on_a_plain_request_closes_the_upstream_request(gateway, primary):
+    primary.then(Reply(hang=True))
+
+    headers = {**auth(), "x-request-id": "abandoned-plain-request"}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(gateway.url + CHAT, headers=headers, json=ask("gpt-test"), timeout=0.5)
+
+    wait_for(primary.closed_early.is_set, 5, "the upstream to see the request abandoned")
+    entry = wait_for(lambda: gateway.request_log("abandoned-plain-request"), 5, "its log line")
+    assert entry["status"] == 499 and entry["error"] == "client disconnected"
 
 
 def test_stream_that_fails_before_its_first_byte_falls_back(gateway, primary, backup):

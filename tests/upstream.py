@@ -57,7 +57,7 @@ class Reply:
     raw: bytes | None = None  # the body as bytes, sent as is
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds to wait before answering
-    hang: bool = False  # never answer
+    hang: bool = False  # never answer; notice when the caller hangs up
     events: list[Any] | None = None  # a stream: dicts (sent as `data: JSON`), bytes (raw) or Gates
     interval: float = 0.0  # seconds between streamed events
     done: bool = True  # end a stream with `data: [DONE]`
@@ -135,7 +135,7 @@ class Upstream:
 
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
-        self.stream_closed_early = threading.Event()  # the gateway hung up mid-stream
+        self.closed_early = threading.Event()  # the gateway hung up before the answer ended
         self.events_sent = 0
         self._plan: deque[Reply] = deque()
         self._lock = threading.Lock()
@@ -158,7 +158,7 @@ class Upstream:
             self._plan.clear()
             self.requests.clear()
             self.events_sent = 0
-        self.stream_closed_early.clear()
+        self.closed_early.clear()
 
     @property
     def last(self) -> Recorded:
@@ -208,7 +208,10 @@ class Upstream:
             self.requests.append(Recorded(request.method, request.path, headers, body))
         reply = self._next()
         if reply.hang:
-            await asyncio.sleep(3600)
+            while request.transport is not None and not request.transport.is_closing():
+                await asyncio.sleep(0.01)
+            self.closed_early.set()
+            return web.Response(status=499)
         if reply.delay:
             await asyncio.sleep(reply.delay)
         try:
@@ -244,6 +247,6 @@ class Upstream:
                 await response.write(b"data: [DONE]\n\n")
             await response.write_eof()
         except (ConnectionError, asyncio.CancelledError):
-            self.stream_closed_early.set()
+            self.closed_early.set()
             raise
         return response

@@ -7,6 +7,7 @@ requests of httpx at 1 connection and 11x at 64, where httpx's pool degrades.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Mapping
 
 import aiohttp
@@ -84,8 +85,12 @@ class HttpTransport:
 
 
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return exc.os_error.strerror or str(exc.os_error) if exc.os_error else str(exc)
+    """Why, in words fit for a client: the reason, never the upstream's address."""
+    error = exc.os_error if isinstance(exc, aiohttp.ClientConnectorError) else exc
+    if isinstance(error, OSError) and error.errno:
+        return os.strerror(error.errno) if error.errno > 0 else "name resolution failed"
     if isinstance(exc, asyncio.TimeoutError):
         return "timed out"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return "connection failed"
     return str(exc) or type(exc).__name__
