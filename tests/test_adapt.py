@@ -81,3 +81,17 @@ def test_completion_gets_the_alias_and_yields_usage():
 def test_what_is_not_a_completion_is_an_upstream_error(data):
     with pytest.raises(UpstreamError):
         adapt_completion(data, "alias")
+
+
+def test_done_inside_content_is_not_the_end():
+    adapter = StreamAdapter("a")
+    out = run(adapter, [event({"model": "m", "choices": [{"delta": {"content": "data: [DONE]"}}]})])
+    assert not adapter.done
+    assert out.endswith(b"\n\n") and parsed(out)[0]["choices"][0]["delta"]["content"] == "data: [DONE]"
+
+
+def test_usage_after_null_usages():
+    adapter = StreamAdapter("a")
+    run(adapter, [event({"model": "m", "choices": [], "usage": None}) * 3
+                  + event({"model": "m", "choices": [], "usage": {"total_tokens": 4}})])
+    assert adapter.usage == {"total_tokens": 4}
