@@ -1,15 +1,12 @@
-"""Accept: read what the client sent, once. Headers in one pass, the body size-capped, JSON parsed once."""
+"""Accept: read what the client sent, once: headers in one pass, the body size-capped."""
 
 from __future__ import annotations
 
 import os
 import re
 from dataclasses import dataclass
-from typing import Any
 
-import orjson
-
-from gateway.errors import ClientDisconnected, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from gateway.errors import ClientDisconnected, PayloadTooLarge, UnsupportedMediaType
 
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
 
@@ -90,17 +87,6 @@ async def read_body(receive, incoming: Incoming, limit: int) -> bytes:
         parts.append(chunk)
         if not message.get("more_body", False):
             return b"".join(parts)
-
-
-def parse_json(body: bytes) -> Any:
-    if not body.strip():
-        raise InvalidRequest(
-            "The request body is empty; expected a JSON object with 'model' and 'messages'.",
-            code="invalid_json")
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"The request body is not valid JSON: {exc}.", code="invalid_json") from None
 
 
 def _too_large(limit: int) -> PayloadTooLarge:

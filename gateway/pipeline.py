@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from gateway.accept import parse_json, read_body, read_headers
+from gateway.accept import read_body, read_headers
 from gateway.account import settle
 from gateway.auth import authenticate
 from gateway.disconnect import until_disconnect
@@ -36,7 +36,7 @@ class ChatCompletions:
             principal = authenticate(config, incoming.key)
             ex.key_name = principal.name
             body = await read_body(receive, incoming, config.max_body_bytes)
-            payload = validate_chat(parse_json(body))
+            payload = validate_chat(body)
             route = resolve(config, payload["model"], principal)
             ex.alias = route.alias
             ex.stream = payload.get("stream") is True
