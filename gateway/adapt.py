@@ -1,65 +1,137 @@
 """Adapt: put the upstream's answer back into the shape the client expects.
 
-The client sees the alias it asked for as `model`. Streams are handled on
-bytes: one regex pass per upstream read rewrites `model` in every event, and
-JSON is parsed only for the event that carries `usage`.
+- `model` is the alias the client asked for; the upstream's own name goes in a header.
+- Reasoning text is in the field the route chose (`reasoning_content`, `reasoning` or
+  both), whichever the upstream used.
+- Finish reasons stay within OpenAI's set.
+- Usage is always in a complete answer; in a stream, only if the client asked for it.
+
+Streams are handled on bytes: a few regex passes per upstream read rewrite every
+event at once, and JSON is parsed only for the rare event that must change shape
+(the usage event, or reasoning when both names are wanted).
 """
 
 from __future__ import annotations
 
 import re
+import time
 
 import orjson
 
+from gateway.config import Route
+from gateway.config.compiled import Dialect
 from gateway.errors import UpstreamError
 
-# `"model": "..."`: only a key can match, as quotes inside a string are escaped and a
-# string value is never followed by `:`. Starting with a literal lets the regex engine
-# skip ahead fast (a lookbehind made this 13x slower).
-_MODEL = re.compile(rb'"model"\s*:\s*"[^"\\]*(?:\\.[^"\\]*)*"')
+# Only a key can match `"name"\s*:` : quotes inside a string are escaped, and a string
+# value is never followed by `:`. A literal first lets the regex engine skip ahead fast.
+_MODEL = re.compile(rb'"model"\s*:\s*"([^"\\]*(?:\\.[^"\\]*)*)"')
 _USAGE = re.compile(rb'"usage"\s*:\s*\{')
+_FINISH = re.compile(
+    rb'"finish_reason"\s*:\s*"(?!(?:stop|length|tool_calls|content_filter|function_call)")'
+    rb'([^"\\]*)"')
 DONE_EVENT = b"data: [DONE]\n\n"
+FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call"})
+# Other servers' words for OpenAI's finish reasons; a profile can add its own.
+DEFAULT_FINISH_MAP = {"eos": "stop", "end_turn": "stop", "stop_sequence": "stop",
+                      "max_tokens": "length", "model_length": "length", "tool_use": "tool_calls",
+                      "tool_call": "tool_calls", "function_call": "function_call"}
+_REASONING = ("reasoning_content", "reasoning")
 
 
-def adapt_completion(data: bytes, alias: str) -> tuple[bytes, dict | None]:
-    """The completion with `model` set to the alias, and its usage. UpstreamError if it is not one."""
-    try:
-        answer = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        raise UpstreamError("The upstream answered with a body that is not JSON.") from None
-    if type(answer) is not dict or type(answer.get("choices")) is not list:
-        error = answer.get("error") if type(answer) is dict else None
-        if error is not None:
-            detail = error.get("message") if type(error) is dict else error
-            raise UpstreamError(f"The upstream answered 200 with an error: {str(detail)[:500]}")
-        raise UpstreamError("The upstream answered with JSON that is not a chat completion.")
-    answer["model"] = alias
-    usage = answer.get("usage")
-    return orjson.dumps(answer), usage if type(usage) is dict else None
+def estimate_tokens(size: int) -> int:
+    """Tokens in `size` bytes of text, roughly (4 bytes a token), for when an upstream reports none."""
+    return max(1, (size + 3) // 4)
 
 
-def _has_done(events: bytes) -> bool:
-    """Whether a `data: [DONE]` line is among `events`."""
-    at = events.find(b"[DONE]")
-    while at >= 0:
-        line = events.rfind(b"\n", 0, at) + 1
-        if events[line:at].rstrip() == b"data:":
-            return True
-        at = events.find(b"[DONE]", at + 6)
-    return False
+class Answer:
+    """How one attempt's answer is adapted: the same for a whole answer and for a stream."""
+
+    __slots__ = ("alias", "reasoning", "upstream_reasoning", "finish_map", "prompt_bytes")
+
+    def __init__(self, route: Route, dialect: Dialect, prompt_bytes: int) -> None:
+        self.alias = route.alias
+        self.reasoning = route.reasoning_field
+        self.upstream_reasoning = dialect.profile.reasoning_field
+        self.finish_map = {**DEFAULT_FINISH_MAP, **dialect.profile.finish_reasons}
+        self.prompt_bytes = prompt_bytes
+
+    def finish_reason(self, reason):
+        if reason is None or reason in FINISH_REASONS:
+            return reason
+        return self.finish_map.get(reason, "stop")
+
+    def fix_reasoning(self, holder: dict) -> None:
+        """One message or delta: its reasoning text under the name (or names) clients get."""
+        present = [f for f in _REASONING if holder.get(f) is not None]
+        if not present or (present == [self.reasoning]):
+            return
+        text = holder[present[0]]
+        for f in _REASONING:
+            holder.pop(f, None)
+        if self.reasoning == "both":
+            holder["reasoning_content"] = holder["reasoning"] = text
+        else:
+            holder[self.reasoning] = text
+
+    def completion(self, data: bytes) -> tuple[bytes, dict, str | None]:
+        """The whole answer for the client, its usage, and the upstream's model name."""
+        answer, usage, upstream_model = self.normalized(data)
+        return orjson.dumps(answer), usage, upstream_model
+
+    def normalized(self, data: bytes) -> tuple[dict, dict, str | None]:
+        """The upstream's whole answer in the client's shape, its usage, the upstream's model name."""
+        try:
+            answer = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise UpstreamError("The upstream answered with a body that is not JSON.") from None
+        if type(answer) is not dict or type(answer.get("choices")) is not list:
+            error = answer.get("error") if type(answer) is dict else None
+            if error is not None:
+                detail = error.get("message") if type(error) is dict else error
+                raise UpstreamError(f"The upstream answered 200 with an error: {str(detail)[:500]}")
+            raise UpstreamError("The upstream answered with JSON that is not a chat completion.")
+        upstream_model = answer.get("model")
+        answer["model"] = self.alias
+        produced = 0
+        for choice in answer["choices"]:
+            if type(choice) is not dict:
+                continue
+            choice["finish_reason"] = self.finish_reason(choice.get("finish_reason"))
+            message = choice.get("message")
+            if type(message) is dict:
+                self.fix_reasoning(message)
+                produced += sum(len(str(message.get(k) or "")) for k in ("content", *_REASONING))
+                if message.get("tool_calls"):
+                    produced += len(orjson.dumps(message["tool_calls"]))
+        usage = answer.get("usage")
+        if type(usage) is not dict:
+            prompt, completion = estimate_tokens(self.prompt_bytes), estimate_tokens(produced)
+            usage = answer["usage"] = {"prompt_tokens": prompt, "completion_tokens": completion,
+                                       "total_tokens": prompt + completion, "estimated": True}
+        return answer, usage, upstream_model if type(upstream_model) is str else None
 
 
 class StreamAdapter:
     """Splits an upstream SSE byte stream into whole events and rewrites them for the client."""
 
-    __slots__ = ("_model", "_rest", "done", "truncated", "usage")
+    __slots__ = ("_answer", "_model", "_rename", "_rest", "_show_usage", "done", "events",
+                 "truncated", "upstream_model", "usage")
 
-    def __init__(self, alias: str) -> None:
+    def __init__(self, answer: Answer, show_usage: bool = True) -> None:
+        self._answer = answer
         # A regex replacement template: backslashes doubled so the alias is taken literally.
-        self._model = (b'"model":' + orjson.dumps(alias)).replace(b"\\", b"\\\\")
+        self._model = (b'"model":' + orjson.dumps(answer.alias)).replace(b"\\", b"\\\\")
+        self._rename = None
+        if answer.reasoning not in ("both", answer.upstream_reasoning):
+            source = answer.upstream_reasoning.encode()
+            self._rename = (re.compile(rb'"' + re.escape(source) + rb'"(\s*:)'),
+                            b'"' + answer.reasoning.encode() + rb'"\1')
+        self._show_usage = show_usage
         self._rest = b""
         self.done = False
         self.truncated = False  # the upstream stopped in the middle of an event
+        self.events = 0
+        self.upstream_model: str | None = None
         self.usage: dict | None = None
 
     def feed(self, chunk: bytes) -> bytes:
@@ -78,47 +150,121 @@ class StreamAdapter:
         return self._rewrite(data[:end + 2])
 
     def finish(self) -> bytes:
-        """The last event if the upstream ended without its blank line; a cut-off one is dropped.
+        """What is left when the upstream ends: its last event if it lacked the blank line, and
+        the usage the client asked for if the upstream sent none. A cut-off event is dropped.
 
-        `[DONE]` is not added here: the relay adds it, or an error event if `truncated`.
+        The upstream's `[DONE]` is never passed on: the relay ends every stream with its own,
+        after this, or after an error event if `truncated`.
         """
         rest, self._rest = self._rest.strip(), b""
-        if not rest:
-            return b""
-        if _has_done(rest):
-            self.done = True
-            return DONE_EVENT
-        if rest.startswith(b"data:"):
-            try:
-                orjson.loads(rest[5:])
-            except orjson.JSONDecodeError:
-                pass
+        tail = b""
+        if rest:
+            if _has_done(rest):
+                self.done = True
+            elif rest.startswith(b"data:") and _is_json(rest[5:]):
+                tail = self._rewrite(rest + b"\n\n")
             else:
-                return self._rewrite(rest + b"\n\n")
-        self.truncated = True
-        return b""
+                self.truncated = True
+        if self.usage is None and self._show_usage and not self.truncated:
+            tail += self._estimated_usage()
+        return tail
 
     def _rewrite(self, events: bytes) -> bytes:
+        self.events += events.count(b"\n\n")
+        if self.upstream_model is None:
+            match = _MODEL.search(events)
+            if match is not None:
+                self.upstream_model = match.group(1).decode(errors="replace")
         events = _MODEL.sub(self._model, events)
-        # find() and a check at the hit: a regex search over the whole chunk costs 10x more.
-        at = events.find(b'"usage"')
-        while at >= 0:
-            if _USAGE.match(events, at):
-                self._read_usage(events, at)
-            at = events.find(b'"usage"', at + 7)
-        if not self.done:
-            self.done = _has_done(events)
+        events = _FINISH.sub(self._finish, events)
+        if self._answer.reasoning == "both":
+            if b'"reasoning' in events:
+                events = self._each_event(events, _mentions_reasoning, self._both_names)
+        elif self._rename is not None and b'"' + self._answer.upstream_reasoning.encode() in events:
+            if b'"' + self._answer.reasoning.encode() + b'"' in events:  # upstream sent both names
+                events = self._each_event(events, _mentions_reasoning, self._both_names)
+            else:
+                events = self._rename[0].sub(self._rename[1], events)
+        if _USAGE.search(events):  # a usage object, not the `"usage": null` of every chunk
+            events = self._each_event(events, _USAGE.search, self._usage_event)
+        if b"[DONE]" in events and _has_done(events):
+            self.done = True
+            events = self._each_event(events, _has_done, lambda data: {})
         return events
 
-    def _read_usage(self, events: bytes, at: int) -> None:
-        start = events.rfind(b"\n\n", 0, at)
-        start = 0 if start < 0 else start + 2
-        end = events.find(b"\n\n", at)
-        for line in events[start:end].split(b"\n"):
-            if line.startswith(b"data:"):
-                try:
-                    usage = orjson.loads(line[5:]).get("usage")
-                except (orjson.JSONDecodeError, AttributeError):
-                    return
-                if type(usage) is dict:
-                    self.usage = usage
+    def _finish(self, match: re.Match) -> bytes:
+        reason = self._answer.finish_reason(match.group(1).decode(errors="replace"))
+        return b'"finish_reason":"' + reason.encode() + b'"'
+
+    def _each_event(self, events: bytes, wanted, change) -> bytes:
+        """Apply `change` to each event `wanted` picks; only those are parsed.
+
+        `change` returns None to keep the event, a dict to replace it, `{}` to drop it.
+        """
+        parts = events.split(b"\n\n")
+        for i, event in enumerate(parts):
+            if not event.startswith(b"data:") or not wanted(event):
+                continue
+            try:
+                data = orjson.loads(event[5:])
+            except orjson.JSONDecodeError:
+                data = None  # `[DONE]` lands here
+            if type(data) is not dict and not _has_done(event):
+                continue
+            changed = change(data if type(data) is dict else {})
+            if changed is not None:
+                parts[i] = b"data: " + orjson.dumps(changed) if changed else b""
+        kept = b"\n\n".join(p for p in parts if p)
+        return kept + b"\n\n" if kept else b""
+
+    def _usage_event(self, data: dict) -> dict | None:
+        usage = data.get("usage")
+        if type(usage) is not dict:
+            return None
+        self.usage = usage
+        if self._show_usage:
+            return None
+        if not data.get("choices"):
+            return {}  # the usage-only event the client did not ask for: drop it
+        del data["usage"]
+        return data
+
+    def _both_names(self, data: dict) -> dict | None:
+        for choice in data.get("choices") or ():
+            if type(choice) is dict and type(choice.get("delta")) is dict:
+                self._answer.fix_reasoning(choice["delta"])
+        return data
+
+    def _estimated_usage(self) -> bytes:
+        """The usage event a client asked for when the upstream sent none: an estimate."""
+        prompt = estimate_tokens(self._answer.prompt_bytes)
+        completion = max(1, self.events - 2)  # about one token an event, less role and finish
+        event = {"id": "chatcmpl-gateway", "object": "chat.completion.chunk",
+                 "created": int(time.time()), "model": self._answer.alias, "choices": [],
+                 "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
+                           "total_tokens": prompt + completion, "estimated": True}}
+        self.usage = event["usage"]
+        return b"data: " + orjson.dumps(event) + b"\n\n"
+
+
+def _mentions_reasoning(event: bytes) -> bool:
+    return b'"reasoning' in event
+
+
+def _has_done(events: bytes) -> bool:
+    """Whether a `data: [DONE]` line is among `events`."""
+    at = events.find(b"[DONE]")
+    while at >= 0:
+        line = events.rfind(b"\n", 0, at) + 1
+        if events[line:at].rstrip() == b"data:":
+            return True
+        at = events.find(b"[DONE]", at + 6)
+    return False
+
+
+def _is_json(data: bytes) -> bool:
+    try:
+        orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return False
+    return True

@@ -40,7 +40,8 @@ class ChatCompletions:
             route = resolve(config, payload["model"], principal)
             ex.alias = route.alias
             ex.stream = payload.get("stream") is True
-            await until_disconnect(receive, relay(ex, route, payload, runtime.transports, send))
+            await until_disconnect(
+                receive, relay(ex, route, payload, runtime.transports, send, len(body)))
         except GatewayError as error:
             ex.status, ex.error = error.status, error.message
             if not ex.committed:

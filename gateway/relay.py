@@ -1,21 +1,24 @@
 """Relay: try the route's targets in order until one answers, and pass its answer on.
 
-A target that cannot answer (unreachable, timed out, 429, 5xx, refused our
-credentials) moves the request to the next one, translated again. A refusal
-that is the client's fault (400, 422...) is relayed as is: another target
-would refuse it too. A stream can move on only until its first byte reaches
-the client; after that a failure ends it with an error event and `[DONE]`.
+Each attempt translates the client's request again for its target. A target
+that cannot answer (unreachable, timed out, 429, 5xx, refused our credentials,
+or whose dialect refuses a parameter) moves the request to the next one. A
+refusal that is the client's fault (400, 422...) is relayed as is: another
+target would refuse it too. A stream can move on only until its first byte
+reaches the client; after that a failure ends it with an error event and
+`[DONE]`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator, Mapping
 
 import orjson
 
-from gateway.adapt import DONE_EVENT, StreamAdapter, adapt_completion
+from gateway.adapt import DONE_EVENT, Answer, StreamAdapter
 from gateway.config import Route, Target
 from gateway.errors import (
     GatewayError,
@@ -25,7 +28,7 @@ from gateway.errors import (
     UpstreamTimeout,
 )
 from gateway.exchange import Exchange
-from gateway.translate import upstream_body, upstream_headers
+from gateway.translate import Rejected, Translation, translate, upstream_headers
 from gateway.upstream import (
     ConnectFailed,
     ConnectTimeout,
@@ -37,6 +40,7 @@ from gateway.upstream import (
 # Statuses that say "this target cannot answer now", not "this request is wrong".
 _TARGET_FAILURES = frozenset({401, 403, 404, 408, 409, 425, 429})
 _ERROR_BODY_LIMIT = 64 * 1024
+_HEADER_SAFE = re.compile(r"^[A-Za-z0-9_.\-/:@+]{1,128}$")
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
 SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"),
@@ -47,20 +51,33 @@ class Failure(Exception):
     """One target could not answer; the request may move to the next."""
 
     def __init__(self, target: Target, reason: str, *, status: int | None = None,
-                 timeout: bool = False, retry_after: float | None = None) -> None:
+                 timeout: bool = False, retry_after: float | None = None,
+                 rejection: Rejected | None = None) -> None:
         super().__init__(f"{target.name}: {reason}")
         self.status = status
         self.timeout = timeout
         self.retry_after = retry_after
+        self.rejection = rejection
 
 
 async def relay(ex: Exchange, route: Route, payload: dict, transports: Mapping[str, Transport],
-                send) -> None:
+                send, prompt_bytes: int) -> None:
     failures: list[Failure] = []
     for target in route.attempts():
         ex.attempts += 1
         try:
-            await _attempt(ex, target, payload, transports[target.provider.name], send)
+            try:
+                translation = translate(payload, target, ex.stream)
+            except Rejected as rejection:
+                raise Failure(target, rejection.message, rejection=rejection) from None
+            answer = Answer(route, target.dialect, prompt_bytes)
+            transport = transports[target.provider.name]
+            if translation.fanout > 1:
+                from gateway.fanout import fan_out
+
+                await fan_out(ex, target, translation, answer, transport, send)
+            else:
+                await _attempt(ex, target, translation, answer, transport, send)
             return
         except Failure as failure:
             failures.append(failure)
@@ -68,23 +85,16 @@ async def relay(ex: Exchange, route: Route, payload: dict, transports: Mapping[s
     raise _give_up(route.alias, failures)
 
 
-async def _attempt(ex: Exchange, target: Target, payload: dict, transport: Transport, send) -> None:
-    provider = target.provider
-    limits = provider.timeouts
+async def _attempt(ex: Exchange, target: Target, translation: Translation, answer: Answer,
+                   transport: Transport, send) -> None:
+    limits = target.provider.timeouts
     loop = asyncio.get_running_loop()
     end = loop.time() + limits.total
     response: UpstreamResponse | None = None
     phase = "first_byte"
     try:
         async with asyncio.timeout_at(min(loop.time() + limits.first_byte, end)) as clock:
-            try:
-                response = await transport.send(
-                    provider.chat_url, upstream_headers(target, ex.request_id),
-                    upstream_body(payload, target))
-            except ConnectFailed as exc:
-                raise Failure(target, str(exc), timeout=isinstance(exc, ConnectTimeout)) from None
-            if response.status >= 400:
-                raise await _refusal(target, response)
+            response = await open_upstream(transport, target, translation.encode(), ex.request_id)
             if ex.stream:
                 chunks = response.chunks()
                 first = await anext(chunks, b"")
@@ -92,48 +102,88 @@ async def _attempt(ex: Exchange, target: Target, payload: dict, transport: Trans
                     raise Failure(target, "closed the stream before sending anything")
                 phase = "idle"
                 clock.reschedule(min(loop.time() + limits.idle, end))
-                await _stream(ex, target, first, chunks, clock, end, send)
+                await _stream(ex, target, translation, answer, first, chunks, clock, end, send)
             else:
-                data = await response.read(provider.max_response_bytes)
+                data = await response.read(target.provider.max_response_bytes)
                 try:
-                    body, ex.usage = adapt_completion(data, ex.alias)
+                    body, ex.usage, upstream_model = answer.completion(data)
                 except UpstreamError as exc:
                     raise Failure(target, exc.message) from None
-                ex.target, ex.status, ex.committed = target.name, 200, True
-                await send({"type": "http.response.start", "status": 200,
-                            "headers": JSON_HEADERS + [(b"x-request-id", ex.request_id.encode())]})
-                ex.ttft = time.perf_counter() - ex.started
-                await send({"type": "http.response.body", "body": body})
+                await send_completion(ex, target, translation, upstream_model, body, send)
     except TimeoutError:
-        seconds = {"first_byte": min(limits.first_byte, limits.total), "idle": limits.idle}[phase]
         if loop.time() >= end - 0.001:
             reason = f"did not finish within the total timeout of {limits.total:g}s"
         elif phase == "first_byte":
-            reason = f"sent no answer within {seconds:g}s"
+            reason = f"sent no answer within {min(limits.first_byte, limits.total):g}s"
         else:
-            reason = f"stream stalled: no data for {seconds:g}s"
+            reason = f"stream stalled: no data for {limits.idle:g}s"
         if not ex.committed:
             raise Failure(target, reason, timeout=True) from None
-        await _end_stream(ex, send, UpstreamTimeout(f"The upstream {reason}."))
+        await end_stream(ex, send, UpstreamTimeout(f"The upstream {reason}."))
     except TransportError as exc:
         if not ex.committed:
             raise Failure(target, str(exc)) from None
-        await _end_stream(ex, send, UpstreamError(f"The upstream stream broke: {exc}."))
+        await end_stream(ex, send, UpstreamError(f"The upstream stream broke: {exc}."))
     finally:
         if response is not None:
             response.close()
 
 
-async def _stream(ex: Exchange, target: Target, first: bytes, chunks: AsyncIterator[bytes],
-                  clock: asyncio.Timeout, end: float, send) -> None:
+async def open_upstream(transport: Transport, target: Target, body: bytes,
+                        request_id: str) -> UpstreamResponse:
+    """Send the request; the response once its status says the upstream is answering."""
+    provider = target.provider
+    try:
+        response = await transport.send(provider.chat_url, upstream_headers(target, request_id), body)
+    except ConnectFailed as exc:
+        raise Failure(target, str(exc), timeout=isinstance(exc, ConnectTimeout)) from None
+    if response.status >= 400:
+        try:
+            raise await _refusal(target, response)
+        finally:
+            response.close()
+    return response
+
+
+def response_headers(base: list, ex: Exchange, target: Target, translation: Translation,
+                     upstream_model: str | None) -> list:
+    headers = [*base, (b"x-request-id", ex.request_id.encode()),
+               (b"x-gateway-upstream-model", _header_value([upstream_model or target.model]))]
+    if translation.dropped:
+        headers.append((b"x-gateway-dropped-params", _header_value(translation.dropped)))
+    if translation.adjusted:
+        headers.append((b"x-gateway-adjusted-params", _header_value(translation.adjusted)))
+    return headers
+
+
+def _header_value(names: list[str]) -> bytes:
+    """Names as a header value; anything unfit for a header (they come from clients) is masked."""
+    safe = list(dict.fromkeys(n if _HEADER_SAFE.match(n) else "(unprintable)" for n in names))
+    if len(safe) > 20:
+        safe = safe[:20] + [f"(+{len(safe) - 20} more)"]
+    return ", ".join(safe).encode()
+
+
+async def send_completion(ex: Exchange, target: Target, translation: Translation,
+                          upstream_model: str | None, body: bytes, send) -> None:
+    ex.target, ex.status, ex.committed = target.name, 200, True
+    await send({"type": "http.response.start", "status": 200,
+                "headers": response_headers(JSON_HEADERS, ex, target, translation, upstream_model)})
+    ex.ttft = time.perf_counter() - ex.started
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _stream(ex: Exchange, target: Target, translation: Translation, answer: Answer,
+                  first: bytes, chunks: AsyncIterator[bytes], clock: asyncio.Timeout, end: float,
+                  send) -> None:
     """Relay a stream event by event; no fallback once this starts."""
     loop = asyncio.get_running_loop()
     idle = target.provider.timeouts.idle
-    adapter = StreamAdapter(ex.alias)
-    ex.target, ex.status, ex.committed = target.name, 200, True
-    await send({"type": "http.response.start", "status": 200,
-                "headers": SSE_HEADERS + [(b"x-request-id", ex.request_id.encode())]})
+    adapter = StreamAdapter(answer, show_usage=not translation.hide_usage)
     out = adapter.feed(first)
+    ex.target, ex.status, ex.committed = target.name, 200, True
+    await send({"type": "http.response.start", "status": 200, "headers": response_headers(
+        SSE_HEADERS, ex, target, translation, adapter.upstream_model)})
     if out:
         ex.ttft = time.perf_counter() - ex.started
         await send({"type": "http.response.body", "body": out, "more_body": True})
@@ -149,15 +199,13 @@ async def _stream(ex: Exchange, target: Target, first: bytes, chunks: AsyncItera
     if adapter.truncated:
         if tail:
             await send({"type": "http.response.body", "body": tail, "more_body": True})
-        await _end_stream(ex, send, UpstreamError(
+        await end_stream(ex, send, UpstreamError(
             "The upstream stream ended in the middle of an event."))
         return
-    if not adapter.done:
-        tail += DONE_EVENT
-    await send({"type": "http.response.body", "body": tail, "more_body": False})
+    await send({"type": "http.response.body", "body": tail + DONE_EVENT, "more_body": False})
 
 
-async def _end_stream(ex: Exchange, send, error: GatewayError) -> None:
+async def end_stream(ex: Exchange, send, error: GatewayError) -> None:
     """End a started stream with an OpenAI-shaped error event, so the client does not hang."""
     ex.error = error.message
     event = b"data: " + error.render() + b"\n\n" + DONE_EVENT
@@ -213,6 +261,9 @@ def _seconds(value: str | None) -> float | None:
 
 
 def _give_up(alias: str, failures: list[Failure]) -> GatewayError:
+    rejections = [f.rejection for f in failures if f.rejection is not None]
+    if failures and len(rejections) == len(failures):
+        return rejections[0]  # every target refuses the request as written: the client's to fix
     detail = "; ".join(str(f) for f in failures)
     message = f"No upstream could answer for model '{alias}': {detail}"
     if failures and all(f.status == 429 for f in failures):

@@ -17,7 +17,7 @@ def test_plain_completion(client, primary):
     sent = primary.last.json
     assert sent["model"] == "upstream-model-a"
     assert sent["messages"] == [{"role": "user", "content": "Hello, gateway"}]
-    assert sent["max_tokens"] == 50
+    assert sent["max_completion_tokens"] == 50 and "max_tokens" not in sent  # openai profile
 
 
 def test_stream(client, primary):

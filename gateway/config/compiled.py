@@ -21,6 +21,27 @@ class Timeouts:
 
 
 @dataclass(frozen=True, slots=True)
+class Rule:
+    """One parameter's compiled rule: the small operations translate.py applies."""
+
+    supported: bool = True
+    table: Mapping | None = None  # value map; a value mapped to None is dropped
+    values: frozenset | None = None
+    on_value: str = "drop"
+    low: float | None = None
+    high: float | None = None
+    on_range: str = "clamp"
+    max_items: int | None = None
+    on_count: str = "clamp"
+    rename: tuple[str, ...] | None = None  # the path upstream
+    note: str = ""
+
+
+UNSUPPORTED = Rule(supported=False)
+AS_IS = Rule()
+
+
+@dataclass(frozen=True, slots=True)
 class Profile:
     """A dialect: how to talk to one kind of upstream."""
 
@@ -30,6 +51,22 @@ class Profile:
     chat_path: str
     auth_header: str
     auth_scheme: str | None
+    stream_usage: str = "on_request"
+    reasoning_field: str = "reasoning_content"
+    reasoning_in_messages: str | None = "reasoning_content"  # None: dropped from messages
+    extras: str = "drop"
+    finish_reasons: Mapping[str, str] = field(default_factory=dict)
+    rules: Mapping[str, Rule] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """A profile with the overrides of one provider, model and target applied: what a target speaks."""
+
+    profile: Profile
+    provider: str
+    rules: Mapping[str, Rule]
+    unsupported: str  # drop | reject: for OpenAI parameters the rules do not support
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +92,7 @@ class Target:
 
     provider: Provider
     model: str
+    dialect: Dialect
     weight: float = 1.0
     context_window: int | None = None
 
@@ -75,6 +113,7 @@ class Route:
     alias: str
     description: str
     groups: tuple[Group, ...]
+    reasoning_field: str = "reasoning_content"  # reasoning_content | reasoning | both
 
     def attempts(self) -> Iterator[Target]:
         """Every target in the order it should be tried."""

@@ -16,14 +16,19 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
+from gateway.chat_schema import CORE_PARAMS
 from gateway.config import schema
 from gateway.config.compiled import (
+    AS_IS,
+    UNSUPPORTED,
     Config,
+    Dialect,
     Group,
     Key,
     Profile,
     Provider,
     Route,
+    Rule,
     Target,
     Timeouts,
 )
@@ -65,7 +70,7 @@ def load_config(path: Path | str, environ: Mapping[str, str] | None = None) -> C
 
 def load_profiles(dirs: list[Path], environ: Mapping[str, str]) -> dict[str, Profile]:
     """Profiles by name (the file's stem); a later directory overrides an earlier one."""
-    profiles: dict[str, Profile] = {}
+    files: dict[str, Path] = {}
     seen: set[Path] = set()
     for directory in dirs:
         directory = directory.resolve()
@@ -73,17 +78,83 @@ def load_profiles(dirs: list[Path], environ: Mapping[str, str]) -> dict[str, Pro
             continue
         seen.add(directory)
         for file in sorted(directory.glob("*.yaml")):
-            raw, lines = load_yaml(file)
-            spec = _validate(schema.ProfileSpec, raw if raw is not None else {}, file, lines, environ)
-            profiles[file.stem] = Profile(
-                name=file.stem,
-                description=spec.description,
-                transport=spec.transport,
-                chat_path=spec.chat_path,
-                auth_header=spec.auth.header,
-                auth_scheme=spec.auth.scheme,
-            )
-    return profiles
+            files[file.stem] = file
+    raw = {name: load_yaml(file) for name, file in files.items()}
+    return {name: _profile(name, files, raw, environ) for name in files}
+
+
+_MERGED_SECTIONS = ("auth", "reasoning", "finish_reasons", "params")
+
+
+def _resolved(name: str, files: dict[str, Path], raw: dict, chain: tuple = ()) -> dict:
+    """A profile's raw data with its `base` chain applied: its own keys win, sections merge."""
+    data, lines = raw[name]
+    data = dict(data or {})
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if base not in files or base in chain + (name,):
+        reason = (f"unknown base profile '{base}'" if base not in files
+                  else f"base profiles form a cycle: {' -> '.join(chain + (name, base))}")
+        raise ConfigError(files[name], [Problem(("base",), reason, line_of(lines, ("base",)))])
+    merged = _resolved(base, files, raw, chain + (name,))
+    for key, value in data.items():
+        if key in _MERGED_SECTIONS and isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def _profile(name: str, files: dict[str, Path], raw: dict, environ: Mapping[str, str]) -> Profile:
+    file, (_, lines) = files[name], raw[name]
+    spec = _validate(schema.ProfileSpec, _resolved(name, files, raw), file, lines, environ)
+    problems: list[Problem] = []
+    rules = _rules(spec.params, ("params",), lines, problems)
+    if problems:
+        raise ConfigError(file, problems)
+    in_messages = spec.reasoning.in_messages
+    return Profile(
+        name=name, description=spec.description, transport=spec.transport,
+        chat_path=spec.chat_path, auth_header=spec.auth.header, auth_scheme=spec.auth.scheme,
+        stream_usage=spec.stream_usage, reasoning_field=spec.reasoning.field,
+        reasoning_in_messages=None if in_messages == "drop" else in_messages,
+        extras=spec.extras, finish_reasons=dict(spec.finish_reasons), rules=rules,
+    )
+
+
+def _rules(params: dict, where: tuple, lines: Lines, problems: list[Problem]) -> dict[str, Rule]:
+    """Compile a `params:` section; problems are collected with their place."""
+    rules = {}
+    for name, spec in params.items():
+        place = where + (name,)
+
+        def fail(reason: str, place: tuple = place) -> None:
+            problems.append(Problem(place, reason, line_of(lines, place)))
+
+        if name in CORE_PARAMS:
+            fail("the gateway handles this parameter itself; profiles cannot rule on it")
+            continue
+        if spec is True or spec is False:
+            rules[name] = AS_IS if spec else UNSUPPORTED
+            continue
+        if spec.min is not None and spec.max is not None and spec.min > spec.max:
+            fail("min is above max")
+        if spec.on_range == "fanout" and name != "n":
+            fail("on_range: fanout is only for 'n'")
+        rename = tuple(spec.rename.split(".")) if spec.rename else None
+        if rename and (rename[0] in CORE_PARAMS or "" in rename):
+            fail(f"cannot rename to '{spec.rename}'")
+        try:
+            values = frozenset(spec.values) if spec.values is not None else None
+        except TypeError:
+            fail("values must be plain values (strings, numbers, booleans)")
+            continue
+        rules[name] = Rule(
+            table=dict(spec.map) if spec.map is not None else None, values=values,
+            on_value=spec.on_value, low=spec.min, high=spec.max, on_range=spec.on_range,
+            max_items=spec.max_items, on_count=spec.on_count, rename=rename, note=spec.note)
+    return rules
 
 
 def _validate(model: type[BaseModel], raw: object, file: Path, lines: Lines,
@@ -152,9 +223,12 @@ def _compile(spec: schema.ConfigSpec, path: Path, lines: Lines,
             fail(("providers", name, "base_url"), "must start with http:// or https://")
             continue
         providers[name] = _provider(name, p, profile, spec.upstream)
+    provider_rules = {name: _rules(p.params, ("providers", name, "params"), lines, problems)
+                      for name, p in spec.providers.items()}
 
     routes: dict[str, Route] = {}
     for alias, m in spec.models.items():
+        model_rules = _rules(m.params, ("models", alias, "params"), lines, problems)
         targets = []
         for i, t in enumerate(m.targets):
             provider = providers.get(t.provider)
@@ -164,9 +238,20 @@ def _compile(spec: schema.ConfigSpec, path: Path, lines: Lines,
                     fail(("models", alias, "targets", i, "provider"),
                          f"unknown provider '{t.provider}'; known providers: {known}")
                 continue
-            targets.append(Target(provider, t.model, t.weight, t.context_window))
+            target_rules = _rules(t.params, ("models", alias, "targets", i, "params"), lines,
+                                  problems)
+            dialect = Dialect(
+                profile=provider.profile,
+                provider=provider.name,
+                rules={**provider.profile.rules, **provider_rules[t.provider], **model_rules,
+                       **target_rules},
+                unsupported=(m.unsupported_params or spec.providers[t.provider].unsupported_params
+                             or spec.server.unsupported_params),
+            )
+            targets.append(Target(provider, t.model, dialect, t.weight, t.context_window))
         # Flat `targets:` are an ordered fallback chain: each target its own group.
-        routes[alias] = Route(alias, m.description, tuple(Group((t,)) for t in targets))
+        routes[alias] = Route(alias, m.description, tuple(Group((t,)) for t in targets),
+                              reasoning_field=m.reasoning_field or spec.server.reasoning_field)
 
     keys: dict[bytes, Key] = {}
     for name, k in spec.keys.items():

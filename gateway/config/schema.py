@@ -7,7 +7,7 @@ provider's profile) are checked when the config is compiled, in compile.py.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -56,8 +56,37 @@ class UpstreamSpec(Strict):
     max_response_bytes: ByteSize | None = None
 
 
+class ParamRule(Strict):
+    """How one request parameter reaches an upstream.
+
+    Applied in order: map, values, range, count, rename.
+    """
+
+    map: dict[Any, Any] | None = None  # value table (an object's `type` for objects); null drops it
+    values: list[Any] | None = None  # what the upstream accepts, after `map`
+    on_value: Literal["drop", "reject"] = "drop"
+    min: float | None = None
+    max: float | None = None
+    on_range: Literal["clamp", "drop", "reject", "fanout"] = "clamp"  # fanout: `n` only
+    max_items: Annotated[int, Field(ge=0)] | None = None  # a string counts as one item
+    on_count: Literal["clamp", "drop", "reject"] = "clamp"  # clamp keeps the first items
+    rename: Annotated[str, Field(min_length=1)] | None = None  # dotted for a nested field
+    note: str = ""  # shown in the parameter table
+
+
+# `true`: passed as it is; `false`: not supported (dropped or rejected by policy).
+ParamSpec = bool | ParamRule
+Params = dict[str, ParamSpec]
+Unsupported = Literal["drop", "reject"]
+ReasoningField = Literal["reasoning_content", "reasoning", "both"]
+
+
 class ServerSpec(Strict):
     max_body_bytes: ByteSize = 32 * 2**20
+    # Where clients find reasoning text, whichever field the upstream used.
+    reasoning_field: ReasoningField = "reasoning_content"
+    # What to do with an OpenAI parameter the target's profile does not support.
+    unsupported_params: Unsupported = "drop"
 
 
 class ProviderSpec(Strict):
@@ -68,6 +97,8 @@ class ProviderSpec(Strict):
     timeouts: TimeoutsSpec = TimeoutsSpec()
     pool: PoolSpec = PoolSpec()
     max_response_bytes: ByteSize | None = None
+    params: Params = {}  # overrides the profile's rules, rule by rule
+    unsupported_params: Unsupported | None = None
 
 
 class TargetSpec(Strict):
@@ -75,11 +106,15 @@ class TargetSpec(Strict):
     model: Annotated[str, Field(min_length=1)]
     weight: Annotated[float, Field(gt=0)] = 1.0
     context_window: Annotated[int, Field(gt=0)] | None = None
+    params: Params = {}  # overrides the provider's and the model's rules for this target
 
 
 class ModelSpec(Strict):
     description: str = ""
     targets: Annotated[list[TargetSpec], Field(min_length=1)]
+    params: Params = {}  # overrides the providers' rules for this model
+    unsupported_params: Unsupported | None = None
+    reasoning_field: ReasoningField | None = None
 
 
 class KeySpec(Strict):
@@ -105,8 +140,20 @@ class AuthSpec(Strict):
     scheme: str | None = "Bearer"
 
 
+class ReasoningSpec(Strict):
+    field: str = "reasoning_content"  # where the upstream puts reasoning text in its answers
+    in_messages: str = "reasoning_content"  # the name it takes in assistant messages; `drop` removes it
+
+
 class ProfileSpec(Strict):
     description: str = ""
+    base: str | None = None  # start from another profile; this one's keys win, `params` rule by rule
     transport: Literal["http", "demo"] = "http"
     chat_path: str = "/chat/completions"
     auth: AuthSpec = AuthSpec()
+    # Usage in streams: sent only when asked with stream_options.include_usage, always, or never.
+    stream_usage: Literal["on_request", "always", "never"] = "on_request"
+    reasoning: ReasoningSpec = ReasoningSpec()
+    extras: Literal["pass", "drop"] = "drop"  # parameters that are not OpenAI's and not listed
+    finish_reasons: dict[str, str] = {}  # upstream finish reasons to OpenAI's
+    params: Params = {}  # OpenAI parameters not listed are not supported
