@@ -34,7 +34,14 @@ def main(argv: list[str] | None = None) -> int:
     check = commands.add_parser("check", help="validate a config and print its model table")
     _config_argument(check)
 
+    profiles = commands.add_parser(
+        "profiles", help="print every parameter against every provider profile (dialect)")
+    profiles.add_argument("--markdown", action="store_true",
+                          help="the docs page (docs/dialects.md) rather than a terminal table")
+
     args = parser.parse_args(argv)
+    if args.command == "profiles":
+        return print_profiles(args.markdown)
     try:
         path = resolve_config_path(args.config)
         config = load_config(path)
@@ -67,6 +74,22 @@ def resolve_config_path(given: Path | None) -> Path:
     print("gateway: no ./routes.yaml here; using the built-in demo config "
           f"({default_config_path()})", file=sys.stderr)
     return default_config_path()
+
+
+def print_profiles(as_markdown: bool) -> int:
+    from gateway.config.load import data_dir, load_profiles
+    from gateway.dialect_table import markdown
+
+    try:
+        profiles = load_profiles([data_dir() / "providers", Path("providers")], os.environ)
+    except ConfigError as error:
+        print(f"gateway: invalid profile\n{error}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    text = markdown(profiles)
+    if not as_markdown:
+        text = text.split("## Per profile", 1)[1]
+    print(text, end="")
+    return 0
 
 
 def serve_forever(config: Config, args: argparse.Namespace) -> int:

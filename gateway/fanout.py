@@ -84,8 +84,8 @@ async def _completions(ex: Exchange, target: Target, translation: Translation, a
     async with asyncio.TaskGroup() as group:
         tasks = [group.create_task(one(body)) for body in bodies]
     results = [task.result() for task in tasks]
-    merged, _, upstream_model = results[0]
-    merged["choices"] = []
+    first, _, upstream_model = results[0]
+    merged = {**first, "choices": []}
     for i, (result, _, _) in enumerate(results):
         for choice in result["choices"]:
             merged["choices"].append({**choice, "index": i})

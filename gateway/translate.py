@@ -55,12 +55,10 @@ def translate(payload: dict, target: Target, stream: bool) -> Translation:
             continue  # null means "not set" for every parameter
         rule = dialect.rules.get(name)
         if rule is None or not rule.supported:
-            if name in KNOWN_PARAMS or rule is not None:
-                if dialect.unsupported == "reject":
-                    raise _rejected(dialect, name, "is not supported")
-                result.dropped.append(name)
-            elif dialect.profile.extras == "pass":
+            if rule is None and name not in KNOWN_PARAMS and dialect.profile.extras == "pass":
                 out[name] = value
+            elif dialect.unsupported == "reject":
+                raise _rejected(dialect, name, "is not supported")
             else:
                 result.dropped.append(name)
             continue

@@ -1,0 +1,34 @@
+"""Docs that are generated from code and data must match what they are generated from."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from gateway.config.load import data_dir, load_profiles
+from gateway.dialect_table import markdown
+from tests.conftest import REPO
+
+
+def test_dialect_table_matches_the_profiles():
+    expected = markdown(load_profiles([data_dir() / "providers"], {}))
+    written = (REPO / "docs" / "dialects.md").read_text()
+    assert written == expected, (
+        "docs/dialects.md is out of date: run `gateway profiles --markdown > docs/dialects.md`")
+
+
+def test_every_profile_and_parameter_is_in_the_table():
+    table = (REPO / "docs" / "dialects.md").read_text()
+    header = next(line for line in table.splitlines() if line.startswith("| parameter |"))
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    assert columns == ["parameter", "aggregator", "demo", "generalcompute", "model-api", "openai",
+                       "vllm"]
+    for param in ("max_tokens", "reasoning_effort", "top_k", "n", "stop", "response_format"):
+        assert f"| `{param}` |" in table
+
+
+def test_profiles_command_prints_the_table():
+    result = subprocess.run([sys.executable, "-m", "gateway", "profiles"], capture_output=True,
+                            text=True, timeout=30, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert "| `max_tokens` |" in result.stdout and "Api-Key" in result.stdout
