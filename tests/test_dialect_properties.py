@@ -14,12 +14,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.chat_schema import KNOWN_PARAMS
-from gateway.config.compiled import Dialect, Provider, Target, Timeouts
-from gateway.config.load import data_dir, load_profiles
+from gateway.config.compiled import Target
 from gateway.translate import Rejected, translate
 from gateway.validate import validate_chat
+from tests.profiles import PROFILES, target
 
-PROFILES = load_profiles([data_dir() / "providers"], {})
 TOOL = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
 
 text = st.text(max_size=12)
@@ -61,14 +60,6 @@ PARAMS = {
 requests = st.fixed_dictionaries(
     {"model": st.just("alias"), "messages": st.lists(message, min_size=1, max_size=4)},
     optional={**PARAMS, "stream": st.booleans()})
-
-
-def target(profile_name: str, unsupported: str) -> Target:
-    profile = PROFILES[profile_name]
-    provider = Provider(name="p", profile=profile, base_url="http://x", chat_url="http://x/c",
-                        timeouts=Timeouts(1, 1, 1, 1), max_connections=1, keepalive_seconds=1,
-                        max_response_bytes=1, headers={})
-    return Target(provider, "upstream-model", Dialect(profile, "p", profile.rules, unsupported))
 
 
 def within(rule, value) -> bool:

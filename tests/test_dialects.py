@@ -13,8 +13,10 @@ import httpx
 import openai
 import pytest
 
+from gateway.translate import translate
 from tests.conftest import assert_openai_error
 from tests.gateway_process import GatewayProcess
+from tests.profiles import target
 from tests.upstream import Reply, chunk
 
 KEY = "sk-dialect-tests-0123456789"
@@ -164,6 +166,18 @@ def test_each_profile_receives_its_own_dialect(http, primary, profile):
     assert response.headers.get("x-gateway-adjusted-params") == adjusted
     assert response.headers["x-gateway-upstream-model"] == body["model"]
     assert response.json()["model"] == f"via-{profile}"
+
+
+def test_demo_profile_takes_what_the_demo_model_honours():
+    result = translate({"model": "demo", **RICH}, target("demo"), stream=False)
+
+    assert result.body == {
+        **COMMON, "model": "upstream-model", "messages": NO_REASONING, "temperature": 2.0,
+        "stop": ["a", "b", "c", "d", "e"], "max_tokens": 100, "logprobs": True,
+        "top_logprobs": 20, "seed": 7, "parallel_tool_calls": False,
+        "response_format": SCHEMA_FORMAT, "reasoning_effort": "minimal"}
+    assert result.dropped == ["top_k", "min_p", "repetition_penalty", "chat_template_kwargs",
+                              "x_custom"]
 
 
 def test_reject_policy_names_the_parameter_and_the_provider(http, primary):
