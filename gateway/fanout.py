@@ -17,6 +17,7 @@ import orjson
 
 from gateway.adapt import DONE_EVENT, Answer, StreamAdapter
 from gateway.config import Target
+from gateway.deadline import Deadline
 from gateway.errors import UpstreamClientError, UpstreamError
 from gateway.exchange import Exchange
 from gateway.relay import (
@@ -100,16 +101,15 @@ async def _streams(ex: Exchange, target: Target, translation: Translation, answe
     usages: list[dict] = []
 
     async def pump(index: int, body: bytes) -> None:
-        loop = asyncio.get_running_loop()
-        end = loop.time() + limits.total
         adapter = StreamAdapter(answer, show_usage=True)
-        async with asyncio.timeout_at(min(loop.time() + limits.first_byte, end)) as clock:
+        deadline = Deadline(min(limits.first_byte, limits.total), limits.idle, limits.total)
+        async with deadline:
             response = await open_upstream(transport, target, body, ex.request_id)
             try:
                 async for chunk in response.chunks():
+                    deadline.touch()
                     for event in adapter.feed(chunk).split(b"\n\n"):
                         await _renumbered(event, index, queue)
-                    clock.reschedule(min(loop.time() + limits.idle, end))
                 for event in adapter.finish().split(b"\n\n"):
                     await _renumbered(event, index, queue)
             finally:

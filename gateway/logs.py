@@ -55,7 +55,15 @@ class TextFormatter(logging.Formatter):
 
 
 def setup_logging(level: str = "info", fmt: str = "auto") -> None:
-    """JSON lines unless stderr is a terminal (or `fmt` says otherwise)."""
+    """JSON lines unless stderr is a terminal (or `fmt` says otherwise).
+
+    Every request writes a line, so records skip what no line here shows: the caller's
+    file and line (a stack walk per record), thread and process names.
+    """
+    logging._srcfile = None  # type: ignore[attr-defined]
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     if fmt == "auto":
         fmt = "text" if sys.stderr.isatty() else "json"
     handler = logging.StreamHandler(sys.stderr)

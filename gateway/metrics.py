@@ -26,13 +26,22 @@ TTFB = Histogram("gateway_time_to_first_byte_seconds",
 
 UNKNOWN = "(unrouted)"
 
+# Labelled children, looked up once per (alias, status class): `labels()` takes a lock and
+# builds tuples on every call. Aliases come from config, so this stays small.
+_children: dict[tuple[str, int], tuple] = {}
+
 
 def observe(alias: str | None, status: int, seconds: float, ttfb: float | None) -> None:
-    model = alias or UNKNOWN
-    REQUESTS.labels(model, f"{status // 100}xx").inc()
-    DURATION.labels(model).observe(seconds)
+    key = (alias or UNKNOWN, status // 100)
+    children = _children.get(key)
+    if children is None:
+        model = key[0]
+        children = _children[key] = (REQUESTS.labels(model, f"{key[1]}xx"),
+                                     DURATION.labels(model), TTFB.labels(model))
+    children[0].inc()
+    children[1].observe(seconds)
     if ttfb is not None:
-        TTFB.labels(model).observe(ttfb)
+        children[2].observe(ttfb)
 
 
 def render() -> tuple[bytes, str]:

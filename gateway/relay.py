@@ -11,7 +11,6 @@ reaches the client; after that a failure ends it with an error event and
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -20,6 +19,7 @@ import orjson
 
 from gateway.adapt import DONE_EVENT, Answer, StreamAdapter
 from gateway.config import Route, Target
+from gateway.deadline import Deadline
 from gateway.errors import (
     GatewayError,
     RateLimited,
@@ -88,21 +88,18 @@ async def relay(ex: Exchange, route: Route, payload: dict, transports: Mapping[s
 async def _attempt(ex: Exchange, target: Target, translation: Translation, answer: Answer,
                    transport: Transport, send) -> None:
     limits = target.provider.timeouts
-    loop = asyncio.get_running_loop()
-    end = loop.time() + limits.total
     response: UpstreamResponse | None = None
-    phase = "first_byte"
+    deadline = Deadline(min(limits.first_byte, limits.total), limits.idle, limits.total)
     try:
-        async with asyncio.timeout_at(min(loop.time() + limits.first_byte, end)) as clock:
+        async with deadline:
             response = await open_upstream(transport, target, translation.encode(), ex.request_id)
             if ex.stream:
                 chunks = response.chunks()
                 first = await anext(chunks, b"")
                 if not first:
                     raise Failure(target, "closed the stream before sending anything")
-                phase = "idle"
-                clock.reschedule(min(loop.time() + limits.idle, end))
-                await _stream(ex, target, translation, answer, first, chunks, clock, end, send)
+                deadline.touch()
+                await _stream(ex, target, translation, answer, first, chunks, deadline, send)
             else:
                 data = await response.read(target.provider.max_response_bytes)
                 try:
@@ -111,9 +108,9 @@ async def _attempt(ex: Exchange, target: Target, translation: Translation, answe
                     raise Failure(target, exc.message) from None
                 await send_completion(ex, target, translation, upstream_model, body, send)
     except TimeoutError:
-        if loop.time() >= end - 0.001:
+        if deadline.total_reached:
             reason = f"did not finish within the total timeout of {limits.total:g}s"
-        elif phase == "first_byte":
+        elif deadline.phase == "first_byte":
             reason = f"sent no answer within {min(limits.first_byte, limits.total):g}s"
         else:
             reason = f"stream stalled: no data for {limits.idle:g}s"
@@ -174,11 +171,8 @@ async def send_completion(ex: Exchange, target: Target, translation: Translation
 
 
 async def _stream(ex: Exchange, target: Target, translation: Translation, answer: Answer,
-                  first: bytes, chunks: AsyncIterator[bytes], clock: asyncio.Timeout, end: float,
-                  send) -> None:
+                  first: bytes, chunks: AsyncIterator[bytes], deadline: Deadline, send) -> None:
     """Relay a stream event by event; no fallback once this starts."""
-    loop = asyncio.get_running_loop()
-    idle = target.provider.timeouts.idle
     adapter = StreamAdapter(answer, show_usage=not translation.hide_usage)
     out = adapter.feed(first)
     ex.target, ex.status, ex.committed = target.name, 200, True
@@ -188,12 +182,12 @@ async def _stream(ex: Exchange, target: Target, translation: Translation, answer
         ex.ttft = time.perf_counter() - ex.started
         await send({"type": "http.response.body", "body": out, "more_body": True})
     async for chunk in chunks:
+        deadline.touch()
         out = adapter.feed(chunk)
         if out:
             if ex.ttft is None:
                 ex.ttft = time.perf_counter() - ex.started
             await send({"type": "http.response.body", "body": out, "more_body": True})
-        clock.reschedule(min(loop.time() + idle, end))
     tail = adapter.finish()
     ex.usage = adapter.usage
     if adapter.truncated:

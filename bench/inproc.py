@@ -1,0 +1,141 @@
+"""CPU cost of the gateway's own code per request, without sockets, uvicorn or aiohttp.
+
+    python bench/inproc.py [--requests 20000]
+
+Drives the ASGI app in-process with an upstream transport that answers from
+memory, and reports CPU microseconds per request for a JSON and a streamed
+(22-event) answer. Network benchmarks on a shared VM are noisy; this one is
+steady enough to compare two commits of the request path: it runs 10 rounds
+and reports the quickest, as timeit does, to leave out time other work took.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import run  # noqa: E402  (the canned answers of the network benchmark)
+
+from gateway.app import create_app  # noqa: E402
+from gateway.config import load_config  # noqa: E402
+
+CONFIG = """
+providers:
+  mock: {profile: openai, base_url: "http://mock/v1", api_key: "sk-upstream"}
+models:
+  bench: {targets: [{provider: mock, model: mock}]}
+keys:
+  bench: {key: "sk-bench-key-0123456789"}
+"""
+HEADERS = [(b"host", b"gateway"), (b"content-type", b"application/json"),
+           (b"authorization", b"Bearer sk-bench-key-0123456789")]
+
+
+class Canned:
+    """An upstream response from memory."""
+
+    def __init__(self, body: bytes, stream: bool) -> None:
+        self.status = 200
+        self.headers = {"content-type": "text/event-stream" if stream else "application/json"}
+        self._body = body
+
+    async def read(self, limit: int) -> bytes:
+        return self._body
+
+    async def chunks(self):
+        yield self._body
+
+    def close(self) -> None:
+        pass
+
+
+class CannedTransport:
+    def __init__(self) -> None:
+        self.json = json.dumps(run.COMPLETION).encode()
+        self.sse = run.sse_stream().encode()
+
+    async def send(self, url, headers, body):
+        return Canned(self.sse if b'"stream":true' in body else self.json, b'"stream":true' in body)
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def one(app, body: bytes) -> int:
+    """One request, with uvicorn's receive: the body, then `http.disconnect` once answered."""
+    sent = 0
+    delivered = False
+    answered = asyncio.Event()
+
+    async def receive():
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await answered.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        nonlocal sent
+        if message["type"] == "http.response.start":
+            assert message["status"] == 200, message
+        sent += len(message.get("body", b""))
+        if message["type"] == "http.response.body" and not message.get("more_body"):
+            answered.set()
+
+    scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "headers": HEADERS}
+    await app(scope, receive, send)
+    return sent
+
+
+async def measure(requests: int, rounds: int = 10, modes: tuple = ("json", "stream")) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "routes.yaml"
+        path.write_text(CONFIG)
+        app = create_app(load_config(path))
+    import os
+
+    from gateway.logs import setup_logging
+
+    sys.stderr = open(os.devnull, "w")  # a request line each, as in production, to nowhere
+    setup_logging("info", "json")
+    from gateway.runtime import Runtime
+    from gateway.store import MemoryStore
+
+    app.state.runtime = Runtime(app.config, {"mock": CannedTransport()}, MemoryStore())
+    results = {}
+    for mode in modes:
+        stream = mode == "stream"
+        body = json.dumps({"model": "bench", "stream": stream,
+                           "messages": [{"role": "user", "content": "Hello"}]}).encode()
+        for _ in range(500):
+            await one(app, body)
+        best = float("inf")
+        for _ in range(rounds):  # the quickest round: the least disturbed by other work
+            start = time.process_time()
+            for _ in range(requests // rounds):
+                await one(app, body)
+            best = min(best, (time.process_time() - start) / (requests // rounds))
+        results[mode] = best * 1e6
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=20000, help="in 10 rounds; the best counts")
+    parser.add_argument("--mode", choices=["json", "stream", "both"], default="both")
+    args = parser.parse_args()
+    modes = ("json", "stream") if args.mode == "both" else (args.mode,)
+    results = asyncio.run(measure(args.requests, modes=modes))
+    for mode, micros in results.items():
+        print(f"{mode:<7} {micros:7.1f} us CPU per request (gateway code only)")
+
+
+if __name__ == "__main__":
+    main()
