@@ -332,3 +332,20 @@ def test_missing_usage_is_filled_in(http, primary):
 
     assert answer["usage"]["completion_tokens"] >= 1 and answer["usage"]["estimated"] is True
     assert answer["choices"][0]["finish_reason"] == "stop"
+
+
+@pytest.mark.parametrize("sent_as", ["reasoning", "reasoning_content"])
+@pytest.mark.parametrize("profile, expected_as", [
+    ("model-api", "reasoning_content"), ("vllm", "reasoning"), ("openai", None)])
+def test_reasoning_sent_back_under_either_name(sent_as, profile, expected_as):
+    messages = [{"role": "user", "content": "2+2?"},
+                {"role": "assistant", "content": "4", sent_as: "add them"},
+                {"role": "user", "content": "and 3+3?"}]
+
+    sent = translate({"model": "m", "messages": messages}, target(profile), stream=False).body
+
+    expected = {"role": "assistant", "content": "4"}
+    if expected_as:
+        expected[expected_as] = "add them"
+    assert sent["messages"][1] == expected
+    assert messages[1] == {"role": "assistant", "content": "4", sent_as: "add them"}  # untouched
