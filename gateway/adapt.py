@@ -48,8 +48,9 @@ class Answer:
 
     __slots__ = ("alias", "reasoning", "upstream_reasoning", "finish_map", "prompt_bytes")
 
-    def __init__(self, route: Route, dialect: Dialect, prompt_bytes: int) -> None:
-        self.alias = route.alias
+    def __init__(self, route: Route, dialect: Dialect, prompt_bytes: int,
+                 model: str | None = None) -> None:
+        self.alias = model or route.alias  # what the client asked for (a wildcard's full name)
         self.reasoning = route.reasoning_field
         self.upstream_reasoning = dialect.profile.reasoning_field
         self.finish_map = {**DEFAULT_FINISH_MAP, **dialect.profile.finish_reasons}

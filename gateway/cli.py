@@ -128,13 +128,18 @@ def describe(config: Config) -> str:
         auth = f"{p.profile.auth_header} key set" if p.secrets else "no key"
         lines.append(f"  {name:<{width}}  profile {p.profile.name:<15} {where}  [{auth}]")
     lines += ["", "models:"]
-    width = max((len(a) for a in config.routes), default=8)
     for alias, route in config.routes.items():
-        targets = list(route.attempts())
-        for i, t in enumerate(targets):
-            label = alias if i == 0 else ""
+        lines.append(f"  {alias}" + (f"  ({route.description})" if route.description else ""))
+        for i, group in enumerate(route.groups):
             role = "primary" if i == 0 else f"fallback {i}"
-            lines.append(f"  {label:<{width}}  {i + 1}. {t.provider.name} -> {t.model}  ({role})")
+            targets = ", ".join(
+                f"{t.provider.name} -> {t.model}" + (f" (weight {t.weight:g})" if t.weight != 1 else "")
+                + (f" (context {t.context_window})" if t.context_window else "")
+                for t in group.targets)
+            strategy = f" {group.strategy}" if len(group.targets) > 1 else ""
+            lines.append(f"    {i + 1}. {role}{strategy}: {targets}")
+        attempts = route.retry.attempts
+        lines.append(f"    up to {attempts} attempt{'s' if attempts != 1 else ''} a request")
     lines += ["", "keys:"]
     for key in config.keys.values():
         allowed = "all models" if key.allow_all else ", ".join(

@@ -93,6 +93,7 @@ class UpstreamClientError(GatewayError):
     """The upstream refused the request itself (its 4xx): relayed with the upstream's status."""
 
     type = "invalid_request_error"
+    context_overflow = False  # the prompt does not fit this upstream's context window
 
     def __init__(self, status: int, message: str, *, type: str | None = None,
                  param: str | None = None, code: str | None = None) -> None:

@@ -40,12 +40,12 @@ class ChatCompletions:
             route = resolve(config, payload["model"], principal)
             ex.alias = route.alias
             ex.stream = payload.get("stream") is True
-            await until_disconnect(
-                receive, relay(ex, route, payload, runtime.transports, send, len(body)))
+            await until_disconnect(receive, relay(ex, route, payload, runtime, send, len(body)))
         except GatewayError as error:
             ex.status, ex.error = error.status, error.message
             if not ex.committed:
-                await send_error(send, error, ex.request_id)
+                extra = {"x-gateway-attempts": str(ex.attempts)} if ex.attempts else None
+                await send_error(send, error, ex.request_id, extra)
         except ClientDisconnected:
             ex.status, ex.error = 499, "client disconnected"
         except Exception:

@@ -11,9 +11,11 @@ reaches the client; after that a failure ends it with an error event and
 
 from __future__ import annotations
 
+import asyncio
+import math
 import re
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 
 import orjson
 
@@ -22,12 +24,15 @@ from gateway.config import Route, Target
 from gateway.deadline import Deadline
 from gateway.errors import (
     GatewayError,
+    NoHealthyTarget,
     RateLimited,
     UpstreamClientError,
     UpstreamError,
     UpstreamTimeout,
 )
 from gateway.exchange import Exchange
+from gateway.route import Plan
+from gateway.runtime import Runtime
 from gateway.translate import Rejected, Translation, translate, upstream_headers
 from gateway.upstream import (
     ConnectFailed,
@@ -47,6 +52,12 @@ SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"),
                (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
 
 
+# How upstreams say a prompt does not fit their context window.
+_CONTEXT_OVERFLOW = re.compile(
+    r"context[ _-]?(length|window)|maximum context|too many tokens|prompt is too long|"
+    r"input is too long|reduce the length|exceeds? the (max|maximum)", re.IGNORECASE)
+
+
 class Failure(Exception):
     """One target could not answer; the request may move to the next."""
 
@@ -59,30 +70,76 @@ class Failure(Exception):
         self.retry_after = retry_after
         self.rejection = rejection
 
+    @property
+    def counts_against_target(self) -> bool:
+        """For the breaker: the target misbehaved (not a 429, not a refusal of the request)."""
+        return self.rejection is None and self.status != 429
 
-async def relay(ex: Exchange, route: Route, payload: dict, transports: Mapping[str, Transport],
-                send, prompt_bytes: int) -> None:
+
+async def relay(ex: Exchange, route: Route, payload: dict, runtime: Runtime, send,
+                prompt_bytes: int) -> None:
+    """Answer the request from the route's targets; raise the OpenAI error if none can."""
+    route = route.for_model(payload["model"])
+    plan = Plan(route, runtime.health)
+    breaker = runtime.config.breaker
     failures: list[Failure] = []
-    for target in route.attempts():
+    while True:
+        target = plan.next()
+        if target is None:
+            wait = plan.backoff()
+            if wait is None:
+                break
+            await asyncio.sleep(wait)
+            continue
         ex.attempts += 1
+        state = runtime.health.state(target.key)
+        state.begin()
         try:
-            try:
-                translation = translate(payload, target, ex.stream)
-            except Rejected as rejection:
-                raise Failure(target, rejection.message, rejection=rejection) from None
-            answer = Answer(route, target.dialect, prompt_bytes)
-            transport = transports[target.provider.name]
-            if translation.fanout > 1:
-                from gateway.fanout import fan_out
-
-                await fan_out(ex, target, translation, answer, transport, send)
-            else:
-                await _attempt(ex, target, translation, answer, transport, send)
-            return
+            ttfb = await _try(ex, route, target, payload, runtime, send, prompt_bytes)
         except Failure as failure:
+            now = time.monotonic()
+            if failure.retry_after is not None:  # a 429 that said how long to wait
+                state.rest(failure.retry_after, now)
+            elif failure.counts_against_target:
+                state.failed(breaker, now)
             failures.append(failure)
             ex.failures.append(str(failure))
-    raise _give_up(route.alias, failures)
+            continue
+        except UpstreamClientError as error:
+            if error.context_overflow and plan.context_overflow(target):
+                ex.failures.append(f"{target.name}: prompt too long for its context")
+                continue
+            raise
+        finally:
+            state.end()
+        if ex.error is None:
+            state.succeeded(ttfb)
+        else:  # the stream broke after its first byte
+            state.failed(breaker, time.monotonic())
+        return
+    if not failures:
+        wait = plan.ready_in()
+        raise NoHealthyTarget(
+            f"No target of model '{payload['model'][:200]}' is available now: each has "
+            "failed recently or asked to be left alone; try again shortly.",
+            headers={"retry-after": str(max(1, math.ceil(wait)))})
+    raise _give_up(payload["model"], failures)
+
+
+async def _try(ex: Exchange, route: Route, target: Target, payload: dict, runtime: Runtime,
+               send, prompt_bytes: int) -> float | None:
+    """One attempt on one target, translated for it; its time to first byte."""
+    try:
+        translation = translate(payload, target, ex.stream)
+    except Rejected as rejection:
+        raise Failure(target, rejection.message, rejection=rejection) from None
+    answer = Answer(route, target.dialect, prompt_bytes, payload["model"])
+    transport = runtime.transports[target.provider.name]
+    if translation.fanout > 1:
+        from gateway.fanout import fan_out
+
+        return await fan_out(ex, target, translation, answer, transport, send)
+    return await _attempt(ex, target, translation, answer, transport, send)
 
 
 async def _attempt(ex: Exchange, target: Target, translation: Translation, answer: Answer,
@@ -90,6 +147,8 @@ async def _attempt(ex: Exchange, target: Target, translation: Translation, answe
     limits = target.provider.timeouts
     response: UpstreamResponse | None = None
     deadline = Deadline(min(limits.first_byte, limits.total), limits.idle, limits.total)
+    started = time.perf_counter()
+    ttfb = None
     try:
         async with deadline:
             response = await open_upstream(transport, target, translation.encode(), ex.request_id)
@@ -98,10 +157,12 @@ async def _attempt(ex: Exchange, target: Target, translation: Translation, answe
                 first = await anext(chunks, b"")
                 if not first:
                     raise Failure(target, "closed the stream before sending anything")
+                ttfb = time.perf_counter() - started
                 deadline.touch()
                 await _stream(ex, target, translation, answer, first, chunks, deadline, send)
             else:
                 data = await response.read(target.provider.max_response_bytes)
+                ttfb = time.perf_counter() - started
                 try:
                     body, ex.usage, upstream_model = answer.completion(data)
                 except UpstreamError as exc:
@@ -124,6 +185,7 @@ async def _attempt(ex: Exchange, target: Target, translation: Translation, answe
     finally:
         if response is not None:
             response.close()
+    return ttfb
 
 
 async def open_upstream(transport: Transport, target: Target, body: bytes,
@@ -145,6 +207,8 @@ async def open_upstream(transport: Transport, target: Target, body: bytes,
 def response_headers(base: list, ex: Exchange, target: Target, translation: Translation,
                      upstream_model: str | None) -> list:
     headers = [*base, (b"x-request-id", ex.request_id.encode()),
+               (b"x-gateway-target", _header_value([target.name])),
+               (b"x-gateway-attempts", str(ex.attempts).encode()),
                (b"x-gateway-upstream-model", _header_value([upstream_model or target.model]))]
     if translation.dropped:
         headers.append((b"x-gateway-dropped-params", _header_value(translation.dropped)))
@@ -221,7 +285,10 @@ async def _refusal(target: Target, response: UpstreamResponse) -> Exception:
             message = "rejected the gateway's credentials for this provider"
         retry_after = _seconds(response.headers.get("retry-after")) if status == 429 else None
         return Failure(target, f"HTTP {status}: {message}", status=status, retry_after=retry_after)
-    return UpstreamClientError(status, message, type=kind, param=param, code=code)
+    error = UpstreamClientError(status, message, type=kind, param=param, code=code)
+    error.context_overflow = code == "context_length_exceeded" or bool(
+        _CONTEXT_OVERFLOW.search(message))
+    return error
 
 
 def _error_fields(body: bytes, status: int) -> tuple[str, str | None, str | None, str | None]:
@@ -254,12 +321,12 @@ def _seconds(value: str | None) -> float | None:
         return None
 
 
-def _give_up(alias: str, failures: list[Failure]) -> GatewayError:
+def _give_up(model: str, failures: list[Failure]) -> GatewayError:
     rejections = [f.rejection for f in failures if f.rejection is not None]
     if failures and len(rejections) == len(failures):
         return rejections[0]  # every target refuses the request as written: the client's to fix
     detail = "; ".join(str(f) for f in failures)
-    message = f"No upstream could answer for model '{alias}': {detail}"
+    message = f"No upstream could answer for model '{model[:200]}': {detail}"
     if failures and all(f.status == 429 for f in failures):
         waits = [f.retry_after for f in failures if f.retry_after is not None]
         headers = {"retry-after": str(int(min(waits) + 0.999))} if waits else None

@@ -16,5 +16,7 @@ async def send_json(send, status: int, body: bytes, request_id: str | None = Non
     await send({"type": "http.response.body", "body": body})
 
 
-async def send_error(send, error: GatewayError, request_id: str | None = None) -> None:
-    await send_json(send, error.status, error.render(), request_id, error.headers)
+async def send_error(send, error: GatewayError, request_id: str | None = None,
+                     extra: dict[str, str] | None = None) -> None:
+    headers = {**error.headers, **extra} if extra else error.headers
+    await send_json(send, error.status, error.render(), request_id, headers)

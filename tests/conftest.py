@@ -7,6 +7,7 @@ The gateway's config (below) is the map of the test world:
     dead-first      -> a closed port, then backup
     only-dead       -> a closed port
     impatient       -> primary, with 1s first-byte and idle timeouts
+    rate-limited    -> primary, a target of its own
     demo            -> the built-in demo model
 """
 
@@ -30,6 +31,8 @@ UPSTREAM_SECRET = "sk-upstream-primary-secret-42"
 CONFIG = """
 server:
   max_body_bytes: 1MiB
+routing:
+  breaker: {{failures: 1000}}  # these tests share one gateway: no breaker carried between them
 providers:
   primary: {{profile: openai, base_url: "{primary}", api_key: "${{PRIMARY_KEY}}"}}
   backup: {{profile: vllm, base_url: "{backup}"}}
@@ -55,12 +58,14 @@ models:
     targets: [{{provider: dead, model: nothing}}]
   impatient:
     targets: [{{provider: hasty, model: upstream-model-a}}]
+  rate-limited:  # its own target: the Retry-After it gets rests only this one
+    targets: [{{provider: primary, model: upstream-model-r}}]
   demo:
     targets: [{{provider: demo, model: demo}}]
 keys:
   team-a:
     key: "${{TEAM_KEY}}"
-    models: [gpt-test, with-fallback, dead-first, only-dead, impatient]
+    models: [gpt-test, with-fallback, dead-first, only-dead, impatient, rate-limited]
   demo-only:
     key: "{demo_key}"
     models: [demo]

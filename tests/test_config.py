@@ -152,8 +152,9 @@ def test_check_prints_the_model_table(tmp_path):
                          env={"GENERALCOMPUTE_API_KEY": "gc-secret", "PATH": ""})
 
     assert result.returncode == 0, result.stderr
-    assert "deepseek-v3.2  1. generalcompute -> deepseek-v3.2  (primary)" in result.stdout
-    assert "2. local-vllm -> deepseek-ai/DeepSeek-V3.2  (fallback 1)" in result.stdout
+    assert "  deepseek-v3.2\n    1. primary: generalcompute -> deepseek-v3.2\n" in result.stdout
+    assert "    2. fallback 1: local-vllm -> deepseek-ai/DeepSeek-V3.2\n" in result.stdout
+    assert "up to 2 attempts a request" in result.stdout
     assert "gc-secret" not in result.stdout
 
 

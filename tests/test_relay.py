@@ -65,7 +65,7 @@ def test_all_targets_rate_limited_is_429_with_retry_after(http, primary):
     primary.then(Reply(status=429, json={"error": {"message": "slow down"}},
                        headers={"retry-after": "7"}))
 
-    response = http.post(CHAT, headers=auth(), json=ask("gpt-test"))
+    response = http.post(CHAT, headers=auth(), json=ask("rate-limited"))
 
     assert_openai_error(response, 429, code="upstream_rate_limited")
     assert response.headers["retry-after"] == "7"

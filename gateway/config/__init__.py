@@ -1,10 +1,22 @@
 """Load, validate and compile routes.yaml and providers/ into immutable objects."""
 
-from gateway.config.compiled import Config, Key, Profile, Provider, Route, Target, Timeouts
+from gateway.config.compiled import (
+    Breaker,
+    Config,
+    Group,
+    Key,
+    Profile,
+    Provider,
+    Retry,
+    Route,
+    Target,
+    Timeouts,
+)
 from gateway.config.errors import ConfigError
 from gateway.config.load import default_config_path, digest_key, load_config
 
 __all__ = [
-    "Config", "ConfigError", "Key", "Profile", "Provider", "Route", "Target", "Timeouts",
+    "Breaker", "Config", "ConfigError", "Group", "Key", "Profile", "Provider", "Retry", "Route",
+    "Target", "Timeouts",
     "default_config_path", "digest_key", "load_config",
 ]

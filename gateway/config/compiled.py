@@ -8,7 +8,7 @@ they started with.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 
@@ -51,6 +51,8 @@ class Profile:
     chat_path: str
     auth_header: str
     auth_scheme: str | None
+    probe_path: str = "models"
+    metrics_path: str | None = None
     stream_usage: str = "on_request"
     reasoning_field: str = "reasoning_content"
     reasoning_in_messages: str | None = "reasoning_content"  # None: dropped from messages
@@ -84,6 +86,22 @@ class Provider:
     # Headers sent on every request, the provider's key among them: never repr'd or logged.
     headers: Mapping[str, str] = field(repr=False)
     secrets: tuple[str, ...] = field(repr=False, default=())
+    probe: Probe | None = None
+    metrics_url: str | None = None  # vLLM's /metrics, for the vllm-load strategy
+    metrics_interval: float = 2.0
+
+    @property
+    def connection(self) -> tuple:
+        """What an open transport depends on: while it is unchanged, a reload keeps the pool."""
+        return (self.profile.transport, self.base_url, self.timeouts.connect,
+                self.max_connections, self.keepalive_seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    url: str
+    interval: float
+    timeout: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +113,7 @@ class Target:
     dialect: Dialect
     weight: float = 1.0
     context_window: int | None = None
+    key: str = ""  # names its health state; a wildcard's targets share their template's
 
     @property
     def name(self) -> str:
@@ -103,22 +122,48 @@ class Target:
 
 @dataclass(frozen=True, slots=True)
 class Group:
-    """Targets tried as one tier; the next group is the fallback."""
+    """Targets balanced by `strategy` as one tier; the next group is the fallback."""
 
     targets: tuple[Target, ...]
+    strategy: str = "weighted"
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    attempts: int  # most upstream attempts for one request
+    backoff: float
+    max_backoff: float
+
+
+@dataclass(frozen=True, slots=True)
+class Breaker:
+    failures: int
+    window: float
+    cooldown: float
 
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    alias: str
+    alias: str  # for a wildcard route, its pattern (`openai/*`)
     description: str
     groups: tuple[Group, ...]
     reasoning_field: str = "reasoning_content"  # reasoning_content | reasoning | both
+    retry: Retry = Retry(attempts=1, backoff=0.2, max_backoff=2.0)
+    wildcard: bool = False
 
     def attempts(self) -> Iterator[Target]:
-        """Every target in the order it should be tried."""
+        """Every target in group order (the order a request would try them with no balancing)."""
         for group in self.groups:
             yield from group.targets
+
+    def for_model(self, model: str) -> Route:
+        """A wildcard route's targets with `*` in their model replaced by what the client's matched."""
+        if not self.wildcard:
+            return self
+        matched = model[len(self.alias) - 1:]
+        groups = tuple(Group(tuple(replace(t, model=t.model.replace("*", matched))
+                                   for t in g.targets), g.strategy) for g in self.groups)
+        return replace(self, groups=groups)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,3 +192,15 @@ class Config:
     routes: Mapping[str, Route]
     keys: Mapping[bytes, Key] = field(repr=False)
     master_digest: bytes | None = field(repr=False)
+    wildcards: tuple[Route, ...] = ()  # longest prefix first
+    breaker: Breaker = Breaker(failures=5, window=30.0, cooldown=30.0)
+
+    def route_for(self, model: str) -> Route | None:
+        """An exact alias wins; else the longest wildcard prefix that matches."""
+        route = self.routes.get(model)
+        if route is not None and not route.wildcard:
+            return route
+        for wildcard in self.wildcards:
+            if model.startswith(wildcard.alias[:-1]) and len(model) >= len(wildcard.alias):
+                return wildcard
+        return None

@@ -13,6 +13,7 @@ import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urljoin
 
 from pydantic import BaseModel, ValidationError
 
@@ -21,12 +22,15 @@ from gateway.config import schema
 from gateway.config.compiled import (
     AS_IS,
     UNSUPPORTED,
+    Breaker,
     Config,
     Dialect,
     Group,
     Key,
+    Probe,
     Profile,
     Provider,
+    Retry,
     Route,
     Rule,
     Target,
@@ -117,6 +121,7 @@ def _profile(name: str, files: dict[str, Path], raw: dict, environ: Mapping[str,
     return Profile(
         name=name, description=spec.description, transport=spec.transport,
         chat_path=spec.chat_path, auth_header=spec.auth.header, auth_scheme=spec.auth.scheme,
+        probe_path=spec.probe_path, metrics_path=spec.metrics_path,
         stream_usage=spec.stream_usage, reasoning_field=spec.reasoning.field,
         reasoning_in_messages=None if in_messages == "drop" else in_messages,
         extras=spec.extras, finish_reasons=dict(spec.finish_reasons), rules=rules,
@@ -228,30 +233,42 @@ def _compile(spec: schema.ConfigSpec, path: Path, lines: Lines,
 
     routes: dict[str, Route] = {}
     for alias, m in spec.models.items():
+        if (m.targets is None) == (m.groups is None):
+            fail(("models", alias), "give either 'targets' (a fallback chain) or 'groups'")
+            continue
+        if "*" in alias and (not alias.endswith("*") or alias.count("*") > 1):
+            fail(("models", alias), "a wildcard alias has one '*', at the end (like 'openai/*')")
+            continue
         model_rules = _rules(m.params, ("models", alias, "params"), lines, problems)
-        targets = []
-        for i, t in enumerate(m.targets):
-            provider = providers.get(t.provider)
-            if provider is None:
-                if t.provider not in spec.providers:
-                    known = ", ".join(sorted(spec.providers)) or "none are declared"
-                    fail(("models", alias, "targets", i, "provider"),
-                         f"unknown provider '{t.provider}'; known providers: {known}")
-                continue
-            target_rules = _rules(t.params, ("models", alias, "targets", i, "params"), lines,
-                                  problems)
-            dialect = Dialect(
-                profile=provider.profile,
-                provider=provider.name,
-                rules={**provider.profile.rules, **provider_rules[t.provider], **model_rules,
-                       **target_rules},
-                unsupported=(m.unsupported_params or spec.providers[t.provider].unsupported_params
-                             or spec.server.unsupported_params),
-            )
-            targets.append(Target(provider, t.model, dialect, t.weight, t.context_window))
         # Flat `targets:` are an ordered fallback chain: each target its own group.
-        routes[alias] = Route(alias, m.description, tuple(Group((t,)) for t in targets),
-                              reasoning_field=m.reasoning_field or spec.server.reasoning_field)
+        tiers = ([("weighted", [t], ("targets", i)) for i, t in enumerate(m.targets)]
+                 if m.targets is not None else
+                 [(g.strategy, g.targets, ("groups", gi, "targets")) for gi, g in enumerate(m.groups)])
+        groups = []
+        count = 0
+        for strategy, specs, where in tiers:
+            targets = []
+            for i, t in enumerate(specs):
+                place = ("models", alias, *where) + ((i,) if m.groups is not None else ())
+                target = _target(t, place, providers, provider_rules, model_rules, m, spec, fail,
+                                 lines, problems)
+                if target is None:
+                    continue
+                if strategy == "vllm-load" and target.provider.metrics_url is None:
+                    fail(place + ("provider",), "the vllm-load strategy needs a provider whose "
+                                                "profile has a metrics_path (vllm's /metrics)")
+                if "*" in t.model and "*" not in alias:
+                    fail(place + ("model",), "'*' in a target's model needs a wildcard alias")
+                targets.append(target)
+            count += len(targets)
+            if targets:
+                groups.append(Group(tuple(targets), strategy))
+        retry = m.retry or spec.routing.retry
+        routes[alias] = Route(
+            alias, m.description, tuple(groups),
+            reasoning_field=m.reasoning_field or spec.server.reasoning_field,
+            retry=Retry(retry.attempts or max(count, 1), retry.backoff, retry.max_backoff),
+            wildcard=alias.endswith("*"))
 
     keys: dict[bytes, Key] = {}
     for name, k in spec.keys.items():
@@ -263,7 +280,9 @@ def _compile(spec: schema.ConfigSpec, path: Path, lines: Lines,
             fail(("keys", name), f"same secret as key '{keys[digest].name}'")
             continue
         for i, pattern in enumerate(k.models):
-            if pattern != "*" and not pattern.endswith("*") and pattern not in spec.models:
+            served = pattern in spec.models or any(
+                a.endswith("*") and pattern.startswith(a[:-1]) for a in spec.models)
+            if pattern != "*" and not pattern.endswith("*") and not served:
                 fail(("keys", name, "models", i), f"unknown model '{pattern}'")
         exact = frozenset(p for p in k.models if not p.endswith("*"))
         prefixes = tuple(p[:-1] for p in k.models if p.endswith("*") and p != "*")
@@ -282,7 +301,33 @@ def _compile(spec: schema.ConfigSpec, path: Path, lines: Lines,
         routes=routes,
         keys=keys,
         master_digest=digest_key(master) if master else None,
+        wildcards=tuple(sorted((r for r in routes.values() if r.wildcard),
+                               key=lambda r: len(r.alias), reverse=True)),
+        breaker=Breaker(spec.routing.breaker.failures, spec.routing.breaker.window,
+                        spec.routing.breaker.cooldown),
     )
+
+
+def _target(t: schema.TargetSpec, place: tuple, providers: dict[str, Provider],
+            provider_rules: dict, model_rules: dict, m: schema.ModelSpec,
+            spec: schema.ConfigSpec, fail, lines: Lines, problems: list) -> Target | None:
+    provider = providers.get(t.provider)
+    if provider is None:
+        if t.provider not in spec.providers:
+            known = ", ".join(sorted(spec.providers)) or "none are declared"
+            fail(place + ("provider",), f"unknown provider '{t.provider}'; known providers: {known}")
+        return None
+    target_rules = _rules(t.params, place + ("params",), lines, problems)
+    dialect = Dialect(
+        profile=provider.profile,
+        provider=provider.name,
+        rules={**provider.profile.rules, **provider_rules[t.provider], **model_rules,
+               **target_rules},
+        unsupported=(m.unsupported_params or spec.providers[t.provider].unsupported_params
+                     or spec.server.unsupported_params),
+    )
+    return Target(provider, t.model, dialect, t.weight, t.context_window,
+                  key=f"{provider.name}/{t.model}")
 
 
 def _provider(name: str, p: schema.ProviderSpec, profile: Profile,
@@ -315,7 +360,19 @@ def _provider(name: str, p: schema.ProviderSpec, profile: Profile,
         or DEFAULT_MAX_RESPONSE_BYTES,
         headers=headers,
         secrets=(p.api_key,) if p.api_key else (),
+        probe=_probe(p.probe, base_url, profile) if profile.transport == "http" else None,
+        metrics_url=(urljoin(base_url + "/", profile.metrics_path)
+                     if profile.metrics_path and profile.transport == "http" else None),
+        metrics_interval=p.metrics_interval,
     )
+
+
+def _probe(spec: schema.ProbeSpec | bool, base_url: str, profile: Profile) -> Probe | None:
+    if spec is False:
+        return None
+    spec = schema.ProbeSpec() if spec is True else spec
+    return Probe(urljoin(base_url + "/", spec.path or profile.probe_path), spec.interval,
+                 spec.timeout)
 
 
 def _digest_files(path: Path) -> str:

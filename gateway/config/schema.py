@@ -89,6 +89,35 @@ class ServerSpec(Strict):
     unsupported_params: Unsupported = "drop"
 
 
+class RetrySpec(Strict):
+    """How hard one request tries. Fallback to another target is not a repeat; trying one again is."""
+
+    attempts: Annotated[int, Field(ge=1, le=20)] | None = None  # default: each target once
+    backoff: Seconds = 0.2  # before an attempt on a target already tried, doubling each time
+    max_backoff: Seconds = 2.0
+
+
+class BreakerSpec(Strict):
+    """A target failing `failures` times within `window` seconds is left alone for `cooldown`."""
+
+    failures: Annotated[int, Field(ge=1)] = 5
+    window: Seconds = 30.0
+    cooldown: Seconds = 30.0
+
+
+class RoutingSpec(Strict):
+    retry: RetrySpec = RetrySpec()
+    breaker: BreakerSpec = BreakerSpec()
+
+
+class ProbeSpec(Strict):
+    """An active health check: GET `path` (relative to base_url; `/x` is from the host's root)."""
+
+    path: str | None = None  # default: the profile's probe path
+    interval: Seconds = 10.0
+    timeout: Seconds = 2.0
+
+
 class ProviderSpec(Strict):
     profile: str
     base_url: str | None = None
@@ -99,6 +128,8 @@ class ProviderSpec(Strict):
     max_response_bytes: ByteSize | None = None
     params: Params = {}  # overrides the profile's rules, rule by rule
     unsupported_params: Unsupported | None = None
+    probe: ProbeSpec | bool = False
+    metrics_interval: Seconds = 2.0  # for the vllm-load strategy: how often /metrics is read
 
 
 class TargetSpec(Strict):
@@ -109,9 +140,21 @@ class TargetSpec(Strict):
     params: Params = {}  # overrides the provider's and the model's rules for this target
 
 
-class ModelSpec(Strict):
-    description: str = ""
+Strategy = Literal["weighted", "least-busy", "latency", "vllm-load"]
+
+
+class GroupSpec(Strict):
+    strategy: Strategy = "weighted"
     targets: Annotated[list[TargetSpec], Field(min_length=1)]
+
+
+class ModelSpec(Strict):
+    """An alias: `targets` (an ordered fallback chain) or `groups` (load-balanced tiers)."""
+
+    description: str = ""
+    targets: Annotated[list[TargetSpec], Field(min_length=1)] | None = None
+    groups: Annotated[list[GroupSpec], Field(min_length=1)] | None = None
+    retry: RetrySpec | None = None
     params: Params = {}  # overrides the providers' rules for this model
     unsupported_params: Unsupported | None = None
     reasoning_field: ReasoningField | None = None
@@ -128,6 +171,7 @@ class KeySpec(Strict):
 class ConfigSpec(Strict):
     server: ServerSpec = ServerSpec()
     upstream: UpstreamSpec = UpstreamSpec()
+    routing: RoutingSpec = RoutingSpec()
     providers: dict[str, ProviderSpec] = {}
     models: dict[str, ModelSpec] = {}
     keys: dict[str, KeySpec] = {}
@@ -150,6 +194,8 @@ class ProfileSpec(Strict):
     base: str | None = None  # start from another profile; this one's keys win, `params` rule by rule
     transport: Literal["http", "demo"] = "http"
     chat_path: str = "/chat/completions"
+    probe_path: str = "models"  # the health check `probe: true` uses (relative to base_url)
+    metrics_path: str | None = None  # Prometheus metrics of the server's load (vLLM: /metrics)
     auth: AuthSpec = AuthSpec()
     # Usage in streams: sent only when asked with stream_options.include_usage, always, or never.
     stream_usage: Literal["on_request", "always", "never"] = "on_request"
