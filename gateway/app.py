@@ -7,7 +7,9 @@ objects serve the other endpoints, where their cost does not matter.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
@@ -16,12 +18,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway import endpoints
+from gateway import admin, endpoints
 from gateway.accept import request_id_of
-from gateway.config import Config, load_config
+from gateway.config import Config, ConfigError, load_config
 from gateway.errors import GatewayError, InvalidRequest, NotFound
 from gateway.logs import REQUEST_ID, log, setup_logging
 from gateway.pipeline import ChatCompletions
+from gateway.reload import Reloader
 from gateway.runtime import start_runtime, stop_runtime
 
 CONFIG_ENV = "GATEWAY_CONFIG"
@@ -59,12 +62,24 @@ def _starlette(config: Config) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette):
         app.state.runtime = start_runtime(config)
+        reloader = app.state.reloader = Reloader(app.state, config.source)
+        reloader.start()
+        loop = asyncio.get_running_loop()
+        watcher = (asyncio.create_task(reloader.watch(config.watch_config))
+                   if config.watch_config else None)
+        try:
+            loop.add_signal_handler(signal.SIGHUP, _reload_on_signal, reloader)
+        except (ValueError, RuntimeError, NotImplementedError):
+            pass  # not the main thread, or no signals here
         log.info("gateway ready", extra={"fields": {
             "config": str(config.source), "config_hash": config.digest,
             "models": len(config.routes), "providers": len(config.providers)}})
         try:
             yield
         finally:
+            if watcher is not None:
+                watcher.cancel()
+            await reloader.stop()
             await stop_runtime(app.state.runtime)
 
     async def chat_wrong_method(request: Request) -> Response:
@@ -78,10 +93,21 @@ def _starlette(config: Config) -> Starlette:
             Route("/healthz", endpoints.healthz, methods=["GET"]),
             Route("/readyz", endpoints.readyz, methods=["GET"]),
             Route("/metrics", endpoints.prometheus, methods=["GET"]),
+            Route("/admin/reload", admin.reload_config, methods=["POST"]),
         ],
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
     )
+
+
+def _reload_on_signal(reloader: Reloader) -> None:
+    async def reload() -> None:
+        try:
+            await reloader.reload("SIGHUP")
+        except ConfigError:
+            pass  # logged; the old config stays in force
+
+    asyncio.ensure_future(reload())
 
 
 async def _with_request_id(app, scope, receive, send) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import orjson
 from starlette.requests import Request
@@ -48,7 +49,7 @@ async def get_model(request: Request) -> Response:
         return error_response(error)
     config = request.app.state.runtime.config
     alias = request.path_params["model"]
-    if alias not in config.routes or not principal.allows(alias):
+    if config.route_for(alias) is None or not principal.allows(alias):
         return error_response(NotFound(
             f"The model '{alias[:200]}' does not exist or you do not have access to it.",
             param="model", code="model_not_found"))
@@ -69,10 +70,16 @@ async def readyz(request: Request) -> Response:
         store_ok = await asyncio.wait_for(runtime.store.ping(), timeout=1.0)
     except Exception:
         store_ok = False
+    now = time.monotonic()
+    targets = {}
+    for route in runtime.config.routes.values():
+        for target in route.attempts():
+            targets[target.key] = runtime.health.state(target.key).report(now)
     body = {"status": "ready" if store_ok else "store unreachable",
             "config": runtime.config.digest,
             "store": {"kind": runtime.store.kind, "reachable": store_ok},
-            "models": len(runtime.config.routes)}
+            "models": len(runtime.config.routes),
+            "targets": targets}
     return json_response(body, 200 if store_ok else 503)
 
 

@@ -106,6 +106,16 @@ class TargetState:
         if len(self.failures) >= breaker.failures:
             self._open(breaker, now)
 
+    def probe_failed(self, breaker: Breaker, now: float) -> None:
+        if self.state != OPEN:
+            self._open(breaker, now)
+
+    def probe_passed(self) -> None:
+        """The server answers its health check: if open, let a trial request through now."""
+        if self.state == OPEN:
+            self.state = HALF_OPEN
+            self.trial = False
+
     def rest(self, seconds: float, now: float) -> None:
         """The upstream asked us to wait (429 with Retry-After)."""
         self.rest_until = max(self.rest_until, now + seconds)

@@ -139,6 +139,10 @@ class Upstream:
         self.events_sent = 0
         self._plan: deque[Reply] = deque()
         self._lock = threading.Lock()
+        # What GET /metrics reports, as a vLLM server would, and what GET /health answers.
+        self.load = {"running": 0.0, "waiting": 0.0, "kv_cache": 0.0}
+        self.health_status = 200
+        self.metrics_reads = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self.port = 0
@@ -158,7 +162,13 @@ class Upstream:
             self._plan.clear()
             self.requests.clear()
             self.events_sent = 0
+            self.load = {"running": 0.0, "waiting": 0.0, "kv_cache": 0.0}
+            self.health_status = 200
         self.closed_early.clear()
+
+    def models_asked(self, model: str) -> int:
+        """How many requests named `model` upstream."""
+        return sum(1 for r in list(self.requests) if r.json.get("model") == model)
 
     @property
     def last(self) -> Recorded:
@@ -173,6 +183,8 @@ class Upstream:
             app = web.Application(client_max_size=256 * 2**20)
             app.router.add_post("/v1/chat/completions", self._chat)
             app.router.add_get("/v1/models", self._models)
+            app.router.add_get("/metrics", self._metrics)
+            app.router.add_get("/health", self._health)
             self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
             self._loop.run_until_complete(self._runner.setup())
             site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -197,6 +209,24 @@ class Upstream:
     def _next(self) -> Reply:
         with self._lock:
             return self._plan.popleft() if self._plan else Reply()
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        self.metrics_reads += 1
+        load = self.load
+        text = (
+            "# HELP vllm:num_requests_running Number of requests in model execution batches.\n"
+            "# TYPE vllm:num_requests_running gauge\n"
+            f'vllm:num_requests_running{{engine="0",model_name="any"}} {load["running"]}\n'
+            "# TYPE vllm:num_requests_waiting gauge\n"
+            f'vllm:num_requests_waiting{{engine="0",model_name="any"}} {load["waiting"]}\n'
+            "# TYPE vllm:kv_cache_usage_perc gauge\n"
+            f'vllm:kv_cache_usage_perc{{engine="0",model_name="any"}} {load["kv_cache"]}\n'
+            "# TYPE vllm:prompt_tokens_total counter\n"
+            'vllm:prompt_tokens_total{engine="0",model_name="any"} 1234.0\n')
+        return web.Response(text=text, content_type="text/plain")
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.Response(status=self.health_status)
 
     async def _models(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": "upstream-model", "object": "model"}]})

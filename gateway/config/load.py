@@ -305,6 +305,7 @@ def _compile(spec: schema.ConfigSpec, path: Path, lines: Lines,
                                key=lambda r: len(r.alias), reverse=True)),
         breaker=Breaker(spec.routing.breaker.failures, spec.routing.breaker.window,
                         spec.routing.breaker.cooldown),
+        watch_config=spec.server.watch_config,
     )
 
 

@@ -87,6 +87,8 @@ class ServerSpec(Strict):
     reasoning_field: ReasoningField = "reasoning_content"
     # What to do with an OpenAI parameter the target's profile does not support.
     unsupported_params: Unsupported = "drop"
+    # Seconds between checks of the config files for changes (then reloaded); 0: never.
+    watch_config: Annotated[float, Field(ge=0)] = 2.0
 
 
 class RetrySpec(Strict):

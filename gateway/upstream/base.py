@@ -52,5 +52,8 @@ class Transport(Protocol):
     async def send(self, url: str, headers: Mapping[str, str], body: bytes) -> UpstreamResponse:
         """POST `body`; return once the response status and headers have arrived."""
 
+    async def get(self, url: str, timeout: float, limit: int = 4 * 2**20) -> tuple[int, bytes]:
+        """A small GET for health probes and metrics: status and body. TransportError if it fails."""
+
     async def aclose(self) -> None:
         """Close every pooled connection."""

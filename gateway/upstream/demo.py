@@ -169,6 +169,9 @@ class DemoTransport:
         completion = head | {"object": "chat.completion", "choices": choices, "usage": usage}
         return DemoResponse(200, _JSON, [orjson.dumps(completion)])
 
+    async def get(self, url: str, timeout: float, limit: int = 4 * 2**20) -> tuple[int, bytes]:
+        return 200, b'{"status": "ok"}'
+
     async def aclose(self) -> None:
         pass
 

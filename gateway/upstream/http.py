@@ -80,6 +80,17 @@ class HttpTransport:
             raise ConnectionLost(f"upstream connection failed: {_describe(exc)}") from None
         return HttpResponse(response)
 
+    async def get(self, url: str, timeout: float, limit: int = 4 * 2**20) -> tuple[int, bytes]:
+        try:
+            async with self._session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as r:
+                return r.status, await HttpResponse(r).read(limit)
+        except TimeoutError:
+            raise ConnectTimeout(f"no answer within {timeout:g}s") from None
+        except aiohttp.ClientConnectorError as exc:
+            raise ConnectFailed(f"cannot connect: {_describe(exc)}") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise ConnectionLost(f"failed: {_describe(exc)}") from None
+
     async def aclose(self) -> None:
         await self._session.close()
 

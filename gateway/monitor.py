@@ -1,0 +1,119 @@
+"""Watching upstreams off the request path: active health probes and vLLM load readings.
+
+One task per provider and kind, started with each runtime and stopped when a
+reload replaces it. A failed probe opens the breaker of every target of that
+provider; a good one lets a trial through at once. Load readings from vLLM's
+/metrics (running and waiting requests, KV-cache use) feed the vllm-load
+strategy; a request never waits for one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+
+from gateway.config import Provider
+from gateway.health import Load
+from gateway.logs import log
+from gateway.runtime import Runtime
+from gateway.upstream import TransportError
+
+_SAMPLE = re.compile(r"^(vllm:[a-z_]+)(\{[^}]*\})?\s+(\S+)", re.MULTILINE)
+_MODEL_LABEL = re.compile(r'model_name="([^"]*)"')
+_KV_CACHE = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")  # newer, older vLLM
+
+
+def parse_vllm_metrics(text: str, model: str | None = None) -> Load | None:
+    """Running, waiting and KV-cache use from vLLM's Prometheus text: `model`'s series where
+    they are labelled with it, else the server's totals."""
+    load = _parse(text, model)
+    return load if load is not None or model is None else _parse(text, None)
+
+
+def _parse(text: str, model: str | None) -> Load | None:
+    values: dict[str, float] = {}
+    for name, labels, value in _SAMPLE.findall(text):
+        if model is not None and labels:
+            label = _MODEL_LABEL.search(labels)
+            if label is not None and label.group(1) != model:
+                continue
+        try:
+            values[name] = values.get(name, 0.0) + float(value)
+        except ValueError:
+            continue
+    if "vllm:num_requests_running" not in values and "vllm:num_requests_waiting" not in values:
+        return None
+    kv = next((values[k] for k in _KV_CACHE if k in values), 0.0)
+    return Load(values.get("vllm:num_requests_running", 0.0),
+                values.get("vllm:num_requests_waiting", 0.0), min(max(kv, 0.0), 1.0),
+                time.monotonic())
+
+
+class Monitor:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.tasks: list[asyncio.Task] = []
+
+    def start(self) -> None:
+        config = self.runtime.config
+        load_balanced = {t.provider.name for r in config.routes.values() for g in r.groups
+                         if g.strategy == "vllm-load" for t in g.targets}
+        for provider in config.providers.values():
+            if provider.probe is not None:
+                self.tasks.append(asyncio.create_task(self._probe(provider)))
+            if provider.metrics_url is not None and provider.name in load_balanced:
+                self.tasks.append(asyncio.create_task(self._read_load(provider)))
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.tasks.clear()
+
+    def _targets(self, provider: Provider):
+        seen = set()
+        for route in self.runtime.config.routes.values():
+            for target in route.attempts():
+                if target.provider.name == provider.name and target.key not in seen:
+                    seen.add(target.key)
+                    yield target
+
+    async def _probe(self, provider: Provider) -> None:
+        probe = provider.probe
+        transport = self.runtime.transports[provider.name]
+        healthy = True
+        while True:
+            try:
+                status, _ = await transport.get(probe.url, probe.timeout)
+                ok, why = status < 400, f"HTTP {status}"
+            except TransportError as exc:
+                ok, why = False, str(exc)
+            now = time.monotonic()
+            for target in self._targets(provider):
+                state = self.runtime.health.state(target.key)
+                if ok:
+                    state.probe_passed()
+                else:
+                    state.probe_failed(self.runtime.config.breaker, now)
+            if ok != healthy:
+                log.warning("provider probe " + ("recovered" if ok else "failed"),
+                            extra={"fields": {"provider": provider.name, "reason": why}})
+                healthy = ok
+            await asyncio.sleep(probe.interval)
+
+    async def _read_load(self, provider: Provider) -> None:
+        transport = self.runtime.transports[provider.name]
+        while True:
+            try:
+                status, body = await transport.get(provider.metrics_url,
+                                                   timeout=max(provider.metrics_interval, 1.0))
+                text = body.decode(errors="replace") if status == 200 else ""
+            except TransportError:
+                text = ""
+            for target in self._targets(provider):
+                load = parse_vllm_metrics(text, target.model) if text else None
+                state = self.runtime.health.state(target.key)
+                state.load = load  # None when unread: the strategy falls back to in-flight counts
+                state.sent_since_load = 0
+            await asyncio.sleep(provider.metrics_interval)

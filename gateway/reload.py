@@ -1,0 +1,79 @@
+"""Hot reload: read routes.yaml and providers/ again and swap them in, or keep the old config.
+
+The new config is loaded and validated beside the one in force; only a good
+one replaces it, by swapping one reference, so requests in flight finish on
+the table they started with. Three things trigger it: SIGHUP, POST
+/admin/reload, and a change to the config files (each worker process polls
+their modification times, which is how every worker of `--workers N` learns
+of an edit, and how a Kubernetes ConfigMap update arrives).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from gateway.config import Config, ConfigError, load_config
+from gateway.logs import log
+from gateway.monitor import Monitor
+from gateway.runtime import retire, start_runtime
+
+
+class Reloader:
+    def __init__(self, state, path: Path) -> None:
+        self.state = state  # app state: `.runtime` is swapped
+        self.path = path
+        self.monitor: Monitor | None = None
+        self._lock = asyncio.Lock()
+        self._stamp = self._files_stamp()
+
+    def start(self) -> None:
+        self.monitor = Monitor(self.state.runtime)
+        self.monitor.start()
+
+    async def stop(self) -> None:
+        if self.monitor is not None:
+            await self.monitor.stop()
+
+    async def reload(self, reason: str) -> Config:
+        """Load, validate and swap in the config; ConfigError (old one kept) if it is bad."""
+        async with self._lock:
+            self._stamp = self._files_stamp()
+            try:
+                config = load_config(self.path)
+            except ConfigError as error:
+                log.error("config reload refused; the old config stays in force",
+                          extra={"fields": {"reason": reason, "problems": str(error)}})
+                raise
+            old = self.state.runtime
+            new = start_runtime(config, previous=old)
+            await self.stop()
+            self.state.runtime = new
+            self.start()
+            grace = max((p.timeouts.total for p in old.config.providers.values()), default=0)
+            retire(old, new, grace)
+            log.info("config reloaded", extra={"fields": {
+                "reason": reason, "config_hash": config.digest, "models": len(config.routes)}})
+            return config
+
+    async def watch(self, interval: float) -> None:
+        """Reload when a config file changes (by modification time)."""
+        while True:
+            await asyncio.sleep(interval)
+            if self._files_stamp() != self._stamp:
+                try:
+                    await self.reload("config file changed")
+                except ConfigError:
+                    pass  # logged; keep serving the old config
+
+    def _files_stamp(self) -> tuple:
+        files = [self.path, *sorted((self.path.parent / "providers").glob("*.yaml"))]
+        stamp = []
+        for file in files:
+            try:
+                info = os.stat(file)
+                stamp.append((str(file), info.st_mtime_ns, info.st_size))
+            except OSError:
+                stamp.append((str(file), None, None))
+        return tuple(stamp)

@@ -1,0 +1,379 @@
+"""Routing that keeps answering, with two real upstreams (a and b) behind one gateway.
+
+Strategies, failover within a group and across groups, the breaker, vLLM load
+routing from /metrics, context-window fallback, wildcards, and hot reload
+under load.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import assert_openai_error
+from tests.gateway_process import GatewayProcess, free_port, wait_for
+from tests.upstream import Gate, Reply, chunk
+
+KEY = "sk-routing-tests-0123456789"
+MASTER = "sk-routing-master-0123456789"
+CHAT = "/v1/chat/completions"
+
+CONFIG = """
+server: {{watch_config: 0.2}}
+routing:
+  breaker: {{failures: 2, window: 30, cooldown: 1}}
+providers:
+  a: {{profile: vllm, base_url: "{a}", metrics_interval: 0.1}}
+  b: {{profile: vllm, base_url: "{b}", metrics_interval: 0.1}}
+  a-hasty: {{profile: vllm, base_url: "{a}", timeouts: {{first_byte: 0.5}}}}
+  dead: {{profile: vllm, base_url: "http://127.0.0.1:{closed}/v1", timeouts: {{connect: 1}}}}
+models:
+  weighted:
+    groups:
+      - strategy: weighted
+        targets: [{{provider: a, model: w, weight: 3}}, {{provider: b, model: w, weight: 1}}]
+  least-busy:
+    groups:
+      - strategy: least-busy
+        targets: [{{provider: a, model: lb}}, {{provider: b, model: lb}}]
+  latency:
+    groups:
+      - strategy: latency
+        targets: [{{provider: a, model: lat}}, {{provider: b, model: lat}}]
+  by-load:
+    groups:
+      - strategy: vllm-load
+        targets: [{{provider: a, model: vl}}, {{provider: b, model: vl}}]
+  same-group-first:
+    groups:
+      - targets: [{{provider: dead, model: x}}, {{provider: b, model: sg}}]
+      - targets: [{{provider: a, model: sg}}]
+  chain:
+    targets: [{{provider: a, model: ch}}, {{provider: b, model: ch}}]
+  chain-0:
+    targets: [{{provider: a, model: ch0}}, {{provider: b, model: ch0}}]
+  chain-1:
+    targets: [{{provider: a, model: ch1}}, {{provider: b, model: ch1}}]
+  chain-2:
+    targets: [{{provider: a, model: ch2}}, {{provider: b, model: ch2}}]
+  hasty-chain:
+    targets: [{{provider: a-hasty, model: hc}}, {{provider: b, model: hc}}]
+  breaker:
+    targets: [{{provider: a, model: brk}}, {{provider: b, model: brk}}]
+  lonely:
+    targets: [{{provider: a, model: lonely}}]
+  again:
+    retry: {{attempts: 3, backoff: 0.05}}
+    targets: [{{provider: a, model: again}}]
+  long-context:
+    targets:
+      - {{provider: a, model: small, context_window: 8192}}
+      - {{provider: b, model: large, context_window: 131072}}
+  "openai/*":
+    targets: [{{provider: a, model: "*"}}]
+  openai/special:
+    targets: [{{provider: b, model: special}}]
+keys:
+  tester: {{key: "{key}"}}
+"""
+
+
+@pytest.fixture(scope="module")
+def upstreams(primary, backup):
+    return primary, backup
+
+
+@pytest.fixture(scope="module")
+def config_path(upstreams, tmp_path_factory) -> Path:
+    a, b = upstreams
+    path = tmp_path_factory.mktemp("routing") / "routes.yaml"
+    path.write_text(CONFIG.format(a=a.url, b=b.url, closed=free_port(), key=KEY))
+    return path
+
+
+@pytest.fixture(scope="module")
+def gateway(config_path) -> Iterator[GatewayProcess]:
+    with GatewayProcess(config_path, env={"GATEWAY_MASTER_KEY": MASTER}) as process:
+        yield process
+
+
+@pytest.fixture
+def http(gateway) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=gateway.url, headers={"Authorization": f"Bearer {KEY}"},
+                      timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def a(upstreams):
+    return upstreams[0]
+
+
+@pytest.fixture
+def b(upstreams):
+    return upstreams[1]
+
+
+@pytest.fixture(autouse=True)
+def _fresh(upstreams):
+    for upstream in upstreams:
+        upstream.reset()
+
+
+def ask(model: str, **extra) -> dict:
+    return {"model": model, "messages": [{"role": "user", "content": "hi"}], **extra}
+
+
+def target_state(http, key: str) -> dict:
+    return http.get("/readyz").json()["targets"][key]
+
+
+def test_weighted_split_over_2000_requests(http, a, b):
+    for _ in range(2000):
+        assert http.post(CHAT, json=ask("weighted")).status_code == 200
+
+    share = a.models_asked("w") / 2000
+    assert abs(share - 0.75) <= 0.05, share
+    assert a.models_asked("w") + b.models_asked("w") == 2000
+
+
+def test_least_busy_prefers_the_idle_backend(gateway, http, a, b):
+    gate = Gate()
+    a.then(Reply(events=[chunk({"model": "lb"}, {"content": "held"}), gate]))
+    held = threading.Thread(target=lambda: httpx.post(
+        gateway.url + CHAT, json=ask("least-busy", stream=True), timeout=30,
+        headers={"Authorization": f"Bearer {KEY}"}))
+    held.start()
+    try:
+        wait_for(lambda: a.models_asked("lb") == 1, 10, "the first request to be held by a")
+        for _ in range(10):
+            response = http.post(CHAT, json=ask("least-busy"))
+            assert response.headers["x-gateway-target"] == "b/lb"
+    finally:
+        gate.open()
+        held.join(10)
+    assert b.models_asked("lb") == 10 and a.models_asked("lb") == 1
+
+
+def test_latency_prefers_the_faster_backend(http, a, b):
+    a.then(Reply(delay=0.3))
+    targets = [http.post(CHAT, json=ask("latency")).headers["x-gateway-target"] for _ in range(7)]
+
+    assert targets[:2] == ["a/lat", "b/lat"]  # each measured once
+    assert targets[2:] == ["b/lat"] * 5
+
+
+def test_vllm_load_follows_the_backends_metrics(http, a, b):
+    a.load = {"running": 5, "waiting": 10, "kv_cache": 0.9}
+    wait_for(lambda: target_state(http, "a/vl").get("load", {}).get("waiting") == 10, 10,
+             "the gateway to read a's /metrics")
+    assert [http.post(CHAT, json=ask("by-load")).headers["x-gateway-target"]
+            for _ in range(5)] == ["b/vl"] * 5
+
+    a.load = {"running": 0, "waiting": 0, "kv_cache": 0.0}
+    b.load = {"running": 8, "waiting": 12, "kv_cache": 0.95}
+    wait_for(lambda: target_state(http, "b/vl").get("load", {}).get("waiting") == 12, 10,
+             "the gateway to read b's new /metrics")
+    assert [http.post(CHAT, json=ask("by-load")).headers["x-gateway-target"]
+            for _ in range(5)] == ["a/vl"] * 5
+
+
+def test_failover_within_the_group_before_the_next_group(http, a, b):
+    response = http.post(CHAT, json=ask("same-group-first"))
+
+    assert response.status_code == 200
+    assert response.headers["x-gateway-target"] == "b/sg"
+    assert response.headers["x-gateway-attempts"] == "2"
+    assert a.models_asked("sg") == 0
+
+
+@pytest.mark.parametrize("case, failure", list(enumerate([
+    Reply(status=500, json={"error": {"message": "boom"}}),
+    Reply(status=429, json={"error": {"message": "slow down"}}, headers={"retry-after": "1"}),
+    Reply(raw=b"", status=503),
+])))
+def test_failover_on_upstream_errors(http, a, b, case, failure):
+    a.then(failure)  # each case its own chain: a 429's rest or a breaker count stays with it
+
+    response = http.post(CHAT, json=ask(f"chain-{case}"))
+
+    assert response.status_code == 200, response.text
+    assert response.headers["x-gateway-target"] == f"b/ch{case}"
+    assert response.headers["x-gateway-attempts"] == "2"
+
+
+def test_failover_on_timeout(http, a, b):
+    a.then(Reply(delay=2))
+
+    response = http.post(CHAT, json=ask("hasty-chain"))
+
+    assert response.status_code == 200
+    assert response.headers["x-gateway-target"] == "b/hc"
+
+
+def test_retry_after_is_honoured(http, a, b):
+    a.then(Reply(status=429, json={"error": {"message": "wait"}}, headers={"retry-after": "30"}))
+    http.post(CHAT, json=ask("chain"))
+    assert a.models_asked("ch") == 1
+
+    for _ in range(3):  # a asked for 30 s of rest: it gets them
+        assert http.post(CHAT, json=ask("chain")).headers["x-gateway-target"] == "b/ch"
+    assert a.models_asked("ch") == 1
+    assert target_state(http, "a/ch")["resting_s"] > 25
+
+
+def test_the_same_target_is_tried_again_after_a_backoff(http, a):
+    a.then(Reply(status=503))  # one failure: under the breaker's threshold of two
+
+    response = http.post(CHAT, json=ask("again"))
+
+    assert response.status_code == 200
+    assert response.headers["x-gateway-attempts"] == "2"
+    assert a.models_asked("again") == 2
+
+
+def test_breaker_opens_then_lets_one_trial_through(gateway, http, a, b):
+    a.then(Reply(status=500), Reply(status=500))
+    for _ in range(2):
+        assert http.post(CHAT, json=ask("breaker")).headers["x-gateway-target"] == "b/brk"
+    assert target_state(http, "a/brk")["state"] == "open"
+
+    assert http.post(CHAT, json=ask("breaker")).headers["x-gateway-target"] == "b/brk"
+    assert a.models_asked("brk") == 2  # open: a is not asked
+
+    wait_for(lambda: target_state(http, "a/brk")["state"] == "half_open", 5, "the cooldown")
+    gate = Gate()
+    a.then(Reply(events=[chunk({"model": "brk"}, {"content": "trial"}), gate]))
+    trial = threading.Thread(target=lambda: httpx.post(
+        gateway.url + CHAT, json=ask("breaker", stream=True), timeout=30,
+        headers={"Authorization": f"Bearer {KEY}"}))
+    trial.start()
+    try:
+        wait_for(lambda: a.models_asked("brk") == 3, 10, "the trial request to reach a")
+        # one trial at a time: meanwhile the others go to b
+        assert http.post(CHAT, json=ask("breaker")).headers["x-gateway-target"] == "b/brk"
+    finally:
+        gate.open()
+        trial.join(10)
+    assert target_state(http, "a/brk")["state"] == "closed"
+    assert http.post(CHAT, json=ask("breaker")).headers["x-gateway-target"] == "a/brk"
+
+
+def test_no_healthy_target_is_503_with_retry_after(http, a):
+    a.then(Reply(status=500), Reply(status=500))
+    for _ in range(2):
+        assert_openai_error(http.post(CHAT, json=ask("lonely")), 502)
+
+    response = http.post(CHAT, json=ask("lonely"))
+
+    error = assert_openai_error(response, 503, code="no_healthy_target")
+    assert "lonely" in error["message"]
+    assert 1 <= int(response.headers["retry-after"]) <= 2
+    assert a.models_asked("lonely") == 2
+
+
+def test_context_window_fallback(http, a, b):
+    a.then(Reply(status=400, json={"error": {
+        "message": "This model's maximum context length is 8192 tokens, you requested 9000",
+        "type": "invalid_request_error", "code": "context_length_exceeded"}}))
+
+    response = http.post(CHAT, json=ask("long-context"))
+
+    assert response.status_code == 200
+    assert response.headers["x-gateway-target"] == "b/large"
+
+
+def test_context_overflow_with_no_larger_target_is_relayed(http, a, b):
+    a.then(Reply(status=400, json={"error": {"message": "maximum context length is 8192"}}))
+    b.then(Reply(status=400, json={"error": {"message": "prompt is too long: 200000 tokens"}}))
+
+    response = http.post(CHAT, json=ask("long-context"))
+
+    error = assert_openai_error(response, 400)
+    assert error["message"] == "prompt is too long: 200000 tokens"  # the largest target's word
+    assert a.models_asked("small") == 1 and b.models_asked("large") == 1
+
+
+def test_wildcard_routes_and_exact_aliases_win(http, a, b):
+    response = http.post(CHAT, json=ask("openai/gpt-4o-mini"))
+    assert response.status_code == 200
+    assert response.json()["model"] == "openai/gpt-4o-mini"
+    assert a.last.json["model"] == "gpt-4o-mini"
+
+    assert http.post(CHAT, json=ask("openai/special")).headers["x-gateway-target"] == "b/special"
+    assert_openai_error(http.post(CHAT, json=ask("openai/")), 404)
+
+
+def test_readyz_reports_each_target(http):
+    targets = http.get("/readyz").json()["targets"]
+    assert {"a/w", "b/w", "dead/x", "a/*"} <= set(targets)
+    assert targets["b/w"]["state"] in ("closed", "half_open")
+
+
+def test_reload_needs_the_master_key(http, gateway):
+    assert_openai_error(http.post("/admin/reload"), 403, code="master_key_required")
+    assert_openai_error(httpx.post(gateway.url + "/admin/reload"), 401)
+
+
+def test_bad_config_is_refused_and_the_old_one_stays(http, gateway, config_path):
+    good = config_path.read_text()
+    try:
+        config_path.write_text(good.replace("strategy: least-busy", "strategy: fastest"))
+        response = http.post("/admin/reload", headers={"Authorization": f"Bearer {MASTER}"})
+        error = assert_openai_error(response, 400, code="invalid_config")
+        assert "models.least-busy.groups[0].strategy" in error["message"]
+        assert http.post(CHAT, json=ask("least-busy")).status_code == 200
+    finally:
+        config_path.write_text(good)
+
+
+def test_reload_under_load_loses_no_request(gateway, config_path, a, b):
+    good = config_path.read_text()
+    statuses: list[int] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        with httpx.Client(base_url=gateway.url, headers={"Authorization": f"Bearer {KEY}"},
+                          timeout=30) as client:
+            while not stop.is_set():
+                statuses.append(client.post(CHAT, json=ask("weighted")).status_code)
+
+    workers = [threading.Thread(target=load) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    try:
+        master = {"Authorization": f"Bearer {MASTER}"}
+        for i in range(6):
+            weight = "weight: 1" if i % 2 else "weight: 3"
+            config_path.write_text(good.replace("weight: 3", weight))
+            response = httpx.post(gateway.url + "/admin/reload", headers=master, timeout=30)
+            assert response.status_code == 200, response.text
+            count = len(statuses)
+            wait_for(lambda c=count: len(statuses) >= c + 20, 10, "requests after the reload")
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join(10)
+        config_path.write_text(good)
+    assert len(statuses) > 100
+    assert set(statuses) == {200}
+
+
+def test_sighup_reloads_and_a_file_change_is_noticed(http, gateway, config_path):
+    good = config_path.read_text()
+    extra = "  added-by-sighup:\n    targets: [{provider: b, model: new}]\n"
+    try:
+        config_path.write_text(good.replace("keys:\n", "keys:\n", 1).replace(
+            '  "openai/*":', extra + '  "openai/*":'))
+        gateway.process.send_signal(signal.SIGHUP)
+        wait_for(lambda: http.post(CHAT, json=ask("added-by-sighup")).status_code == 200, 10,
+                 "the new model after SIGHUP (or the file watch)")
+    finally:
+        config_path.write_text(good)
+    wait_for(lambda: http.post(CHAT, json=ask("added-by-sighup")).status_code == 404, 10,
+             "the file watch to notice the model is gone again")
