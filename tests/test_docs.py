@@ -32,3 +32,15 @@ def test_profiles_command_prints_the_table():
                             text=True, timeout=30, cwd=REPO)
     assert result.returncode == 0, result.stderr
     assert "| `max_tokens` |" in result.stdout and "Api-Key" in result.stdout
+
+
+def test_every_routing_example_is_accepted_by_gateway_check(tmp_path):
+    page = (REPO / "docs" / "routing.md").read_text()
+    examples = [block.split("```", 1)[0] for block in page.split("```yaml\n")[1:]]
+    assert len(examples) >= 8
+    for i, example in enumerate(examples):
+        path = tmp_path / f"example{i}.yaml"
+        path.write_text(example)
+        result = subprocess.run([sys.executable, "-m", "gateway", "check", "--config", str(path)],
+                                capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, f"example {i}:\n{example}\n{result.stderr}"

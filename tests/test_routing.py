@@ -377,3 +377,28 @@ def test_sighup_reloads_and_a_file_change_is_noticed(http, gateway, config_path)
         config_path.write_text(good)
     wait_for(lambda: http.post(CHAT, json=ask("added-by-sighup")).status_code == 404, 10,
              "the file watch to notice the model is gone again")
+
+
+def test_active_probe_opens_and_recloses_the_breaker(tmp_path, upstreams):
+    a, _ = upstreams
+    config = tmp_path / "routes.yaml"
+    config.write_text(f"""
+providers:
+  watched: {{profile: vllm, base_url: "{a.url}", probe: {{interval: 0.1, timeout: 1}}}}
+models:
+  probed: {{targets: [{{provider: watched, model: p}}]}}
+keys:
+  tester: {{key: "{KEY}"}}
+""")
+    with GatewayProcess(config) as gateway, httpx.Client(base_url=gateway.url) as http:
+        a.health_status = 503  # /health fails: no request needed to learn it
+        wait_for(lambda: target_state(http, "watched/p")["state"] == "open", 10, "the probe")
+        response = http.post(CHAT, json=ask("probed"), headers={"Authorization": f"Bearer {KEY}"})
+        assert_openai_error(response, 503, code="no_healthy_target")
+        assert a.models_asked("p") == 0
+
+        a.health_status = 200
+        wait_for(lambda: target_state(http, "watched/p")["state"] != "open", 10, "recovery")
+        response = http.post(CHAT, json=ask("probed"), headers={"Authorization": f"Bearer {KEY}"})
+        assert response.status_code == 200
+        assert target_state(http, "watched/p")["state"] == "closed"
