@@ -1,4 +1,11 @@
-"""Settle: after the client has its answer, record what happened: metrics and the request's log line."""
+"""Settle: after the client has its answer, record what happened.
+
+Metrics and the request's log line, and the usage that replaces the request's
+reservation (written by recorder.py, off the request path). A request without
+usage from its upstream is charged what can be known: a client that left a
+stream pays for the prompt and the events it was sent; a request no upstream
+answered pays nothing.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +14,15 @@ import time
 from gateway import metrics
 from gateway.exchange import Exchange
 from gateway.logs import log
+from gateway.store.base import Settlement
 
 
-def settle(ex: Exchange) -> None:
+async def settle(runtime, ex: Exchange) -> None:
     seconds = time.perf_counter() - ex.started
     metrics.observe(ex.alias, ex.status, seconds, ex.ttft)
     usage = ex.usage or {}
+    if ex.admitted is not None:
+        await _record_usage(runtime, ex, usage)
     fields = {
         "key": ex.key_name, "model": ex.alias, "target": ex.target, "stream": ex.stream,
         "status": ex.status, "attempts": ex.attempts,
@@ -26,3 +36,35 @@ def settle(ex: Exchange) -> None:
     if ex.error:
         fields["error"] = ex.error
     log.info("request", extra={"fields": fields})
+
+
+async def _record_usage(runtime, ex: Exchange, usage: dict) -> None:
+    admitted = ex.admitted
+    prompt = usage.get("prompt_tokens")
+    completion = usage.get("completion_tokens")
+    if type(prompt) is not int or type(completion) is not int:
+        if ex.committed or ex.status == 499:  # answered in part, or the client left
+            prompt, completion = admitted.prompt_estimate, max(0, ex.stream_events - 2)
+        else:  # no upstream answered: nothing was used
+            prompt = completion = 0
+    details = usage.get("completion_tokens_details")
+    reasoning = details.get("reasoning_tokens") if type(details) is dict else None
+    price = ex.route.price if ex.route is not None else None
+    now = time.time()
+    settlement = Settlement(
+        key_id=admitted.key_id, request_id=ex.request_id, model=ex.alias or "(unrouted)",
+        day=time.strftime("%Y-%m-%d", time.gmtime(now)), reserved=admitted.checks,
+        prompt_tokens=prompt, completion_tokens=completion,
+        reasoning_tokens=reasoning if type(reasoning) is int else 0,
+        cost=price.cost(prompt, completion) if price else 0.0,
+        error=ex.status >= 400, retention=runtime.config.store.retention)
+    if admitted.local:  # admitted by this process alone: its reservation is settled here,
+        await runtime.fallback.settle([settlement], now)  # its usage goes to the store
+        settlement = Settlement(**{**_fields(settlement), "reserved": ()})
+    runtime.recorder.record(settlement)
+    metrics.TOKENS.labels(ex.alias or "(unrouted)", "prompt").inc(prompt)
+    metrics.TOKENS.labels(ex.alias or "(unrouted)", "completion").inc(completion)
+
+
+def _fields(settlement: Settlement) -> dict:
+    return {name: getattr(settlement, name) for name in settlement.__slots__}

@@ -12,19 +12,21 @@ from gateway.endpoints import error_response, json_response
 from gateway.errors import Forbidden, GatewayError, InvalidRequest, Unauthorized
 
 
-def require_master(request: Request) -> None:
-    config = request.app.state.runtime.config
-    if config.master_digest is None:
+async def require_master(request: Request) -> None:
+    runtime = request.app.state.runtime
+    if runtime.config.master_digest is None:
         raise Unauthorized("Admin endpoints are disabled: GATEWAY_MASTER_KEY is not set.",
                            code="admin_disabled")
-    if not authenticate(config, read_headers(request.scope).key).is_master:
+    principal = await authenticate(runtime.config.master_digest, runtime.keyring,
+                                   read_headers(request.scope).key)
+    if not principal.is_master:
         raise Forbidden("This endpoint needs the master key.", code="master_key_required")
 
 
 async def reload_config(request: Request) -> Response:
     """POST /admin/reload: read the config files again; a bad config is refused, the old one stays."""
     try:
-        require_master(request)
+        await require_master(request)
         config = await request.app.state.reloader.reload("POST /admin/reload")
     except ConfigError as error:
         return error_response(InvalidRequest(

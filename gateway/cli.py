@@ -76,6 +76,14 @@ def resolve_config_path(given: Path | None) -> Path:
     return default_config_path()
 
 
+def _redacted(url: str) -> str:
+    """A store URL without its password."""
+    scheme, _, rest = url.partition("://")
+    if "@" in rest:
+        rest = "***@" + rest.split("@", 1)[1]
+    return f"{scheme}://{rest}"
+
+
 def print_profiles(as_markdown: bool) -> int:
     from gateway.config.load import data_dir, load_profiles
     from gateway.dialect_table import markdown
@@ -142,11 +150,17 @@ def describe(config: Config) -> str:
         lines.append(f"    up to {attempts} attempt{'s' if attempts != 1 else ''} a request")
     lines += ["", "keys:"]
     for key in config.keys.values():
-        allowed = "all models" if key.allow_all else ", ".join(
-            sorted(key.exact) + [p + "*" for p in key.prefixes])
-        lines.append(f"  {key.name}: {allowed}")
+        allowed = "all models" if "*" in key.models else ", ".join(key.models)
+        limits = ", ".join(f"{k} {v}" for k, v in key.limits.items() if k != "models")
+        lines.append(f"  {key.name}: {allowed}" + (f" ({limits})" if limits else ""))
     if not config.keys:
         lines.append("  (none in the file)")
+    store = config.store
+    lines += ["", "store: " + (f"redis {_redacted(store.url)} ({store.on_failure})"
+                               if store.url else "memory (this process only)")]
+    defaults = ", ".join(f"{k} {v}" for k, v in config.limits.items()
+                         if k not in ("models", "completion_estimate"))
+    lines.append("default limits per key: " + (defaults or "none"))
     master = "set" if config.master_digest else "not set (admin endpoints disabled)"
     lines += ["", f"master key (GATEWAY_MASTER_KEY): {master}",
               f"ok: {len(config.providers)} providers, {len(config.routes)} models, "

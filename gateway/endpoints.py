@@ -24,8 +24,10 @@ def error_response(error: GatewayError) -> Response:
     return Response(error.render(), error.status, error.headers, media_type="application/json")
 
 
-def _principal(request: Request) -> Principal:
-    return authenticate(request.app.state.runtime.config, read_headers(request.scope).key)
+async def _principal(request: Request) -> Principal:
+    runtime = request.app.state.runtime
+    return await authenticate(runtime.config.master_digest, runtime.keyring,
+                              read_headers(request.scope).key)
 
 
 def _model_object(alias: str, created: int) -> dict:
@@ -34,7 +36,7 @@ def _model_object(alias: str, created: int) -> dict:
 
 async def list_models(request: Request) -> Response:
     try:
-        principal = _principal(request)
+        principal = await _principal(request)
     except GatewayError as error:
         return error_response(error)
     config = request.app.state.runtime.config
@@ -44,7 +46,7 @@ async def list_models(request: Request) -> Response:
 
 async def get_model(request: Request) -> Response:
     try:
-        principal = _principal(request)
+        principal = await _principal(request)
     except GatewayError as error:
         return error_response(error)
     config = request.app.state.runtime.config

@@ -83,6 +83,12 @@ class UpstreamTimeout(GatewayError):
     code = "upstream_timeout"
 
 
+class ServiceUnavailable(GatewayError):
+    status = 503
+    type = "service_unavailable"
+    code = "service_unavailable"
+
+
 class NoHealthyTarget(GatewayError):
     status = 503
     type = "service_unavailable"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(slots=True)
@@ -20,3 +21,7 @@ class Exchange:
     usage: dict | None = None
     error: str | None = None
     failures: list[str] = field(default_factory=list)
+    route: Any = None  # the Route, once resolved
+    admitted: Any = None  # limits.Admitted, once the request is admitted
+    limit_headers: dict = field(default_factory=dict)  # x-ratelimit-*, on every answer
+    stream_events: int = 0  # events relayed so far: what a client who leaves is charged

@@ -24,6 +24,15 @@ TTFB = Histogram("gateway_time_to_first_byte_seconds",
                  "Time from request to the first byte of the answer sent to the client.",
                  ["model"], buckets=LATENCY_BUCKETS)
 
+TOKENS = Counter("gateway_tokens", "Tokens used, by model alias and kind (prompt, completion).",
+                 ["model", "kind"])
+RATE_LIMITED = Counter("gateway_rate_limited", "Requests refused by a limit, by model and limit.",
+                       ["model", "limit"])
+STORE_ERRORS = Counter("gateway_store_errors", "Store (Redis) calls that failed, by operation.",
+                       ["operation"])
+USAGE_DROPPED = Counter("gateway_usage_records_dropped",
+                        "Usage records dropped because too many waited for the store.")
+
 UNKNOWN = "(unrouted)"
 
 # Labelled children, looked up once per (alias, status class): `labels()` takes a lock and

@@ -1,6 +1,6 @@
 """POST /v1/chat/completions: the request pipeline, stage by stage.
 
-accept -> authenticate -> plan -> (translate, relay, adapt) -> settle.
+accept -> authenticate -> plan -> admit -> (translate, relay, adapt) -> settle.
 It is a plain ASGI app, not a Starlette endpoint: this is the hot path, and
 it needs the raw `receive` to notice a client that disconnects.
 """
@@ -33,18 +33,25 @@ class ChatCompletions:
         ex = Exchange(incoming.request_id, time.perf_counter())
         token = REQUEST_ID.set(ex.request_id)
         try:
-            principal = authenticate(config, incoming.key)
+            principal = await authenticate(config.master_digest, runtime.keyring, incoming.key)
             ex.key_name = principal.name
             body = await read_body(receive, incoming, config.max_body_bytes)
             payload = validate_chat(body)
-            route = resolve(config, payload["model"], principal)
+            route = ex.route = resolve(config, payload["model"], principal)
             ex.alias = route.alias
             ex.stream = payload.get("stream") is True
+            admitted = ex.admitted = await runtime.limiter.admit(principal, route, payload,
+                                                                 ex.request_id)
+            ex.limit_headers = admitted.headers
+            runtime.recorder.hold(ex.request_id, [(admitted.key_id, c.scope, ex.request_id)
+                                                  for c in admitted.checks if c.kind == "lease"])
             await until_disconnect(receive, relay(ex, route, payload, runtime, send, len(body)))
         except GatewayError as error:
             ex.status, ex.error = error.status, error.message
             if not ex.committed:
-                extra = {"x-gateway-attempts": str(ex.attempts)} if ex.attempts else None
+                extra = dict(ex.limit_headers)
+                if ex.attempts:
+                    extra["x-gateway-attempts"] = str(ex.attempts)
                 await send_error(send, error, ex.request_id, extra)
         except ClientDisconnected:
             ex.status, ex.error = 499, "client disconnected"
@@ -55,5 +62,5 @@ class ChatCompletions:
                 await send_error(send, GatewayError("The gateway failed unexpectedly."),
                                  ex.request_id)
         finally:
-            settle(ex)
+            await settle(runtime, ex)
             REQUEST_ID.reset(token)

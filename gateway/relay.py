@@ -214,6 +214,8 @@ def response_headers(base: list, ex: Exchange, target: Target, translation: Tran
         headers.append((b"x-gateway-dropped-params", _header_value(translation.dropped)))
     if translation.adjusted:
         headers.append((b"x-gateway-adjusted-params", _header_value(translation.adjusted)))
+    for name, value in ex.limit_headers.items():
+        headers.append((name.encode(), value.encode()))
     return headers
 
 
@@ -248,6 +250,7 @@ async def _stream(ex: Exchange, target: Target, translation: Translation, answer
     async for chunk in chunks:
         deadline.touch()
         out = adapter.feed(chunk)
+        ex.stream_events = adapter.events
         if out:
             if ex.ttft is None:
                 ex.ttft = time.perf_counter() - ex.started

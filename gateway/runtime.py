@@ -1,21 +1,27 @@
 """The live state a request needs: the compiled config, one open transport per provider,
-the store, and what the gateway knows of each target's health.
+the store and what sits in front of it (key ring, limiter, recorder), and what the
+gateway knows of each target's health.
 
 A reload builds a new Runtime beside the old one and swaps one reference;
 requests in flight keep the one they started with. Transports of providers
 whose connection settings did not change are carried over (their pools stay
-warm), and so is the health of every target.
+warm), and so are the store, the recorder, the key cache and every target's
+health. Store settings take effect at the next restart.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from gateway.config import Config
 from gateway.health import Health
-from gateway.store import MemoryStore, Store
+from gateway.keys import KeyRing
+from gateway.limits import Limiter
+from gateway.logs import log
+from gateway.recorder import Recorder
+from gateway.store import MemoryStore, Store, open_store
 from gateway.upstream import Transport, open_transport
 
 
@@ -24,7 +30,11 @@ class Runtime:
     config: Config
     transports: Mapping[str, Transport]
     store: Store
-    health: Health = field(default_factory=Health)
+    health: Health
+    keyring: KeyRing
+    limiter: Limiter
+    recorder: Recorder
+    fallback: Store  # this process's own counters, while the store is away (fail-open)
 
 
 def start_runtime(config: Config, previous: Runtime | None = None) -> Runtime:
@@ -36,9 +46,21 @@ def start_runtime(config: Config, previous: Runtime | None = None) -> Runtime:
             transports[name] = previous.transports[name]
         else:
             transports[name] = open_transport(provider)
-    store = previous.store if previous else MemoryStore()
-    health = previous.health if previous else Health()
-    return Runtime(config, transports, store, health)
+    if previous is None:
+        store = open_store(config.store)
+        recorder, fallback, health, cache = Recorder(store), MemoryStore(), Health(), {}
+        recorder.start()
+    else:
+        store, recorder, fallback, health = (previous.store, previous.recorder, previous.fallback,
+                                             previous.health)
+        cache = previous.keyring.cache
+        if previous.config.store != config.store:
+            log.warning("store settings changed: they take effect at the next restart")
+    keyring = KeyRing(config, store, cache)
+    if previous is None:
+        store.on_key_change(keyring.forget)  # the cache is shared by later key rings
+    limiter = Limiter(config, store, fallback, keyring)
+    return Runtime(config, transports, store, health, keyring, limiter, recorder, fallback)
 
 
 def retire(old: Runtime, new: Runtime, grace: float) -> None:
@@ -50,6 +72,7 @@ def retire(old: Runtime, new: Runtime, grace: float) -> None:
 
 
 async def stop_runtime(runtime: Runtime) -> None:
+    await runtime.recorder.stop()
     for transport in runtime.transports.values():
         await transport.aclose()
     await runtime.store.close()

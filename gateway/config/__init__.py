@@ -4,7 +4,7 @@ from gateway.config.compiled import (
     Breaker,
     Config,
     Group,
-    Key,
+    Price,
     Profile,
     Provider,
     Retry,
@@ -16,7 +16,7 @@ from gateway.config.errors import ConfigError
 from gateway.config.load import default_config_path, digest_key, load_config
 
 __all__ = [
-    "Breaker", "Config", "ConfigError", "Group", "Key", "Profile", "Provider", "Retry", "Route",
+    "Breaker", "Config", "ConfigError", "Group", "Price", "Profile", "Provider", "Retry", "Route",
     "Target", "Timeouts",
     "default_config_path", "digest_key", "load_config",
 ]

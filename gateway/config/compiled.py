@@ -11,6 +11,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from gateway.store.base import KeyRecord
+
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
@@ -150,6 +152,7 @@ class Route:
     reasoning_field: str = "reasoning_content"  # reasoning_content | reasoning | both
     retry: Retry = Retry(attempts=1, backoff=0.2, max_backoff=2.0)
     wildcard: bool = False
+    price: Price | None = None
 
     def attempts(self) -> Iterator[Target]:
         """Every target in group order (the order a request would try them with no balancing)."""
@@ -167,19 +170,26 @@ class Route:
 
 
 @dataclass(frozen=True, slots=True)
-class Key:
-    """A gateway key. Only the SHA-256 digest of its secret is held."""
+class StoreSettings:
+    url: str | None  # None: in memory
+    cluster: bool = False
+    prefix: str = "gw"
+    timeout: float = 0.5
+    on_failure: str = "fail-closed"
+    retention: float = 90 * 86400.0
 
-    name: str
-    digest: bytes = field(repr=False)
-    allow_all: bool
-    exact: frozenset[str]
-    prefixes: tuple[str, ...]
+    @property
+    def connection(self) -> tuple:
+        return (self.url, self.cluster, self.prefix, self.timeout)
 
-    def allows(self, alias: str) -> bool:
-        if self.allow_all or alias in self.exact:
-            return True
-        return any(alias.startswith(p) for p in self.prefixes)
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    input: float  # dollars per token
+    output: float
+
+    def cost(self, prompt: int, completion: int) -> float:
+        return prompt * self.input + completion * self.output
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,8 +200,10 @@ class Config:
     max_body_bytes: int
     providers: Mapping[str, Provider]
     routes: Mapping[str, Route]
-    keys: Mapping[bytes, Key] = field(repr=False)
-    master_digest: bytes | None = field(repr=False)
+    keys: Mapping[str, KeyRecord] = field(repr=False)  # declared in the file, by SHA-256 (hex)
+    master_digest: str | None = field(repr=False)
+    store: StoreSettings = StoreSettings(url=None)
+    limits: dict = field(default_factory=dict)  # DefaultLimitsSpec fields: every key's defaults
     wildcards: tuple[Route, ...] = ()  # longest prefix first
     breaker: Breaker = Breaker(failures=5, window=30.0, cooldown=30.0)
     watch_config: float = 2.0

@@ -26,25 +26,28 @@ from gateway.config.compiled import (
     Config,
     Dialect,
     Group,
-    Key,
+    Price,
     Probe,
     Profile,
     Provider,
     Retry,
     Route,
     Rule,
+    StoreSettings,
     Target,
     Timeouts,
 )
 from gateway.config.env import expand_env
 from gateway.config.errors import ConfigError, Problem
 from gateway.config.yamlfile import Lines, line_of, load_yaml
+from gateway.store.base import KeyRecord
 
 DEFAULT_TIMEOUTS = Timeouts(connect=5.0, first_byte=300.0, idle=120.0, total=900.0)
 DEFAULT_MAX_CONNECTIONS = 256
 DEFAULT_KEEPALIVE_SECONDS = 30.0
 DEFAULT_MAX_RESPONSE_BYTES = 64 * 2**20
 MASTER_KEY_ENV = "GATEWAY_MASTER_KEY"
+REDIS_URL_ENV = "GATEWAY_REDIS_URL"
 
 
 def data_dir() -> Path:
@@ -58,8 +61,9 @@ def default_config_path() -> Path:
     return data_dir() / "routes.yaml"
 
 
-def digest_key(secret: str) -> bytes:
-    return hashlib.sha256(secret.encode()).digest()
+def digest_key(secret: str) -> str:
+    """The SHA-256 of a key's secret, in hex: the only form in which keys are kept."""
+    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 def load_config(path: Path | str, environ: Mapping[str, str] | None = None) -> Config:
@@ -268,14 +272,15 @@ def _compile(spec: schema.ConfigSpec, path: Path, lines: Lines,
             alias, m.description, tuple(groups),
             reasoning_field=m.reasoning_field or spec.server.reasoning_field,
             retry=Retry(retry.attempts or max(count, 1), retry.backoff, retry.max_backoff),
-            wildcard=alias.endswith("*"))
+            wildcard=alias.endswith("*"),
+            price=Price(m.price.input / 1e6, m.price.output / 1e6) if m.price else None)
 
-    keys: dict[bytes, Key] = {}
+    keys: dict[str, KeyRecord] = {}
     for name, k in spec.keys.items():
         if (k.key is None) == (k.key_hash is None):
             fail(("keys", name), "give exactly one of 'key' (the secret, from ${ENV}) or 'key_hash'")
             continue
-        digest = digest_key(k.key) if k.key else bytes.fromhex(k.key_hash.split(":", 1)[1])
+        digest = digest_key(k.key) if k.key else k.key_hash.split(":", 1)[1]
         if digest in keys:
             fail(("keys", name), f"same secret as key '{keys[digest].name}'")
             continue
@@ -284,14 +289,16 @@ def _compile(spec: schema.ConfigSpec, path: Path, lines: Lines,
                 a.endswith("*") and pattern.startswith(a[:-1]) for a in spec.models)
             if pattern != "*" and not pattern.endswith("*") and not served:
                 fail(("keys", name, "models", i), f"unknown model '{pattern}'")
-        exact = frozenset(p for p in k.models if not p.endswith("*"))
-        prefixes = tuple(p[:-1] for p in k.models if p.endswith("*") and p != "*")
-        keys[digest] = Key(name, digest, "*" in k.models, exact, prefixes)
+        keys[digest] = KeyRecord(
+            id=f"cfg-{name}", name=name, digest=digest, prefix="(routes.yaml)",
+            models=tuple(k.models), limits=k.limits.model_dump(exclude_none=True),
+            source="config")
 
     if problems:
         raise ConfigError(path, problems)
 
     master = environ.get(MASTER_KEY_ENV) or None
+    store = spec.store
     return Config(
         source=path,
         digest=_digest_files(path),
@@ -301,6 +308,11 @@ def _compile(spec: schema.ConfigSpec, path: Path, lines: Lines,
         routes=routes,
         keys=keys,
         master_digest=digest_key(master) if master else None,
+        store=StoreSettings(
+            url=store.url or environ.get(REDIS_URL_ENV) or None, cluster=store.cluster,
+            prefix=store.prefix, timeout=store.timeout, on_failure=store.on_failure,
+            retention=store.retention_days * 86400.0),
+        limits=spec.limits.model_dump(exclude_none=True),
         wildcards=tuple(sorted((r for r in routes.values() if r.wildcard),
                                key=lambda r: len(r.alias), reverse=True)),
         breaker=Breaker(spec.routing.breaker.failures, spec.routing.breaker.window,

@@ -157,9 +157,51 @@ class ModelSpec(Strict):
     targets: Annotated[list[TargetSpec], Field(min_length=1)] | None = None
     groups: Annotated[list[GroupSpec], Field(min_length=1)] | None = None
     retry: RetrySpec | None = None
+    price: PriceSpec | None = None
     params: Params = {}  # overrides the providers' rules for this model
     unsupported_params: Unsupported | None = None
     reasoning_field: ReasoningField | None = None
+
+
+Count = Annotated[int, Field(gt=0)]
+
+
+class LimitValues(Strict):
+    """Limits of a key (or of one model within a key). Unset: no such limit."""
+
+    requests_per_minute: Count | None = None
+    tokens_per_minute: Count | None = None
+    in_flight: Count | None = None
+    tokens_per_day: Count | None = None
+    tokens_per_month: Count | None = None
+    budget_per_month: Annotated[float, Field(gt=0)] | None = None  # dollars, from model prices
+
+
+class LimitsSpec(LimitValues):
+    models: dict[str, LimitValues] = {}  # per-model limits within the key, by alias
+
+
+class DefaultLimitsSpec(LimitsSpec):
+    """Limits of every key that does not set its own (field by field)."""
+
+    # Tokens reserved for the answer when a request sets no max_tokens.
+    completion_estimate: Count = 1024
+
+
+class StoreSpec(Strict):
+    url: str | None = None  # redis://, rediss:// (TLS); default $GATEWAY_REDIS_URL, else memory
+    cluster: bool = False
+    prefix: str = "gw"
+    timeout: Seconds = 0.5  # per Redis command
+    on_failure: Literal["fail-closed", "fail-open"] = "fail-closed"
+    retention_days: Annotated[int, Field(gt=0)] = 90
+
+
+class PriceSpec(Strict):
+    """Dollars per million tokens."""
+
+    input: Annotated[float, Field(ge=0)]
+    output: Annotated[float, Field(ge=0)]
 
 
 class KeySpec(Strict):
@@ -168,10 +210,13 @@ class KeySpec(Strict):
     key: Annotated[str, Field(min_length=8)] | None = None
     key_hash: Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")] | None = None
     models: list[str] = ["*"]
+    limits: LimitsSpec = LimitsSpec()
 
 
 class ConfigSpec(Strict):
     server: ServerSpec = ServerSpec()
+    store: StoreSpec = StoreSpec()
+    limits: DefaultLimitsSpec = DefaultLimitsSpec()
     upstream: UpstreamSpec = UpstreamSpec()
     routing: RoutingSpec = RoutingSpec()
     providers: dict[str, ProviderSpec] = {}

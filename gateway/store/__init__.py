@@ -7,4 +7,15 @@ server. The Redis store (shared across replicas) implements the same interface.
 from gateway.store.base import Store
 from gateway.store.memory import MemoryStore
 
-__all__ = ["MemoryStore", "Store"]
+
+def open_store(settings) -> Store:
+    """The store routes.yaml asks for: Redis with a URL, else this process's memory."""
+    if settings.url is None:
+        return MemoryStore()
+    from gateway.store.redis import RedisStore
+
+    return RedisStore(settings.url, prefix=settings.prefix, timeout=settings.timeout,
+                      cluster=settings.cluster)
+
+
+__all__ = ["MemoryStore", "Store", "open_store"]

@@ -1,0 +1,195 @@
+"""Admit: check and reserve every limit of a request in one store call, or answer 429.
+
+A request reserves what it is expected to use: one request, and tokens
+estimated from its messages plus its `max_tokens` (or the configured estimate).
+When the answer ends, settlement (recorder.py) replaces the reservation with
+the real usage. Limits come from the key, field by field over the defaults in
+routes.yaml's `limits:`, and a key may limit single models too.
+
+If the store cannot be reached: `fail-closed` answers 503; `fail-open` admits
+against this process's own counters, logs it and counts it in a metric.
+"""
+
+from __future__ import annotations
+
+import calendar
+import math
+import time
+from dataclasses import dataclass
+
+import orjson
+
+from gateway import metrics
+from gateway.auth import Principal
+from gateway.config import Config, Route
+from gateway.errors import RateLimited, ServiceUnavailable, Unauthorized
+from gateway.logs import log
+from gateway.store.base import Admission, Check, Store, StoreUnavailable, Verdict
+
+LEASE_TTL = 60.0  # seconds; renewed while the request runs, so a crashed replica's slot frees
+IMAGE_TOKENS = 1000  # what an image in a prompt is reckoned at when reserving
+_FIELDS = ("requests_per_minute", "tokens_per_minute", "in_flight", "tokens_per_day",
+           "tokens_per_month", "budget_per_month")
+_WHAT = {"requests": "requests per minute", "tokens": "tokens per minute",
+         "tokens_per_day": "tokens per day", "tokens_per_month": "tokens per month",
+         "budget": "budget per month (dollars)", "in_flight": "requests in flight"}
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    key_id: str
+    checks: tuple[Check, ...]
+    headers: dict[str, str]
+    prompt_estimate: int
+    local: bool = False  # admitted by this process alone while the store was away
+
+
+def estimate_prompt(payload: dict) -> int:
+    """Prompt tokens, roughly (4 characters a token, a fixed count an image)."""
+    chars = images = 0
+    for message in payload["messages"]:
+        content = message.get("content")
+        if type(content) is str:
+            chars += len(content)
+        elif type(content) is list:
+            for part in content:
+                if part.get("type") == "text":
+                    chars += len(part.get("text") or "")
+                else:
+                    images += 1
+        for call in message.get("tool_calls") or ():
+            chars += len(str((call.get("function") or {}).get("arguments") or ""))
+    if payload.get("tools"):
+        chars += len(orjson.dumps(payload["tools"]))
+    return chars // 4 + images * IMAGE_TOKENS + 4 * len(payload["messages"])
+
+
+def _merged(defaults: dict, own: dict) -> dict:
+    return {f: own.get(f, defaults.get(f)) for f in _FIELDS}
+
+
+def checks_for(values: dict, scope: str, tokens: int, cost: float, now: float) -> list[Check]:
+    day_end, month_end = _period_ends(now)
+    today, month = time.strftime("%Y-%m-%d", time.gmtime(now)), time.strftime("%Y-%m",
+                                                                            time.gmtime(now))
+    out = []
+    if values["requests_per_minute"]:
+        out.append(Check("requests", "rate", values["requests_per_minute"], 1, 60.0, scope=scope))
+    if values["tokens_per_minute"]:
+        out.append(Check("tokens", "rate", values["tokens_per_minute"], tokens, 60.0, scope=scope))
+    if values["tokens_per_day"]:
+        out.append(Check("tokens_per_day", "counter", values["tokens_per_day"], tokens,
+                         bucket=today, ttl=day_end - now + 3600, scope=scope))
+    if values["tokens_per_month"]:
+        out.append(Check("tokens_per_month", "counter", values["tokens_per_month"], tokens,
+                         bucket=month, ttl=month_end - now + 86400, scope=scope))
+    if values["budget_per_month"]:
+        out.append(Check("budget", "counter", values["budget_per_month"], cost, bucket=month,
+                         ttl=month_end - now + 86400, scope=scope))
+    if values["in_flight"]:
+        out.append(Check("in_flight", "lease", values["in_flight"], scope=scope))
+    return out
+
+
+def _period_ends(now: float) -> tuple[float, float]:
+    """The UTC end of today and of this month, as timestamps."""
+    day = time.gmtime(now)
+    day_end = calendar.timegm((day.tm_year, day.tm_mon, day.tm_mday, 0, 0, 0)) + 86400
+    days = calendar.monthrange(day.tm_year, day.tm_mon)[1]
+    month_end = calendar.timegm((day.tm_year, day.tm_mon, 1, 0, 0, 0)) + days * 86400
+    return day_end, month_end
+
+
+def duration(seconds: float) -> str:
+    """As OpenAI writes resets: 20ms, 1.5s, 6m0s."""
+    if seconds < 1:
+        return f"{max(0, round(seconds * 1000))}ms"
+    minutes, rest = divmod(seconds, 60)
+    text = f"{rest:.3f}".rstrip("0").rstrip(".")
+    return f"{int(minutes)}m{text}s" if minutes else f"{text}s"
+
+
+def rate_headers(verdict: Verdict) -> dict[str, str]:
+    """OpenAI's x-ratelimit-* headers, from the key's own requests and tokens limits."""
+    headers = {}
+    for outcome in verdict.outcomes:
+        if outcome.scope or outcome.name not in ("requests", "tokens"):
+            continue
+        headers[f"x-ratelimit-limit-{outcome.name}"] = str(int(outcome.limit))
+        headers[f"x-ratelimit-remaining-{outcome.name}"] = str(int(max(0, outcome.remaining)))
+        headers[f"x-ratelimit-reset-{outcome.name}"] = duration(outcome.reset)
+    return headers
+
+
+class Limiter:
+    def __init__(self, config: Config, store: Store, fallback: Store, keyring=None) -> None:
+        self.config = config
+        self.store = store
+        self.fallback = fallback  # this process's own counters, for fail-open
+        self.keyring = keyring
+        self.defaults = config.limits
+        self._warned_at = 0.0
+
+    async def admit(self, principal: Principal, route: Route, payload: dict,
+                    request_id: str) -> Admitted:
+        prompt = estimate_prompt(payload)
+        if principal.key is None:  # the master key: no limits
+            return Admitted("master", (), {}, prompt)
+        completion = (payload.get("max_completion_tokens") or payload.get("max_tokens")
+                      or self.defaults.get("completion_estimate", 1024)) * (payload.get("n") or 1)
+        tokens = prompt + completion
+        cost = route.price.cost(prompt, completion) if route.price else 0.0
+        own = principal.key.limits
+        now = time.time()
+        checks = checks_for(_merged(self.defaults, own), "", tokens, cost, now)
+        per_model = _merged((self.defaults.get("models") or {}).get(route.alias, {}),
+                            (own.get("models") or {}).get(route.alias, {}))
+        checks += checks_for(per_model, route.alias, tokens, cost, now)
+        if not checks:
+            return Admitted(principal.key_id, (), {}, prompt)
+        for check in checks:
+            if check.name != "requests" and check.kind != "lease" and check.cost > check.limit:
+                raise RateLimited(
+                    f"Request too large for {_WHAT[check.name]}"
+                    + (f" of model '{check.scope}'" if check.scope else "")
+                    + f": limit {_number(check.limit)}, requested {_number(check.cost)}. "
+                    "Send a shorter prompt or a lower max_tokens.", code="request_too_large")
+        admission = Admission(principal.key_id, request_id, tuple(checks), LEASE_TTL)
+        local = False
+        try:
+            verdict = await self.store.admit(admission, now)
+        except StoreUnavailable as exc:
+            metrics.STORE_ERRORS.labels("admit").inc()
+            if self.config.store.on_failure == "fail-closed":
+                raise ServiceUnavailable(
+                    "Rate limits cannot be checked right now; try again shortly.",
+                    code="store_unavailable", headers={"retry-after": "1"}) from None
+            self._warn(exc)
+            verdict = await self.fallback.admit(admission, now)
+            local = True
+        if verdict.key_invalid:
+            if self.keyring is not None:
+                self.keyring.forget(principal.key_id)
+            raise Unauthorized("This API key was revoked or expired.", code="revoked_api_key")
+        headers = rate_headers(verdict)
+        if not verdict.allowed:
+            check = verdict.denied
+            metrics.RATE_LIMITED.labels(route.alias, check.name).inc()
+            wait = max(1, math.ceil(verdict.retry_after))
+            scope = f" for model '{check.scope}'" if check.scope else ""
+            raise RateLimited(
+                f"Rate limit reached for {_WHAT[check.name]}{scope}: limit "
+                f"{_number(check.limit)}. Try again in {duration(verdict.retry_after)}.",
+                headers={**headers, "retry-after": str(wait)})
+        return Admitted(principal.key_id, tuple(checks), headers, prompt, local)
+
+    def _warn(self, exc: Exception) -> None:
+        now = time.monotonic()
+        if now - self._warned_at > 10:  # once every 10 s while it lasts
+            self._warned_at = now
+            log.warning("store unreachable: admitting against this process's own counters "
+                        "(fail-open)", extra={"fields": {"reason": str(exc)}})
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:.2f}"
