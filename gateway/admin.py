@@ -1,15 +1,50 @@
-"""Admin endpoints, under /admin, for the master key only."""
+"""Admin endpoints, under /admin, for the master key only: keys, usage, reload.
+
+    POST   /admin/keys              create a key; the secret is in this answer only
+    GET    /admin/keys              list keys (those in routes.yaml too)
+    GET    /admin/keys/{key}        one key, by id or name
+    PATCH  /admin/keys/{key}        change its name, models, limits, expiry, metadata
+    DELETE /admin/keys/{key}        revoke it (its record and usage stay)
+    GET    /admin/usage             usage, filtered and grouped (?key ?model ?since ?until ?by)
+    POST   /admin/reload            read the config again
+"""
 
 from __future__ import annotations
 
+import re
+import time
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.accept import read_headers
 from gateway.auth import authenticate
 from gateway.config import ConfigError
+from gateway.config.load import digest_key
+from gateway.config.schema import LimitsSpec
 from gateway.endpoints import error_response, json_response
-from gateway.errors import Forbidden, GatewayError, InvalidRequest, Unauthorized
+from gateway.errors import Forbidden, GatewayError, InvalidRequest, NotFound, Unauthorized
+from gateway.keys import new_id, new_secret, visible_prefix
+from gateway.store.base import KeyConflict, KeyRecord, StoreUnavailable, UsageRow
+
+_DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+class KeyChange(BaseModel):
+    """The body of POST and PATCH /admin/keys."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.@:\-]+$")] | None = None
+    models: list[Annotated[str, Field(min_length=1)]] | None = None
+    limits: LimitsSpec | None = None
+    expires_at: str | float | None = None  # ISO date or time, or a Unix timestamp
+    expires_in: str | None = None  # 30d, 12h, 90m...
+    metadata: dict[str, str] | None = None
 
 
 async def require_master(request: Request) -> None:
@@ -23,16 +58,248 @@ async def require_master(request: Request) -> None:
         raise Forbidden("This endpoint needs the master key.", code="master_key_required")
 
 
+def admin(handler):
+    """Master key first; GatewayErrors and store outages answered in the OpenAI error shape."""
+    async def endpoint(request: Request) -> Response:
+        try:
+            await require_master(request)
+            return await handler(request)
+        except GatewayError as error:
+            return error_response(error)
+        except StoreUnavailable:
+            return error_response(GatewayError("The key store is unreachable; try again shortly."))
+    endpoint.__name__ = handler.__name__
+    return endpoint
+
+
+@admin
 async def reload_config(request: Request) -> Response:
     """POST /admin/reload: read the config files again; a bad config is refused, the old one stays."""
     try:
-        await require_master(request)
         config = await request.app.state.reloader.reload("POST /admin/reload")
     except ConfigError as error:
-        return error_response(InvalidRequest(
-            f"The new config was refused; the old one stays in force.\n{error}",
-            code="invalid_config"))
-    except GatewayError as error:
-        return error_response(error)
+        raise InvalidRequest(f"The new config was refused; the old one stays in force.\n{error}",
+                             code="invalid_config") from None
     return json_response({"status": "reloaded", "config": config.digest,
                           "models": len(config.routes)})
+
+
+@admin
+async def create_key(request: Request) -> Response:
+    change = await _body(request)
+    if change.name is None:
+        raise InvalidRequest("Missing required parameter: 'name'.", param="name",
+                             code="missing_required_parameter")
+    runtime = request.app.state.runtime
+    if any(k.name == change.name for k in runtime.config.keys.values()):
+        raise _conflict(change.name)
+    secret = new_secret()
+    now = time.time()
+    record = KeyRecord(
+        id=new_id(), name=change.name, digest=digest_key(secret), prefix=visible_prefix(secret),
+        models=tuple(change.models or ("*",)), limits=_limits(change), created_at=now,
+        expires_at=_expiry(change, now), metadata=change.metadata or {})
+    try:
+        await runtime.store.create_key(record)
+    except KeyConflict:
+        raise _conflict(change.name) from None
+    view = _view(record) | {"key": secret}
+    return json_response(view | _warnings(runtime.config, record), status=201)
+
+
+@admin
+async def list_keys(request: Request) -> Response:
+    runtime = request.app.state.runtime
+    keys = list(runtime.config.keys.values()) + await runtime.store.list_keys()
+    if request.query_params.get("revoked") not in ("1", "true", "yes"):
+        keys = [k for k in keys if k.revoked_at is None]
+    return json_response({"object": "list", "data": [_view(k) for k in keys]})
+
+
+@admin
+async def show_key(request: Request) -> Response:
+    return json_response(_view(await _find(request)))
+
+
+@admin
+async def update_key(request: Request) -> Response:
+    record = await _find(request, writable=True)
+    change = await _body(request)
+    runtime = request.app.state.runtime
+    if change.name is not None and any(k.name == change.name for k in runtime.config.keys.values()):
+        raise _conflict(change.name)
+    updated = replace(
+        record,
+        name=change.name if change.name is not None else record.name,
+        models=tuple(change.models) if change.models is not None else record.models,
+        limits=_merge_limits(record.limits, change) if change.limits is not None else record.limits,
+        expires_at=_expiry(change, time.time()) if (change.expires_at is not None
+                                                    or change.expires_in is not None)
+        else record.expires_at,
+        metadata=change.metadata if change.metadata is not None else record.metadata)
+    try:
+        await runtime.store.update_key(updated)
+    except KeyConflict:
+        raise _conflict(updated.name) from None
+    runtime.keyring.forget(updated.id)
+    return json_response(_view(updated) | _warnings(runtime.config, updated))
+
+
+@admin
+async def revoke_key(request: Request) -> Response:
+    record = await _find(request, writable=True)
+    runtime = request.app.state.runtime
+    if record.revoked_at is None:
+        record = replace(record, revoked_at=time.time())
+        await runtime.store.update_key(record)
+        runtime.keyring.forget(record.id)
+    return json_response(_view(record))
+
+
+@admin
+async def usage(request: Request) -> Response:
+    runtime = request.app.state.runtime
+    query = request.query_params
+    today = datetime.now(UTC).date()
+    since = _day(query.get("since"), "since") or (today - timedelta(days=30)).isoformat()
+    until = _day(query.get("until"), "until") or today.isoformat()
+    by = [b.strip() for b in (query.get("by") or "day,key,model").split(",") if b.strip()]
+    if not by or any(b not in ("day", "key", "model") for b in by):
+        raise InvalidRequest("'by' takes day, key and model, comma-separated.", param="by")
+    names = {"master": "master"} | {k.id: k.name for k in runtime.config.keys.values()}
+    names |= {k.id: k.name for k in await runtime.store.list_keys()}
+    rows = await runtime.store.usage(since, until)
+    if query.get("key"):
+        wanted = query["key"]
+        rows = [r for r in rows if wanted in (r.key_id, names.get(r.key_id))]
+    if query.get("model"):
+        rows = [r for r in rows if r.model == query["model"]]
+    groups: dict[tuple, dict] = {}
+    for row in rows:
+        labels = {"day": row.day, "key": names.get(row.key_id, row.key_id), "model": row.model}
+        group = groups.setdefault(tuple(labels[b] for b in by),
+                                  {b: labels[b] for b in by} | _zero())
+        _add(group, row)
+    data = [groups[k] for k in sorted(groups)]
+    totals = _zero()
+    for row in rows:
+        _add(totals, row)
+    return json_response({"object": "list", "since": since, "until": until, "by": by,
+                          "data": data, "totals": totals})
+
+
+def _zero() -> dict:
+    return {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0, "reasoning_tokens": 0,
+            "cost": 0.0, "errors": 0}
+
+
+def _add(total: dict, row: UsageRow) -> None:
+    for field in ("requests", "prompt_tokens", "completion_tokens", "reasoning_tokens", "errors"):
+        total[field] += getattr(row, field)
+    total["cost"] = round(total["cost"] + row.cost, 6)
+
+
+async def _body(request: Request) -> KeyChange:
+    raw = await request.body()
+    try:
+        return KeyChange.model_validate_json(raw or b"{}")
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in err["loc"]) or "body"
+        raise InvalidRequest(f"Invalid '{where}': {err['msg']}.", param=where or None,
+                             code="invalid_value") from None
+
+
+async def _find(request: Request, writable: bool = False) -> KeyRecord:
+    wanted = request.path_params["key"]
+    runtime = request.app.state.runtime
+    for record in runtime.config.keys.values():
+        if wanted in (record.id, record.name):
+            if writable:
+                raise GatewayError(
+                    f"Key '{record.name}' is declared in routes.yaml; change it there.",
+                    code="key_in_config")
+            return record
+    record = await runtime.store.find_key(wanted)
+    if record is None:
+        raise NotFound(f"No key '{wanted[:128]}'.", code="key_not_found")
+    return record
+
+
+def _conflict(name: str) -> GatewayError:
+    error = GatewayError(f"A key named '{name}' exists already.", code="key_exists")
+    error.status, error.type = 409, "invalid_request_error"
+    return error
+
+
+def _limits(change: KeyChange) -> dict:
+    return change.limits.model_dump(exclude_none=True) if change.limits else {}
+
+
+def _merge_limits(current: dict, change: KeyChange) -> dict:
+    """PATCH semantics: the fields given replace those of the key; null removes one."""
+    merged = dict(current)
+    for field, value in change.limits.model_dump(exclude_unset=True).items():
+        if field == "models" and value is not None:
+            models = dict(merged.get("models") or {})
+            for alias, values in value.items():
+                kept = {**models.get(alias, {}), **{k: v for k, v in values.items() if v is not None}}
+                kept = {k: v for k, v in kept.items() if values.get(k, 0) is not None}
+                models[alias] = kept
+            merged["models"] = {a: v for a, v in models.items() if v}
+        elif value is None:
+            merged.pop(field, None)
+        else:
+            merged[field] = value
+    return merged
+
+
+def _expiry(change: KeyChange, now: float) -> float | None:
+    if change.expires_in is not None:
+        match = _DURATION.match(change.expires_in.strip())
+        if not match:
+            raise InvalidRequest("expires_in takes a number and a unit: 90m, 12h, 30d, 2w.",
+                                 param="expires_in")
+        return now + int(match.group(1)) * _UNITS[match.group(2)]
+    value = change.expires_at
+    if value is None or value == "":
+        return None
+    if isinstance(value, float | int):
+        return float(value)
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidRequest("expires_at takes an ISO date or time (2026-12-31, "
+                             "2026-12-31T18:00:00Z) or a Unix timestamp.",
+                             param="expires_at") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def _day(value: str | None, param: str) -> str | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value).date().isoformat()
+    except ValueError:
+        raise InvalidRequest(f"'{param}' takes a date: YYYY-MM-DD.", param=param) from None
+
+
+def _view(record: KeyRecord) -> dict:
+    def when(t: float | None) -> str | None:
+        return None if t is None else datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds")
+
+    return {"id": record.id, "name": record.name, "prefix": record.prefix,
+            "models": list(record.models), "limits": record.limits,
+            "expires_at": when(record.expires_at), "created_at": when(record.created_at),
+            "revoked_at": when(record.revoked_at), "source": record.source,
+            "metadata": record.metadata}
+
+
+def _warnings(config, record: KeyRecord) -> dict:
+    unknown = [m for m in record.models if not m.endswith("*") and config.route_for(m) is None]
+    if not unknown:
+        return {}
+    return {"warnings": [f"model '{m}' is not served by the current config" for m in unknown]}
+

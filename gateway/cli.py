@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from gateway import __version__
+from gateway import __version__, cli_admin
 from gateway.config import Config, ConfigError, default_config_path, load_config
 from gateway.config.errors import Problem
 
@@ -38,10 +38,13 @@ def main(argv: list[str] | None = None) -> int:
         "profiles", help="print every parameter against every provider profile (dialect)")
     profiles.add_argument("--markdown", action="store_true",
                           help="the docs page (docs/dialects.md) rather than a terminal table")
+    cli_admin.add_commands(commands)
 
     args = parser.parse_args(argv)
     if args.command == "profiles":
         return print_profiles(args.markdown)
+    if args.command in ("keys", "usage"):
+        return cli_admin.run(args)
     try:
         path = resolve_config_path(args.config)
         config = load_config(path)

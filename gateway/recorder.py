@@ -4,15 +4,19 @@ Settlements queue here and a background task writes them to the store in one
 pipelined call per batch (while a write is under way, the next batch
 gathers). If the store is away they stay queued and are written when it is
 back, so no usage record of a completed request is lost while the process
-lives. The same task renews the in-flight leases of requests still running,
-so a lease expires only when its replica is gone.
+lives; each carries this process's running number, so one whose write
+succeeded but whose reply was lost is not counted twice when retried.
+The same task renews the in-flight leases of requests still running, so a
+lease expires only when its replica is gone.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections import deque
+from dataclasses import replace
 
 from gateway import metrics
 from gateway.limits import LEASE_TTL
@@ -31,6 +35,7 @@ class Recorder:
         self.leases: dict[str, list[tuple[str, str, str]]] = {}  # request id -> its leases
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
+        self._numbers = itertools.count(1)
 
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._write()), asyncio.create_task(self._renew())]
@@ -57,7 +62,7 @@ class Recorder:
         if len(self.queue) >= MAX_QUEUED:
             self.queue.popleft()
             metrics.USAGE_DROPPED.inc()
-        self.queue.append(settlement)
+        self.queue.append(replace(settlement, number=next(self._numbers)))
         self._wake.set()
 
     async def _write(self) -> None:

@@ -36,8 +36,9 @@ def server_binary(kind: str = "redis") -> str:
 class RedisServer:
     """One server on a free loopback port, with no persistence; it can be killed and restarted."""
 
-    def __init__(self, kind: str = "redis") -> None:
+    def __init__(self, kind: str = "redis", durable: bool = False) -> None:
         self.kind = kind
+        self.durable = durable  # append-only file, fsynced on every write: a kill loses nothing
         self.binary = server_binary(kind)
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix=f"test-{kind}-")
@@ -48,9 +49,11 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
+        persistence = (["--appendonly", "yes", "--appendfsync", "always"] if self.durable
+                       else ["--appendonly", "no"])
         self.process = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--protected-mode", "no", "--dir", self.dir],
+             *persistence, "--protected-mode", "no", "--dir", self.dir],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for(self.answers, 10, f"{self.kind}-server on port {self.port}")
         return self

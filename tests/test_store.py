@@ -224,6 +224,25 @@ def test_usage_is_recorded_per_key_day_and_model(make_store):
     run(scenario())
 
 
+def test_a_retried_settlement_counts_once(make_store):
+    """A batch whose write succeeded but whose reply was lost is sent again: same numbers."""
+    lease = Check("in_flight", "lease", limit=5)
+
+    async def scenario():
+        store = make_store()
+        await admit(store, lease, request_id="a")
+        batch = [Settlement("k1", "a", "m", "2026-11-23", (lease,), prompt_tokens=3, number=1),
+                 Settlement("k1", "b", "m", "2026-11-23", (), prompt_tokens=4, number=2)]
+        await store.settle(batch, time.time())
+        await store.settle(batch + [Settlement("k1", "c", "m", "2026-11-23", (), prompt_tokens=5,
+                                               number=3)], time.time())
+        [row] = await store.usage("2026-11-23", "2026-11-23")
+        assert (row.requests, row.prompt_tokens) == (3, 12)
+        await store.close()
+
+    run(scenario())
+
+
 def test_other_replicas_hear_of_key_changes(make_store):
     async def scenario():
         writer, reader = make_store(), make_store()

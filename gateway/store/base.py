@@ -107,6 +107,7 @@ class Settlement:
     cost: float = 0.0  # dollars
     error: bool = False
     retention: float = 90 * 86400.0
+    number: int = 0  # this process's running number: a retried settlement is applied once
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,6 +51,7 @@ class MemoryStore:
         self.counters: dict[tuple, tuple[float, float]] = {}  # value, expires at
         self.leases: dict[tuple, dict[str, float]] = {}  # request id -> expires at
         self.usage_rows: dict[tuple[str, str, str], dict[str, float]] = {}
+        self.applied: dict[str, int] = {}  # the last numbered settlement applied, per key
         self.listeners: list = []
 
     async def ping(self) -> bool:
@@ -152,6 +153,10 @@ class MemoryStore:
 
     async def settle(self, settlements: list[Settlement], now: float) -> None:
         for s in settlements:
+            if s.number:
+                if s.number <= self.applied.get(s.key_id, 0):
+                    continue  # applied already: a retry
+                self.applied[s.key_id] = s.number
             tokens = s.prompt_tokens + s.completion_tokens
             for check in s.reserved:
                 place = (s.key_id, check.scope, check.name, check.bucket)

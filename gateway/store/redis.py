@@ -16,6 +16,7 @@ Layout (prefix `gw` by default):
     gw:{<id>}:l:<scope>        in-flight leases (sorted set, expiry as score)
     gw:{<id>}:u:<day>:<model>  usage (hash), kept `retention`
     gw:{<id>}:ud               index of that key's usage hashes
+    gw:{<id>}:n:<replica>      the last settlement of that replica applied (retries are exact)
     gw:usage-keys              set of the ids of keys with usage
     gw:events                  pub/sub: the id of a key that changed
 """
@@ -25,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import secrets
 from dataclasses import asdict
 
 import redis.asyncio as aioredis
@@ -62,6 +64,7 @@ class RedisStore:
             self.redis = aioredis.from_url(url, health_check_interval=10, **options)
         self.prefix = prefix
         self.cluster = cluster
+        self.replica = secrets.token_hex(8)  # this process: settlement numbers are its own
         self._admit = self.redis.register_script(ADMIT)
         self._settle = self.redis.register_script(SETTLE)
         self._renew = self.redis.register_script(RENEW)
@@ -162,11 +165,19 @@ class RedisStore:
             self._subscriber = asyncio.get_running_loop().create_task(self._listen())
 
     async def _listen(self) -> None:
-        """Follow other replicas' key changes; reconnect for as long as it takes."""
+        """Follow other replicas' key changes; reconnect for as long as it takes.
+
+        After a reconnection every cached key is dropped: changes may have been missed
+        meanwhile. While Redis is away, cached keys stay in use (nobody can change a key then).
+        """
+        reconnected = False
         while True:
             try:
                 pubsub = self.redis.pubsub()
                 await pubsub.subscribe(f"{self.prefix}:events")
+                if reconnected:
+                    for callback in self._listeners:
+                        callback(None)
                 async for message in pubsub.listen():
                     if message.get("type") == "message":
                         for callback in self._listeners:
@@ -174,10 +185,10 @@ class RedisStore:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any failure: wait and subscribe again
-                log.warning("redis key-change subscription lost; retrying",
-                            extra={"fields": {"reason": str(exc)}})
-                for callback in self._listeners:
-                    callback(None)  # changes may have been missed: drop what is cached
+                if not reconnected:
+                    log.warning("redis key-change subscription lost; retrying",
+                                extra={"fields": {"reason": str(exc)}})
+                reconnected = True
                 await asyncio.sleep(1.0)
 
     # admission
@@ -219,7 +230,7 @@ class RedisStore:
 
     def _settlement(self, s: Settlement) -> tuple[list, list]:
         tokens = s.prompt_tokens + s.completion_tokens
-        keys, args = [], [s.request_id, len(s.reserved)]
+        keys, args = [], [s.request_id, len(s.reserved), s.number]
         for check in s.reserved:
             keys.append(self._place(s.key_id, check))
             actual = s.cost if check.name == "budget" else tokens
@@ -230,7 +241,8 @@ class RedisStore:
             else:
                 delta = 0
             args += [check.kind, delta]
-        keys += [self._k(s.key_id, "u", s.day, s.model), self._k(s.key_id, "ud")]
+        keys += [self._k(s.key_id, "u", s.day, s.model), self._k(s.key_id, "ud"),
+                 self._k(s.key_id, "n", self.replica)]
         args += [s.prompt_tokens, s.completion_tokens, s.reasoning_tokens,
                  round(s.cost * MICRO), 1 if s.error else 0, int(s.retention * 1000),
                  f"{s.day}|{s.model}"]

@@ -85,18 +85,27 @@ return result
 """
 
 # KEYS[i] (i <= n): reserved check i's state; KEYS[n + 1]: the usage hash; KEYS[n + 2]: the
-# key's usage index. ARGV: request id, n, then per check: kind, delta (rate: ms of
-# theoretical arrival time; counter: units; lease: unused); then prompt, completion,
-# reasoning, cost (micro-dollars), error (0/1), retention (ms), index entry.
+# key's usage index; KEYS[n + 3]: the highest settlement number this replica has applied
+# for this key. ARGV: request id, n, settlement number (0: unnumbered), then per check:
+# kind, delta (rate: ms of theoretical arrival time; counter: units; lease: unused); then
+# prompt, completion, reasoning, cost (micro-dollars), error (0/1), retention (ms), index entry.
+# A settlement retried after a lost reply is recognised by its number and not applied twice.
 SETTLE = """
 redis.replicate_commands()
+local n = tonumber(ARGV[2])
+local number = tonumber(ARGV[3])
+if number > 0 then
+  if number <= tonumber(redis.call('GET', KEYS[n + 3]) or '0') then
+    return 0
+  end
+  redis.call('SET', KEYS[n + 3], number, 'PX', 86400000)
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local n = tonumber(ARGV[2])
 for i = 1, n do
   local key = KEYS[i]
-  local kind = ARGV[2 + (i - 1) * 2 + 1]
-  local delta = tonumber(ARGV[2 + (i - 1) * 2 + 2])
+  local kind = ARGV[3 + (i - 1) * 2 + 1]
+  local delta = tonumber(ARGV[3 + (i - 1) * 2 + 2])
   if kind == 'rate' and delta ~= 0 then
     local tat = tonumber(redis.call('GET', key) or '0')
     if delta > 0 and tat < now then tat = now end
@@ -117,7 +126,7 @@ for i = 1, n do
   end
 end
 local u = KEYS[n + 1]
-local a = 2 + n * 2
+local a = 3 + n * 2
 redis.call('HINCRBY', u, 'requests', 1)
 redis.call('HINCRBY', u, 'prompt_tokens', ARGV[a + 1])
 redis.call('HINCRBY', u, 'completion_tokens', ARGV[a + 2])

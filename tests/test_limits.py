@@ -1,0 +1,314 @@
+"""Keys, limits and usage across real gateway processes sharing a real Redis.
+
+Keys are made through the admin API (the master key), requests go through
+the gateway to the recording upstream, and what Redis holds is read back
+through the admin API: what an admin would see.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from tests.conftest import assert_openai_error
+from tests.gateway_process import GatewayProcess, wait_for
+from tests.redis_server import RedisServer
+from tests.upstream import Gate, Reply, chunk
+
+MASTER = "sk-limits-master-0123456789"
+CHAT = "/v1/chat/completions"
+
+CONFIG = """
+store: {{url: "{redis}", on_failure: {policy}}}
+limits: {{completion_estimate: 100}}
+providers:
+  up: {{profile: vllm, base_url: "{upstream}"}}
+models:
+  m:
+    price: {{input: 1.0, output: 2.0}}
+    targets: [{{provider: up, model: um}}]
+  other:
+    targets: [{{provider: up, model: uo}}]
+"""
+
+
+def start_gateway(tmp_path, redis: RedisServer, upstream, policy="fail-closed",
+                  name="routes.yaml") -> GatewayProcess:
+    path = tmp_path / name
+    path.write_text(CONFIG.format(redis=redis.url, policy=policy, upstream=upstream.url))
+    return GatewayProcess(path, env={"GATEWAY_MASTER_KEY": MASTER}).start()
+
+
+def admin(gateway, method: str, path: str, body: dict | None = None) -> httpx.Response:
+    return httpx.request(method, gateway.url + path, json=body, timeout=10,
+                         headers={"Authorization": f"Bearer {MASTER}"})
+
+
+def new_key(gateway, name: str, **limits) -> str:
+    response = admin(gateway, "POST", "/admin/keys", {"name": name, "limits": limits})
+    assert response.status_code == 201, response.text
+    return response.json()["key"]
+
+
+def ask(gateway, key: str, model: str = "m", timeout: float = 10, **extra) -> httpx.Response:
+    return httpx.post(gateway.url + CHAT, timeout=timeout,
+                      headers={"Authorization": f"Bearer {key}"},
+                      json={"model": model, "messages": [{"role": "user", "content": "hi"}],
+                            **extra})
+
+
+def usage_of(gateway, key_name: str) -> dict:
+    return admin(gateway, "GET", f"/admin/usage?key={key_name}&by=key").json()["totals"]
+
+
+@pytest.fixture(scope="module")
+def redis() -> Iterator[RedisServer]:
+    server = RedisServer("redis").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def gateway(redis, primary, tmp_path_factory) -> Iterator[GatewayProcess]:
+    process = start_gateway(tmp_path_factory.mktemp("limits"), redis, primary)
+    yield process
+    process.stop()
+
+
+def test_requests_per_minute_with_openai_headers(gateway):
+    key = new_key(gateway, "rpm-team", requests_per_minute=3)
+
+    answers = [ask(gateway, key) for _ in range(4)]
+
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert [a.headers["x-ratelimit-remaining-requests"] for a in answers] == ["2", "1", "0", "0"]
+    assert all(a.headers["x-ratelimit-limit-requests"] == "3" for a in answers)
+    assert answers[0].headers["x-ratelimit-reset-requests"] == "20s"  # one slot every 20 s
+    refused = answers[3]
+    error = assert_openai_error(refused, 429, code="rate_limit_exceeded")
+    assert "requests per minute" in error["message"]
+    assert 19 <= int(refused.headers["retry-after"]) <= 20
+
+
+def test_tokens_per_minute_reserves_then_reconciles(gateway, primary):
+    key = new_key(gateway, "tpm-team", tokens_per_minute=6000)
+
+    first = ask(gateway, key, max_tokens=1000)
+    assert first.headers["x-ratelimit-limit-tokens"] == "6000"
+    reserved = 6000 - int(first.headers["x-ratelimit-remaining-tokens"])
+    assert 1000 <= reserved <= 1020  # 1000 for the answer and a few for the prompt
+
+    # the upstream used 18 tokens: once settled, the next request sees about 5982 - its own
+    wait_for(lambda: usage_of(gateway, "tpm-team")["requests"] == 1, 5, "the settlement")
+    second = ask(gateway, key, max_tokens=1000)
+    remaining = int(second.headers["x-ratelimit-remaining-tokens"])
+    assert 6000 - 18 - reserved <= remaining <= 6000 - 18 - reserved + 200  # + refill meanwhile
+
+    too_big = ask(gateway, key, max_tokens=7000)
+    error = assert_openai_error(too_big, 429, code="request_too_large")
+    assert "limit 6000" in error["message"]
+
+
+@pytest.mark.parametrize("mode", ["plain", "stream"])
+def test_day_reservation_is_replaced_by_real_usage(gateway, mode):
+    key = new_key(gateway, f"tpd-{mode}", tokens_per_day=5000)
+    stream = {"stream": True} if mode == "stream" else {}
+
+    assert ask(gateway, key, max_tokens=3000, **stream).status_code == 200
+    wait_for(lambda: usage_of(gateway, f"tpd-{mode}")["requests"] == 1, 5, "the settlement")
+    # 3000+ reserved, but about 20 really used: another 3000 fits in 5000
+    assert ask(gateway, key, max_tokens=3000, **stream).status_code == 200
+    totals = usage_of(gateway, f"tpd-{mode}")
+    assert totals["prompt_tokens"] >= 11 and totals["completion_tokens"] >= 1
+    assert totals["cost"] > 0  # priced: $1 and $2 per million
+
+
+def test_client_that_disconnects_is_charged_for_what_it_was_sent(gateway, primary):
+    key = new_key(gateway, "leaver", tokens_per_day=100_000)
+    request = {"model": "um"}
+    gate = Gate()
+    primary.then(Reply(events=[chunk(request, {"content": f"t{i} "}) for i in range(40)]
+                       + [gate]))
+    with httpx.Client(base_url=gateway.url, timeout=10) as client:
+        with client.stream("POST", CHAT, headers={"Authorization": f"Bearer {key}"},
+                           json={"model": "m", "stream": True, "max_tokens": 5000,
+                                 "messages": [{"role": "user", "content": "hi"}]}) as response:
+            received = 0
+            for line in response.iter_lines():
+                received += line.startswith("data: ")
+                if received == 40:
+                    break
+    gate.open()
+    totals = wait_for(lambda: (t := usage_of(gateway, "leaver"))["requests"] and t, 5,
+                      "the charge for the abandoned stream")
+    assert 30 <= totals["completion_tokens"] <= 45  # what it was sent, not its 5000 reserved
+    assert totals["prompt_tokens"] > 0
+
+
+def test_in_flight_limit_under_concurrency(gateway, primary):
+    key = new_key(gateway, "in-flight-team", in_flight=2)
+    gates = [Gate(), Gate()]
+    primary.then(*[Reply(events=[chunk({"model": "um"}, {"content": "x"}), g]) for g in gates])
+
+    def held_stream() -> int:
+        return ask(gateway, key, stream=True, timeout=30).status_code
+
+    with ThreadPoolExecutor(2) as pool:
+        held = [pool.submit(held_stream) for _ in gates]
+        wait_for(lambda: len(primary.requests) >= 2, 10, "two streams in flight")
+        refused = ask(gateway, key)
+        for gate in gates:
+            gate.open()
+        assert [f.result() for f in held] == [200, 200]
+
+    error = assert_openai_error(refused, 429)
+    assert "in flight" in error["message"]
+    wait_for(lambda: ask(gateway, key).status_code == 200, 5, "a slot after the streams ended")
+
+
+def test_two_gateways_share_one_limit(redis, primary, tmp_path):
+    """Two replicas, one Redis, 24 clients at once: admitted within 1% of the limit."""
+    other = start_gateway(tmp_path, redis, primary, name="replica.yaml")
+    first = start_gateway(tmp_path, redis, primary, name="replica-b.yaml")
+    try:
+        limit = 600
+        key = new_key(first, "shared", requests_per_minute=limit)
+        results: list[int] = []
+        lock = threading.Lock()
+
+        def client(n: int) -> None:
+            with httpx.Client(timeout=10, headers={"Authorization": f"Bearer {key}"}) as http:
+                for i in range(60):
+                    gateway = (first, other)[(n + i) % 2]
+                    status = http.post(gateway.url + CHAT, json={
+                        "model": "m", "messages": [{"role": "user", "content": "hi"}]}).status_code
+                    with lock:
+                        results.append(status)
+
+        started = time.monotonic()
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(24)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        elapsed = time.monotonic() - started
+        admitted = results.count(200)
+        refill = elapsed * limit / 60  # GCRA: slots come back steadily, 10 a second here
+        print(f"\n2 gateways, 24 clients, {len(results)} requests in {elapsed:.2f}s: "
+              f"{admitted} admitted; the limit allows {limit} + {refill:.1f} refilled")
+        assert set(results) <= {200, 429}
+        assert limit - limit * 0.01 <= admitted <= limit + refill + limit * 0.01
+    finally:
+        other.stop()
+        first.stop()
+
+
+def test_revoke_is_seen_by_another_replica_within_a_second(gateway, redis, primary, tmp_path):
+    replica = start_gateway(tmp_path, redis, primary, name="replica-c.yaml")
+    try:
+        key = new_key(gateway, "to-revoke")  # no limits: only the key cache can say no
+        assert ask(replica, key).status_code == 200
+        assert admin(gateway, "DELETE", "/admin/keys/to-revoke").status_code == 200
+        revoked_at = time.monotonic()
+        wait_for(lambda: ask(replica, key).status_code == 401, 1.0, "the other replica to refuse")
+        print(f"\nrevocation reached the other replica in {time.monotonic() - revoked_at:.3f}s")
+    finally:
+        replica.stop()
+
+
+@pytest.mark.parametrize("policy", ["fail-closed", "fail-open"])
+def test_redis_killed_and_restarted(policy, primary, tmp_path):
+    redis = RedisServer("redis", durable=True).start()
+    gateway = start_gateway(tmp_path, redis, primary, policy=policy)
+    try:
+        key = new_key(gateway, "survivor", requests_per_minute=1000)
+        assert [ask(gateway, key).status_code for _ in range(5)] == [200] * 5
+        redis.kill()
+
+        during = [ask(gateway, key) for _ in range(3)]
+        if policy == "fail-closed":
+            assert [r.status_code for r in during] == [503] * 3
+            assert_openai_error(during[0], 503, code="store_unavailable")
+        else:
+            assert [r.status_code for r in during] == [200] * 3
+        assert gateway.process.poll() is None  # no crash
+
+        redis.start()
+        served = 5 + (3 if policy == "fail-open" else 0)
+        wait_for(lambda: ask(gateway, key).status_code == 200, 10, "service after the restart")
+        # every request that completed is in the usage, the outage's included
+        deadline = time.monotonic() + 10
+        while (recorded := usage_of(gateway, "survivor")["requests"]) != served + 1:
+            assert time.monotonic() < deadline, f"{recorded} usage records, not {served + 1}"
+            time.sleep(0.05)
+        metrics = httpx.get(gateway.url + "/metrics").text
+        assert 'gateway_store_errors_total{operation="admit"}' in metrics
+    finally:
+        gateway.stop()
+        redis.stop()
+
+
+def test_admin_api_needs_the_master_key(gateway):
+    key = new_key(gateway, "not-admin")
+    response = httpx.get(gateway.url + "/admin/keys", headers={"Authorization": f"Bearer {key}"})
+    assert_openai_error(response, 403, code="master_key_required")
+    assert_openai_error(httpx.get(gateway.url + "/admin/keys"), 401)
+    conflict = admin(gateway, "POST", "/admin/keys", {"name": "not-admin"})
+    assert_openai_error(conflict, 409, code="key_exists")
+    bad = admin(gateway, "POST", "/admin/keys", {"name": "x", "limits": {"rpm": 5}})
+    assert_openai_error(bad, 400)
+
+
+def gateway_cli(gateway, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "gateway", *args], capture_output=True,
+                          text=True, timeout=30,
+                          env={"GATEWAY_URL": gateway.url, "GATEWAY_MASTER_KEY": MASTER,
+                               "PATH": ""})
+
+
+def test_cli_and_admin_api_round_trip(gateway):
+    created = gateway_cli(gateway, "keys", "create", "cli-team", "--models", "m",
+                          "--rpm", "50", "--model-limit", "m:tpm=9000", "--expires", "30d",
+                          "--meta", "owner=ops", "--json")
+    assert created.returncode == 0, created.stderr
+    secret = json.loads(created.stdout)["key"]
+    assert secret.startswith("sk-gw-")
+
+    listing = gateway_cli(gateway, "keys", "list")
+    assert "cli-team" in listing.stdout and "rpm 50" in listing.stdout and secret not in listing.stdout
+
+    assert ask(gateway, secret).status_code == 200
+    assert_openai_error(ask(gateway, secret, model="other"), 404)  # only `m` for this key
+
+    updated = gateway_cli(gateway, "keys", "update", "cli-team", "--rpm", "7", "--json")
+    assert json.loads(updated.stdout)["limits"]["requests_per_minute"] == 7
+    assert ask(gateway, secret).headers["x-ratelimit-limit-requests"] == "7"
+
+    shown = gateway_cli(gateway, "keys", "show", "cli-team")  # --rpm changed only rpm
+    assert "owner=ops" in shown.stdout and "m:tpm 9000" in shown.stdout
+
+    cleared = gateway_cli(gateway, "keys", "show", "cli-team", "--json")
+    assert json.loads(cleared.stdout)["limits"] == {
+        "requests_per_minute": 7, "models": {"m": {"tokens_per_minute": 9000}}}
+
+    wait_for(lambda: usage_of(gateway, "cli-team")["requests"] == 2, 5, "usage")
+    table = gateway_cli(gateway, "usage", "--key", "cli-team", "--by", "model")
+    assert table.returncode == 0 and "total" in table.stdout
+    rows = gateway_cli(gateway, "usage", "--key", "cli-team", "--by", "day,model", "--csv")
+    assert rows.stdout.splitlines()[0].startswith("day,model,requests")
+    assert ",m,2," in rows.stdout
+
+    revoked = gateway_cli(gateway, "keys", "revoke", "cli-team")
+    assert "revoked" in revoked.stdout
+    assert_openai_error(ask(gateway, secret), 401)
+
+    missing = gateway_cli(gateway, "keys", "show", "nobody")
+    assert missing.returncode == 1 and "HTTP 404" in missing.stderr
