@@ -48,12 +48,12 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> RedisServer:
+    def start(self, extra: list[str] = ()) -> RedisServer:
         persistence = (["--appendonly", "yes", "--appendfsync", "always"] if self.durable
                        else ["--appendonly", "no"])
         self.process = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             *persistence, "--protected-mode", "no", "--dir", self.dir],
+             *persistence, "--protected-mode", "no", "--dir", self.dir, *extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for(self.answers, 10, f"{self.kind}-server on port {self.port}")
         return self
@@ -82,3 +82,38 @@ class RedisServer:
         with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
             s.sendall(b"FLUSHALL\r\n")
             assert s.recv(64).startswith(b"+OK")
+
+
+class RedisCluster:
+    """A three-node Redis Cluster (no replicas) on loopback, joined with redis-cli."""
+
+    def __init__(self) -> None:
+        self.nodes = [RedisServer("redis") for _ in range(3)]
+        self.cli = str(Path(self.nodes[0].binary).with_name("redis-cli"))
+
+    @property
+    def url(self) -> str:
+        return self.nodes[0].url
+
+    def start(self) -> RedisCluster:
+        for node in self.nodes:
+            node.start(["--cluster-enabled", "yes", "--cluster-config-file",
+                        f"{node.dir}/nodes.conf"])
+        addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
+        subprocess.run([self.cli, "--cluster", "create", *addresses, "--cluster-replicas", "0",
+                        "--cluster-yes"], check=True, capture_output=True, timeout=30)
+        wait_for(self._ready, 20, "the cluster to cover every slot")
+        return self
+
+    def _ready(self) -> bool:
+        state = subprocess.run([self.cli, "-p", str(self.nodes[0].port), "cluster", "info"],
+                               capture_output=True, text=True, timeout=5).stdout
+        return "cluster_state:ok" in state
+
+    def flush(self) -> None:
+        for node in self.nodes:
+            node.flush()
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()

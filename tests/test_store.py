@@ -1,6 +1,5 @@
-"""One test suite for every store: in memory, Redis 6.2 and Valkey 8 (real servers, no fakes).
-
-So the embedded default behaves exactly like production.
+"""One test suite for every store: in memory, Redis 6.2, Valkey 8, and a Redis Cluster
+(real servers started here, no fakes). So the embedded default behaves exactly like production.
 """
 
 from __future__ import annotations
@@ -21,24 +20,25 @@ from gateway.store.base import (
     StoreUnavailable,
 )
 from gateway.store.redis import RedisStore
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisCluster, RedisServer
 
 
 @pytest.fixture(scope="module")
 def servers():
     started = {kind: RedisServer(kind).start() for kind in ("redis", "valkey")}
+    started["cluster"] = RedisCluster().start()
     yield started
     for server in started.values():
         server.stop()
 
 
-@pytest.fixture(params=["memory", "redis", "valkey"])
+@pytest.fixture(params=["memory", "redis", "valkey", "cluster"])
 def make_store(request, servers):
     """A factory of stores on one backend (two Redis stores share one server, like replicas)."""
     def make():
         if request.param == "memory":
             return MemoryStore()
-        return RedisStore(servers[request.param].url)
+        return RedisStore(servers[request.param].url, cluster=request.param == "cluster")
 
     if request.param != "memory":
         servers[request.param].flush()

@@ -60,8 +60,12 @@ class RedisStore:
             from redis.asyncio.cluster import RedisCluster
 
             self.redis = RedisCluster.from_url(url, **options)
+            # The async Cluster client has no pub/sub; a Cluster delivers PUBLISH to every
+            # node, so a plain connection to the configured node hears every change.
+            self._events = aioredis.from_url(url, **options | {"socket_timeout": None})
         else:
             self.redis = aioredis.from_url(url, health_check_interval=10, **options)
+            self._events = self.redis
         self.prefix = prefix
         self.cluster = cluster
         self.replica = secrets.token_hex(8)  # this process: settlement numbers are its own
@@ -100,6 +104,8 @@ class RedisStore:
             self._subscriber.cancel()
             await asyncio.gather(self._subscriber, return_exceptions=True)
         await self.redis.aclose()
+        if self._events is not self.redis:
+            await self._events.aclose()
 
     # keys
 
@@ -148,14 +154,15 @@ class RedisStore:
             valid["expires"] = str(int(record.expires_at * 1000))
 
         async def write() -> None:
-            async with self.redis.pipeline(transaction=False) as pipe:
+            async with self.redis.pipeline(transaction=False) as pipe:  # Cluster splits it by slot
                 pipe.set(f"{self.prefix}:key:{record.digest}", json.dumps(asdict(record)))
                 pipe.set(f"{self.prefix}:keyid:{record.id}", record.digest)
                 pipe.sadd(f"{self.prefix}:keys", record.id)
                 pipe.delete(self._k(record.id, "valid"))
                 pipe.hset(self._k(record.id, "valid"), mapping=valid)
-                pipe.publish(f"{self.prefix}:events", record.id)
                 await pipe.execute()
+            # after the write (and not in a pipeline: Redis Cluster refuses that)
+            await self.redis.publish(f"{self.prefix}:events", record.id)
 
         await self._call(write())
 
@@ -173,7 +180,7 @@ class RedisStore:
         reconnected = False
         while True:
             try:
-                pubsub = self.redis.pubsub()
+                pubsub = self._events.pubsub()
                 await pubsub.subscribe(f"{self.prefix}:events")
                 if reconnected:
                     for callback in self._listeners:
@@ -217,13 +224,18 @@ class RedisStore:
         return Verdict(True, outcomes)
 
     async def settle(self, settlements: list[Settlement], now: float) -> None:
+        calls = [self._settlement(s) for s in settlements]
+        key_ids = {s.key_id for s in settlements}  # every key with usage (config and master too)
+
         async def run() -> None:
+            if self.cluster:  # no scripts in a Cluster pipeline: the calls go out together
+                await asyncio.gather(*(self._settle(keys=k, args=a) for k, a in calls))
+                await self.redis.sadd(f"{self.prefix}:usage-keys", *key_ids)
+                return
             async with self.redis.pipeline(transaction=False) as pipe:
-                for s in settlements:
-                    keys, args = self._settlement(s)
+                for keys, args in calls:
                     await self._settle(keys=keys, args=args, client=pipe)
-                # every key with usage, config keys and the master key included
-                pipe.sadd(f"{self.prefix}:usage-keys", *{s.key_id for s in settlements})
+                pipe.sadd(f"{self.prefix}:usage-keys", *key_ids)
                 await pipe.execute()
 
         await self._call(run())
@@ -253,11 +265,16 @@ class RedisStore:
         for key_id, scope, request_id in leases:
             by_key.setdefault(key_id, []).append((scope, request_id))
 
-        async def run() -> None:
+        calls = [([self._k(key_id, "l", scope) for scope, _ in held],
+                  [int(ttl * 1000), *(r for _, r in held)]) for key_id, held in by_key.items()]
+
+        async def run() -> None:  # one script per key: one slot each
+            if self.cluster:
+                await asyncio.gather(*(self._renew(keys=k, args=a) for k, a in calls))
+                return
             async with self.redis.pipeline(transaction=False) as pipe:
-                for key_id, held in by_key.items():  # one script per key: one slot each
-                    await self._renew(keys=[self._k(key_id, "l", scope) for scope, _ in held],
-                                      args=[int(ttl * 1000), *(r for _, r in held)], client=pipe)
+                for keys, args in calls:
+                    await self._renew(keys=keys, args=args, client=pipe)
                 await pipe.execute()
 
         if by_key:
