@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -36,11 +37,11 @@ def server_binary(kind: str = "redis") -> str:
 class RedisServer:
     """One server on a free loopback port, with no persistence; it can be killed and restarted."""
 
-    def __init__(self, kind: str = "redis", durable: bool = False) -> None:
+    def __init__(self, kind: str = "redis", durable: bool = False, port: int | None = None) -> None:
         self.kind = kind
         self.durable = durable  # append-only file, fsynced on every write: a kill loses nothing
         self.binary = server_binary(kind)
-        self.port = free_port()
+        self.port = port or free_port()
         self.dir = tempfile.mkdtemp(prefix=f"test-{kind}-")
         self.process: subprocess.Popen | None = None
 
@@ -59,6 +60,9 @@ class RedisServer:
         return self
 
     def answers(self) -> bool:
+        if self.process is not None and self.process.poll() is not None:
+            raise AssertionError(f"{self.kind}-server on port {self.port} exited with "
+                                 f"{self.process.returncode}")
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
                 s.sendall(b"PING\r\n")
@@ -84,11 +88,24 @@ class RedisServer:
             assert s.recv(64).startswith(b"+OK")
 
 
+def cluster_port() -> int:
+    """A free port whose cluster bus port (the port + 10000) is free and valid too."""
+    while True:
+        port = random.randint(20000, 40000)
+        try:
+            for candidate in (port, port + 10000):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return port
+
+
 class RedisCluster:
     """A three-node Redis Cluster (no replicas) on loopback, joined with redis-cli."""
 
     def __init__(self) -> None:
-        self.nodes = [RedisServer("redis") for _ in range(3)]
+        self.nodes = [RedisServer("redis", port=cluster_port()) for _ in range(3)]
         self.cli = str(Path(self.nodes[0].binary).with_name("redis-cli"))
 
     @property
@@ -96,13 +113,17 @@ class RedisCluster:
         return self.nodes[0].url
 
     def start(self) -> RedisCluster:
-        for node in self.nodes:
-            node.start(["--cluster-enabled", "yes", "--cluster-config-file",
-                        f"{node.dir}/nodes.conf"])
-        addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
-        subprocess.run([self.cli, "--cluster", "create", *addresses, "--cluster-replicas", "0",
-                        "--cluster-yes"], check=True, capture_output=True, timeout=30)
-        wait_for(self._ready, 20, "the cluster to cover every slot")
+        try:
+            for node in self.nodes:
+                node.start(["--cluster-enabled", "yes", "--cluster-config-file",
+                            f"{node.dir}/nodes.conf"])
+            addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
+            subprocess.run([self.cli, "--cluster", "create", *addresses, "--cluster-replicas",
+                            "0", "--cluster-yes"], check=True, capture_output=True, timeout=30)
+            wait_for(self._ready, 20, "the cluster to cover every slot")
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def _ready(self) -> bool:

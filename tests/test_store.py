@@ -25,11 +25,15 @@ from tests.redis_server import RedisCluster, RedisServer
 
 @pytest.fixture(scope="module")
 def servers():
-    started = {kind: RedisServer(kind).start() for kind in ("redis", "valkey")}
-    started["cluster"] = RedisCluster().start()
-    yield started
-    for server in started.values():
-        server.stop()
+    started = {}
+    try:
+        for kind in ("redis", "valkey"):
+            started[kind] = RedisServer(kind).start()
+        started["cluster"] = RedisCluster().start()
+        yield started
+    finally:
+        for server in started.values():
+            server.stop()
 
 
 @pytest.fixture(params=["memory", "redis", "valkey", "cluster"])
