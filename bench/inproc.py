@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import tempfile
 import time
@@ -94,21 +95,27 @@ async def one(app, body: bytes) -> int:
     return sent
 
 
-async def measure(requests: int, rounds: int = 10, modes: tuple = ("json", "stream")) -> dict:
+async def measure(requests: int, rounds: int = 10, modes: tuple = ("json", "stream"),
+                  redis: str | None = None) -> dict:
+    config = CONFIG
+    if redis:  # limits that never refuse: every request is admitted and settled through Redis
+        config += (f'store: {{url: "{redis}"}}\n'
+                   "limits: {requests_per_minute: 1000000000, tokens_per_minute: 1000000000000,"
+                   " in_flight: 100000}\n")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "routes.yaml"
-        path.write_text(CONFIG)
+        path.write_text(config)
         app = create_app(load_config(path))
     import os
+    from dataclasses import replace
 
     from gateway.logs import setup_logging
+    from gateway.runtime import start_runtime
 
-    sys.stderr = open(os.devnull, "w")  # a request line each, as in production, to nowhere
-    setup_logging("info", "json")
-    from gateway.runtime import Runtime
-    from gateway.store import MemoryStore
-
-    app.state.runtime = Runtime(app.config, {"mock": CannedTransport()}, MemoryStore())
+    stderr, sys.stderr = sys.stderr, open(os.devnull, "w")
+    setup_logging("info", "json")  # a request line each, as in production, to nowhere
+    sys.stderr = stderr
+    app.state.runtime = replace(start_runtime(app.config), transports={"mock": CannedTransport()})
     results = {}
     for mode in modes:
         stream = mode == "stream"
@@ -130,9 +137,18 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=20000, help="in 10 rounds; the best counts")
     parser.add_argument("--mode", choices=["json", "stream", "both"], default="both")
+    parser.add_argument("--redis", metavar="URL", help="admit and settle through this Redis")
     args = parser.parse_args()
     modes = ("json", "stream") if args.mode == "both" else (args.mode,)
-    results = asyncio.run(measure(args.requests, modes=modes))
+    parser_loop = os.environ.get("BENCH_LOOP", "uvloop")
+    try:  # the loop the gateway serves on
+        if parser_loop != "uvloop":
+            raise ImportError
+        import uvloop
+
+        results = uvloop.run(measure(args.requests, modes=modes, redis=args.redis))
+    except ImportError:
+        results = asyncio.run(measure(args.requests, modes=modes, redis=args.redis))
     for mode, micros in results.items():
         print(f"{mode:<7} {micros:7.1f} us CPU per request (gateway code only)")
 

@@ -155,6 +155,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", default="1,64")
+    parser.add_argument("--redis", metavar="URL",
+                        help="keep keys, limits and usage in this Redis, with limits on the key "
+                             "high enough never to refuse: every request pays for admission and "
+                             "settlement")
     args = parser.parse_args()
     ensure_tools()
     nginx_bin = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -164,7 +168,12 @@ def main() -> None:
     (work / "completion.json").write_text(json.dumps(COMPLETION))
     (work / "stream.txt").write_text(sse_stream())
     (work / "nginx.conf").write_text(NGINX.format(dir=work, port=mock_port))
-    (work / "routes.yaml").write_text(CONFIG.format(port=mock_port))
+    config = CONFIG.format(port=mock_port)
+    if args.redis:
+        config += (f'store: {{url: "{args.redis}"}}\n'
+                   "limits: {requests_per_minute: 1000000000, tokens_per_minute: 1000000000000,"
+                   " in_flight: 100000}\n")
+    (work / "routes.yaml").write_text(config)
     processes = [subprocess.Popen(["taskset", "-c", "1", nginx_bin, "-c", str(work / "nginx.conf")])]
     gateway = subprocess.Popen(
         ["taskset", "-c", "0", sys.executable, "-m", "gateway", "serve", "--config",

@@ -13,6 +13,7 @@ import time
 
 from gateway import metrics
 from gateway.exchange import Exchange
+from gateway.limits import _calendar
 from gateway.logs import log
 from gateway.store.base import Settlement
 
@@ -51,20 +52,18 @@ async def _record_usage(runtime, ex: Exchange, usage: dict) -> None:
     reasoning = details.get("reasoning_tokens") if type(details) is dict else None
     price = ex.route.price if ex.route is not None else None
     now = time.time()
-    settlement = Settlement(
-        key_id=admitted.key_id, request_id=ex.request_id, model=ex.alias or "(unrouted)",
-        day=time.strftime("%Y-%m-%d", time.gmtime(now)), reserved=admitted.checks,
-        prompt_tokens=prompt, completion_tokens=completion,
-        reasoning_tokens=reasoning if type(reasoning) is int else 0,
-        cost=price.cost(prompt, completion) if price else 0.0,
-        error=ex.status >= 400, retention=runtime.config.store.retention)
+    fields = {
+        "key_id": admitted.key_id, "request_id": ex.request_id,
+        "model": ex.alias or "(unrouted)", "day": _calendar(now)[0],
+        "prompt_tokens": prompt, "completion_tokens": completion,
+        "reasoning_tokens": reasoning if type(reasoning) is int else 0,
+        "cost": price.cost(prompt, completion) if price else 0.0,
+        "error": ex.status >= 400, "retention": runtime.config.store.retention}
     if admitted.local:  # admitted by this process alone: its reservation is settled here,
-        await runtime.fallback.settle([settlement], now)  # its usage goes to the store
-        settlement = Settlement(**{**_fields(settlement), "reserved": ()})
-    runtime.recorder.record(settlement)
-    metrics.TOKENS.labels(ex.alias or "(unrouted)", "prompt").inc(prompt)
-    metrics.TOKENS.labels(ex.alias or "(unrouted)", "completion").inc(completion)
-
-
-def _fields(settlement: Settlement) -> dict:
-    return {name: getattr(settlement, name) for name in settlement.__slots__}
+        await runtime.fallback.settle([Settlement(reserved=admitted.checks, **fields)], now)
+        reserved = ()  # and its usage goes to the store
+    else:
+        reserved = admitted.checks
+    runtime.recorder.record(Settlement(reserved=reserved, number=runtime.recorder.number(),
+                                       **fields))
+    metrics.count_tokens(ex.alias, prompt, completion)

@@ -69,9 +69,7 @@ def _merged(defaults: dict, own: dict) -> dict:
 
 
 def checks_for(values: dict, scope: str, tokens: int, cost: float, now: float) -> list[Check]:
-    day_end, month_end = _period_ends(now)
-    today, month = time.strftime("%Y-%m-%d", time.gmtime(now)), time.strftime("%Y-%m",
-                                                                            time.gmtime(now))
+    today, month, day_end, month_end = _calendar(now)
     out = []
     if values["requests_per_minute"]:
         out.append(Check("requests", "rate", values["requests_per_minute"], 1, 60.0, scope=scope))
@@ -91,13 +89,21 @@ def checks_for(values: dict, scope: str, tokens: int, cost: float, now: float) -
     return out
 
 
-def _period_ends(now: float) -> tuple[float, float]:
-    """The UTC end of today and of this month, as timestamps."""
-    day = time.gmtime(now)
-    day_end = calendar.timegm((day.tm_year, day.tm_mon, day.tm_mday, 0, 0, 0)) + 86400
-    days = calendar.monthrange(day.tm_year, day.tm_mon)[1]
-    month_end = calendar.timegm((day.tm_year, day.tm_mon, 1, 0, 0, 0)) + days * 86400
-    return day_end, month_end
+_calendar_cache: tuple[int, tuple] = (-1, ())
+
+
+def _calendar(now: float) -> tuple[str, str, float, float]:
+    """Today and this month (UTC) as bucket names, and when each ends; worked out once a minute."""
+    global _calendar_cache
+    minute = int(now // 60)
+    if _calendar_cache[0] != minute:
+        day = time.gmtime(now)
+        day_end = calendar.timegm((day.tm_year, day.tm_mon, day.tm_mday, 0, 0, 0)) + 86400
+        days = calendar.monthrange(day.tm_year, day.tm_mon)[1]
+        month_end = calendar.timegm((day.tm_year, day.tm_mon, 1, 0, 0, 0)) + days * 86400
+        _calendar_cache = (minute, (time.strftime("%Y-%m-%d", day), time.strftime("%Y-%m", day),
+                                    day_end, month_end))
+    return _calendar_cache[1]
 
 
 def duration(seconds: float) -> str:
@@ -129,24 +135,41 @@ class Limiter:
         self.keyring = keyring
         self.defaults = config.limits
         self._warned_at = 0.0
+        # Merged limits by (key id, model): (the key's record, key-wide, per-model); rebuilt
+        # when the record object changes (an update makes a new one).
+        self._merged: dict[tuple[str, str], tuple] = {}
+
+    def _limits_for(self, key, alias: str) -> tuple[dict | None, dict | None]:
+        cached = self._merged.get((key.id, alias))
+        if cached is not None and cached[0] is key:
+            return cached[1], cached[2]
+        own = key.limits
+        values = _merged(self.defaults, own)
+        per_model = _merged((self.defaults.get("models") or {}).get(alias, {}),
+                            (own.get("models") or {}).get(alias, {}))
+        entry = (key, values if any(values.values()) else None,
+                 per_model if any(per_model.values()) else None)
+        if len(self._merged) > 50_000:
+            self._merged.clear()
+        self._merged[(key.id, alias)] = entry
+        return entry[1], entry[2]
 
     async def admit(self, principal: Principal, route: Route, payload: dict,
                     request_id: str) -> Admitted:
         prompt = estimate_prompt(payload)
         if principal.key is None:  # the master key: no limits
             return Admitted("master", (), {}, prompt)
+        values, per_model = self._limits_for(principal.key, route.alias)
+        if values is None and per_model is None:
+            return Admitted(principal.key_id, (), {}, prompt)
         completion = (payload.get("max_completion_tokens") or payload.get("max_tokens")
                       or self.defaults.get("completion_estimate", 1024)) * (payload.get("n") or 1)
         tokens = prompt + completion
         cost = route.price.cost(prompt, completion) if route.price else 0.0
-        own = principal.key.limits
         now = time.time()
-        checks = checks_for(_merged(self.defaults, own), "", tokens, cost, now)
-        per_model = _merged((self.defaults.get("models") or {}).get(route.alias, {}),
-                            (own.get("models") or {}).get(route.alias, {}))
-        checks += checks_for(per_model, route.alias, tokens, cost, now)
-        if not checks:
-            return Admitted(principal.key_id, (), {}, prompt)
+        checks = checks_for(values, "", tokens, cost, now) if values else []
+        if per_model:
+            checks += checks_for(per_model, route.alias, tokens, cost, now)
         for check in checks:
             if check.name != "requests" and check.kind != "lease" and check.cost > check.limit:
                 raise RateLimited(

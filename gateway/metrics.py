@@ -53,5 +53,18 @@ def observe(alias: str | None, status: int, seconds: float, ttfb: float | None) 
         children[2].observe(ttfb)
 
 
+_token_children: dict[str | None, tuple] = {}
+
+
+def count_tokens(alias: str | None, prompt: int, completion: int) -> None:
+    children = _token_children.get(alias)
+    if children is None:
+        model = alias or UNKNOWN
+        children = _token_children[alias] = (TOKENS.labels(model, "prompt"),
+                                             TOKENS.labels(model, "completion"))
+    children[0].inc(prompt)
+    children[1].inc(completion)
+
+
 def render() -> tuple[bytes, str]:
     return generate_latest(), CONTENT_TYPE_LATEST

@@ -16,7 +16,6 @@ import asyncio
 import itertools
 import time
 from collections import deque
-from dataclasses import replace
 
 from gateway import metrics
 from gateway.limits import LEASE_TTL
@@ -57,12 +56,16 @@ class Recorder:
         if leases:
             self.leases[request_id] = leases
 
+    def number(self) -> int:
+        """The next settlement's running number (this process's own)."""
+        return next(self._numbers)
+
     def record(self, settlement: Settlement) -> None:
         self.leases.pop(settlement.request_id, None)
         if len(self.queue) >= MAX_QUEUED:
             self.queue.popleft()
             metrics.USAGE_DROPPED.inc()
-        self.queue.append(replace(settlement, number=next(self._numbers)))
+        self.queue.append(settlement)
         self._wake.set()
 
     async def _write(self) -> None:

@@ -29,8 +29,14 @@ import math
 import secrets
 from dataclasses import asdict
 
+import hiredis
+import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.logs import log
 from gateway.store.base import (
@@ -44,6 +50,7 @@ from gateway.store.base import (
     UsageRow,
     Verdict,
 )
+from gateway.store.link import LinkError, RedisLink
 from gateway.store.redis_scripts import ADMIT, RENEW, SETTLE
 
 MICRO = 1_000_000  # cost is stored in micro-dollars (integers)
@@ -54,8 +61,11 @@ class RedisStore:
 
     def __init__(self, url: str, *, prefix: str = "gw", timeout: float = 0.5,
                  cluster: bool = False) -> None:
+        # A stale pooled connection (Redis restarted) fails once: retry on a fresh one.
         options = {"decode_responses": True, "socket_timeout": timeout,
-                   "socket_connect_timeout": timeout}
+                   "socket_connect_timeout": timeout,
+                   "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+                   "retry_on_error": [RedisConnectionError, RedisTimeoutError]}
         if cluster:
             from redis.asyncio.cluster import RedisCluster
 
@@ -72,6 +82,9 @@ class RedisStore:
         self._admit = self.redis.register_script(ADMIT)
         self._settle = self.redis.register_script(SETTLE)
         self._renew = self.redis.register_script(RENEW)
+        # The request path's calls go through one pipelined connection (link.py) where it
+        # can: redis-py's client costs twice the CPU per call. Cluster mode keeps redis-py.
+        self.link = None if cluster else RedisLink(url, timeout)
         self._listeners: list = []
         self._subscriber: asyncio.Task | None = None
 
@@ -93,6 +106,29 @@ class RedisStore:
         except (TimeoutError, RedisError, OSError) as exc:
             raise StoreUnavailable(f"redis: {type(exc).__name__}: {exc}") from None
 
+    async def _script(self, script, text: str, keys: list, args: list):
+        """Run a script by SHA; on the link when there is one (loading it if Redis lost it)."""
+        if self.link is None:
+            return await self._call(script(keys=keys, args=args))
+        try:
+            reply = await self.link.call("EVALSHA", script.sha, len(keys), *keys, *args)
+            if isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT"):
+                await self.link.call("SCRIPT", "LOAD", text)
+                reply = await self.link.call("EVALSHA", script.sha, len(keys), *keys, *args)
+        except LinkError as exc:
+            raise StoreUnavailable(f"redis: {exc}") from None
+        if isinstance(reply, hiredis.ReplyError):
+            raise StoreUnavailable(f"redis refused the script: {reply}")
+        return _text(reply)
+
+    async def _command(self, *args):
+        if self.link is None:
+            return await self._call(self.redis.execute_command(*args))
+        try:
+            return _text(await self.link.call(*args))
+        except LinkError as exc:
+            raise StoreUnavailable(f"redis: {exc}") from None
+
     async def ping(self) -> bool:
         try:
             return bool(await self.redis.ping())
@@ -106,6 +142,8 @@ class RedisStore:
         await self.redis.aclose()
         if self._events is not self.redis:
             await self._events.aclose()
+        if self.link is not None:
+            await self.link.close()
 
     # keys
 
@@ -202,13 +240,13 @@ class RedisStore:
 
     async def admit(self, admission: Admission, now: float) -> Verdict:
         keys = [self._k(admission.key_id, "valid")]
-        args: list = [admission.request_id, int(admission.lease_ttl * 1000),
-                      len(admission.checks)]
+        specs = []
         for check in admission.checks:
             keys.append(self._place(admission.key_id, check))
-            args += [check.kind, _units(check, check.limit), _units(check, check.cost),
-                     int(check.period * 1000), int(check.ttl * 1000)]
-        reply = await self._call(self._admit(keys=keys, args=args))
+            specs.append((check.kind, _units(check, check.limit), _units(check, check.cost),
+                          int(check.period * 1000), int(check.ttl * 1000)))
+        args = [admission.request_id, int(admission.lease_ttl * 1000), orjson.dumps(specs)]
+        reply = await self._script(self._admit, ADMIT, keys, args)
         if reply[0] == "invalid":
             return Verdict(False, key_invalid=True)
         if reply[0] == "denied":
@@ -227,22 +265,15 @@ class RedisStore:
         calls = [self._settlement(s) for s in settlements]
         key_ids = {s.key_id for s in settlements}  # every key with usage (config and master too)
 
-        async def run() -> None:
-            if self.cluster:  # no scripts in a Cluster pipeline: the calls go out together
-                await asyncio.gather(*(self._settle(keys=k, args=a) for k, a in calls))
-                await self.redis.sadd(f"{self.prefix}:usage-keys", *key_ids)
-                return
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for keys, args in calls:
-                    await self._settle(keys=keys, args=args, client=pipe)
-                pipe.sadd(f"{self.prefix}:usage-keys", *key_ids)
-                await pipe.execute()
+        async def run() -> None:  # all the calls go out together: one round trip
+            await asyncio.gather(*(self._script(self._settle, SETTLE, k, a) for k, a in calls),
+                                 self._command("SADD", f"{self.prefix}:usage-keys", *key_ids))
 
         await self._call(run())
 
     def _settlement(self, s: Settlement) -> tuple[list, list]:
         tokens = s.prompt_tokens + s.completion_tokens
-        keys, args = [], [s.request_id, len(s.reserved), s.number]
+        keys, changes = [], []
         for check in s.reserved:
             keys.append(self._place(s.key_id, check))
             actual = s.cost if check.name == "budget" else tokens
@@ -252,13 +283,13 @@ class RedisStore:
                 delta = _units(check, actual) - _units(check, check.cost)
             else:
                 delta = 0
-            args += [check.kind, delta]
+            changes.append((check.kind, delta))
         keys += [self._k(s.key_id, "u", s.day, s.model), self._k(s.key_id, "ud"),
                  self._k(s.key_id, "n", self.replica)]
-        args += [s.prompt_tokens, s.completion_tokens, s.reasoning_tokens,
-                 round(s.cost * MICRO), 1 if s.error else 0, int(s.retention * 1000),
-                 f"{s.day}|{s.model}"]
-        return keys, args
+        spec = (s.number, changes, s.prompt_tokens, s.completion_tokens, s.reasoning_tokens,
+                round(s.cost * MICRO), 1 if s.error else 0, int(s.retention * 1000),
+                f"{s.day}|{s.model}")
+        return keys, [s.request_id, orjson.dumps(spec)]
 
     async def renew(self, leases: list[tuple[str, str, str]], ttl: float, now: float) -> None:
         by_key: dict[str, list[tuple[str, str]]] = {}
@@ -268,14 +299,8 @@ class RedisStore:
         calls = [([self._k(key_id, "l", scope) for scope, _ in held],
                   [int(ttl * 1000), *(r for _, r in held)]) for key_id, held in by_key.items()]
 
-        async def run() -> None:  # one script per key: one slot each
-            if self.cluster:
-                await asyncio.gather(*(self._renew(keys=k, args=a) for k, a in calls))
-                return
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for keys, args in calls:
-                    await self._renew(keys=keys, args=args, client=pipe)
-                await pipe.execute()
+        async def run() -> None:  # one script per key (one slot each), sent together
+            await asyncio.gather(*(self._script(self._renew, RENEW, k, a) for k, a in calls))
 
         if by_key:
             await self._call(run())
@@ -297,6 +322,15 @@ class RedisStore:
                         int(data.get("reasoning_tokens", 0)),
                         round(int(data.get("cost", 0)) / MICRO, 6), int(data.get("errors", 0))))
         return rows
+
+
+def _text(reply):
+    """hiredis answers bytes; the scripts' answers are read as text."""
+    if type(reply) is bytes:
+        return reply.decode()
+    if type(reply) is list:
+        return [_text(r) for r in reply]
+    return reply
 
 
 def _units(check: Check, value: float) -> int | float:

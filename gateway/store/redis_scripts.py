@@ -9,8 +9,8 @@ Times are milliseconds; rates are GCRA (a theoretical arrival time per limit).
 """
 
 # KEYS[1]: the key's validity hash; KEYS[1 + i]: check i's state.
-# ARGV: request id, lease ttl (ms), number of checks, then per check: kind, limit, cost,
-# period (ms), ttl (ms).
+# ARGV: request id, lease ttl (ms), the checks as JSON: [[kind, limit, cost, period ms, ttl ms],
+# ...] (one argument, not five a check: packing arguments is what a call costs the client).
 # Returns {"invalid"}, {"denied", i, retry_after, remaining, reset}, or
 # {"ok", remaining_1, reset_1, ...}. Numbers go back as strings (Lua would truncate them).
 ADMIT = """
@@ -22,17 +22,17 @@ if valid[1] == '1' or (valid[2] and tonumber(valid[2]) <= now) then
   return {'invalid'}
 end
 local lease_ttl = tonumber(ARGV[2])
-local n = tonumber(ARGV[3])
+local checks = cjson.decode(ARGV[3])
+local n = #checks
 local result = {'ok'}
 local pending = {}
 for i = 1, n do
   local key = KEYS[i + 1]
-  local a = 3 + (i - 1) * 5
-  local kind = ARGV[a + 1]
-  local limit = tonumber(ARGV[a + 2])
-  local cost = tonumber(ARGV[a + 3])
-  local period = tonumber(ARGV[a + 4])
-  local ttl = tonumber(ARGV[a + 5])
+  local kind = checks[i][1]
+  local limit = checks[i][2]
+  local cost = checks[i][3]
+  local period = checks[i][4]
+  local ttl = checks[i][5]
   local remaining, reset
   if kind == 'rate' then
     local interval = period / limit
@@ -86,14 +86,16 @@ return result
 
 # KEYS[i] (i <= n): reserved check i's state; KEYS[n + 1]: the usage hash; KEYS[n + 2]: the
 # key's usage index; KEYS[n + 3]: the highest settlement number this replica has applied
-# for this key. ARGV: request id, n, settlement number (0: unnumbered), then per check:
-# kind, delta (rate: ms of theoretical arrival time; counter: units; lease: unused); then
-# prompt, completion, reasoning, cost (micro-dollars), error (0/1), retention (ms), index entry.
+# for this key. ARGV[1]: request id; ARGV[2]: JSON [number (0: unnumbered),
+# [[kind, delta], ...] (rate: ms of theoretical arrival time; counter: units; lease: -),
+# prompt, completion, reasoning, cost (micro-dollars), error (0/1), retention (ms), index entry].
 # A settlement retried after a lost reply is recognised by its number and not applied twice.
 SETTLE = """
 redis.replicate_commands()
-local n = tonumber(ARGV[2])
-local number = tonumber(ARGV[3])
+local spec = cjson.decode(ARGV[2])
+local number = spec[1]
+local changes = spec[2]
+local n = #changes
 if number > 0 then
   if number <= tonumber(redis.call('GET', KEYS[n + 3]) or '0') then
     return 0
@@ -104,8 +106,8 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 for i = 1, n do
   local key = KEYS[i]
-  local kind = ARGV[3 + (i - 1) * 2 + 1]
-  local delta = tonumber(ARGV[3 + (i - 1) * 2 + 2])
+  local kind = changes[i][1]
+  local delta = changes[i][2]
   if kind == 'rate' and delta ~= 0 then
     local tat = tonumber(redis.call('GET', key) or '0')
     if delta > 0 and tat < now then tat = now end
@@ -126,16 +128,15 @@ for i = 1, n do
   end
 end
 local u = KEYS[n + 1]
-local a = 3 + n * 2
 redis.call('HINCRBY', u, 'requests', 1)
-redis.call('HINCRBY', u, 'prompt_tokens', ARGV[a + 1])
-redis.call('HINCRBY', u, 'completion_tokens', ARGV[a + 2])
-redis.call('HINCRBY', u, 'reasoning_tokens', ARGV[a + 3])
-redis.call('HINCRBY', u, 'cost', ARGV[a + 4])
-redis.call('HINCRBY', u, 'errors', ARGV[a + 5])
-redis.call('PEXPIRE', u, ARGV[a + 6])
-redis.call('SADD', KEYS[n + 2], ARGV[a + 7])
-redis.call('PEXPIRE', KEYS[n + 2], ARGV[a + 6])
+redis.call('HINCRBY', u, 'prompt_tokens', spec[3])
+redis.call('HINCRBY', u, 'completion_tokens', spec[4])
+redis.call('HINCRBY', u, 'reasoning_tokens', spec[5])
+redis.call('HINCRBY', u, 'cost', spec[6])
+redis.call('HINCRBY', u, 'errors', spec[7])
+redis.call('PEXPIRE', u, spec[8])
+redis.call('SADD', KEYS[n + 2], spec[9])
+redis.call('PEXPIRE', KEYS[n + 2], spec[8])
 return 1
 """
 
