@@ -312,3 +312,28 @@ def test_cli_and_admin_api_round_trip(gateway):
 
     missing = gateway_cli(gateway, "keys", "show", "nobody")
     assert missing.returncode == 1 and "HTTP 404" in missing.stderr
+
+
+def test_per_model_limit_within_a_key(gateway):
+    response = admin(gateway, "POST", "/admin/keys", {
+        "name": "per-model", "limits": {"models": {"m": {"requests_per_minute": 1}}}})
+    key = response.json()["key"]
+
+    assert ask(gateway, key).status_code == 200
+    refused = ask(gateway, key)
+    error = assert_openai_error(refused, 429)
+    assert "for model 'm'" in error["message"]
+    assert ask(gateway, key, model="other").status_code == 200  # other models are not limited
+
+
+def test_monthly_budget_from_model_prices(gateway):
+    # m costs $1 (input) and $2 (output) per million tokens; a request reserving 1,000 output
+    # tokens reserves about $0.002, so a $0.003 budget admits one at a time
+    key = new_key(gateway, "budgeted", budget_per_month=0.003)
+
+    assert ask(gateway, key, max_tokens=1000).status_code == 200
+    wait_for(lambda: usage_of(gateway, "budgeted")["requests"] == 1, 5, "the first charge")
+    assert ask(gateway, key, max_tokens=1000).status_code == 200  # $0.000025 really spent
+    too_much = ask(gateway, key, max_tokens=2000)  # $0.004 reserved: over the budget
+    error = assert_openai_error(too_much, 429, code="request_too_large")
+    assert "budget" in error["message"]
