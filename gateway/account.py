@@ -20,7 +20,10 @@ from gateway.store.base import Settlement
 
 async def settle(runtime, ex: Exchange) -> None:
     seconds = time.perf_counter() - ex.started
-    metrics.observe(ex.alias, ex.status, seconds, ex.ttft)
+    metrics.request_done(ex.alias, ex.target_key, ex.key_name, ex.status, seconds,
+                         ex.ttft if ex.stream else None)
+    if ex.in_flight:
+        metrics.child(metrics.IN_FLIGHT, ex.alias).dec()
     usage = ex.usage or {}
     if ex.admitted is not None:
         await _record_usage(runtime, ex, usage)
@@ -30,12 +33,14 @@ async def settle(runtime, ex: Exchange) -> None:
         "prompt_tokens": usage.get("prompt_tokens"),
         "completion_tokens": usage.get("completion_tokens"),
         "latency_ms": round(seconds * 1000, 1),
-        "ttfb_ms": round(ex.ttft * 1000, 1) if ex.ttft is not None else None,
+        "ttft_ms": round(ex.ttft * 1000, 1) if ex.ttft is not None else None,
     }
     if ex.failures:
         fields["failures"] = ex.failures
     if ex.error:
         fields["error"] = ex.error
+    if ex.messages is not None:  # server.log_prompts: debugging only
+        fields["messages"] = ex.messages
     log.info("request", extra={"fields": fields})
 
 
@@ -66,4 +71,4 @@ async def _record_usage(runtime, ex: Exchange, usage: dict) -> None:
         reserved = admitted.checks
     runtime.recorder.record(Settlement(reserved=reserved, number=runtime.recorder.number(),
                                        **fields))
-    metrics.count_tokens(ex.alias, prompt, completion)
+    metrics.count_tokens(ex.alias, ex.key_name, prompt, completion, fields["reasoning_tokens"])

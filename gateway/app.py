@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway import admin, endpoints
+from gateway import admin, endpoints, metrics
 from gateway.accept import request_id_of
 from gateway.config import Config, ConfigError, load_config
 from gateway.errors import GatewayError, InvalidRequest, NotFound
@@ -61,6 +61,8 @@ def create_app(config: Config | None = None) -> Gateway:
 def _starlette(config: Config) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette):
+        metrics.forget_dead_workers()
+        metrics.config_loaded(config.digest)
         app.state.runtime = start_runtime(config)
         reloader = app.state.reloader = Reloader(app.state, config.source)
         reloader.start()

@@ -6,6 +6,7 @@ import argparse
 import importlib.util
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 from gateway import __version__, cli_admin
@@ -114,6 +115,10 @@ def serve_forever(config: Config, args: argparse.Namespace) -> int:
     os.environ["GATEWAY_CONFIG"] = str(config.source.resolve())
     os.environ["GATEWAY_LOG_LEVEL"] = args.log_level
     os.environ["GATEWAY_LOG_FORMAT"] = args.log_format
+    if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Workers are processes: their metrics meet in files, and /metrics adds them up.
+        directory = tempfile.mkdtemp(prefix="gateway-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
     uvicorn.run(
         "gateway.app:create_app",
         factory=True,

@@ -14,7 +14,9 @@ class Exchange:
     alias: str | None = None  # set once the alias is known to be routable: safe as a metric label
     stream: bool = False
     status: int = 0
-    target: str | None = None
+    target: str | None = None  # the target that answered, as `provider/model`
+    target_key: str | None = None  # its key in the config (a wildcard's template): a label
+    in_flight: bool = False  # counted in gateway_requests_in_flight
     attempts: int = 0
     committed: bool = False  # the response has started: no fallback, errors go in-band
     ttft: float | None = None
@@ -25,3 +27,4 @@ class Exchange:
     admitted: Any = None  # limits.Admitted, once the request is admitted
     limit_headers: dict = field(default_factory=dict)  # x-ratelimit-*, on every answer
     stream_events: int = 0  # events relayed so far: what a client who leaves is charged
+    messages: Any = None  # the prompt, kept only when server.log_prompts asks for it

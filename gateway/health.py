@@ -17,6 +17,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
+from gateway import metrics
 from gateway.config import Breaker
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
@@ -62,7 +63,7 @@ class TargetState:
         if self.state == OPEN:
             if now < self.reopen_at:
                 return False
-            self.state = HALF_OPEN
+            self._become(HALF_OPEN)
             self.trial = False
         if self.state == HALF_OPEN:
             return not self.trial
@@ -77,17 +78,19 @@ class TargetState:
 
     def begin(self) -> None:
         self.in_flight += 1
+        metrics.child(metrics.TARGET_IN_FLIGHT, self.key).inc()
         self.sent_since_load += 1
         if self.state == HALF_OPEN:
             self.trial = True
 
     def end(self) -> None:
         self.in_flight -= 1
+        metrics.child(metrics.TARGET_IN_FLIGHT, self.key).dec()
 
     def succeeded(self, ttfb: float | None) -> None:
         self.successes += 1
         if self.state != CLOSED:
-            self.state = CLOSED
+            self._become(CLOSED)
             self.failures.clear()
         self.trial = False
         if ttfb is not None:
@@ -113,15 +116,19 @@ class TargetState:
     def probe_passed(self) -> None:
         """The server answers its health check: if open, let a trial request through now."""
         if self.state == OPEN:
-            self.state = HALF_OPEN
+            self._become(HALF_OPEN)
             self.trial = False
 
     def rest(self, seconds: float, now: float) -> None:
         """The upstream asked us to wait (429 with Retry-After)."""
         self.rest_until = max(self.rest_until, now + seconds)
 
+    def _become(self, state: str) -> None:
+        self.state = state
+        metrics.breaker(self.key, state)
+
     def _open(self, breaker: Breaker, now: float) -> None:
-        self.state = OPEN
+        self._become(OPEN)
         self.opened_at = now
         self.reopen_at = now + breaker.cooldown
         self.trial = False

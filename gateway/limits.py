@@ -179,10 +179,12 @@ class Limiter:
                     "Send a shorter prompt or a lower max_tokens.", code="request_too_large")
         admission = Admission(principal.key_id, request_id, tuple(checks), LEASE_TTL)
         local = False
+        started = time.perf_counter()
         try:
             verdict = await self.store.admit(admission, now)
+            metrics.child(metrics.STORE_DURATION, "admit").observe(time.perf_counter() - started)
         except StoreUnavailable as exc:
-            metrics.STORE_ERRORS.labels("admit").inc()
+            metrics.child(metrics.STORE_ERRORS, "admit").inc()
             if self.config.store.on_failure == "fail-closed":
                 raise ServiceUnavailable(
                     "Rate limits cannot be checked right now; try again shortly.",
@@ -197,7 +199,7 @@ class Limiter:
         headers = rate_headers(verdict)
         if not verdict.allowed:
             check = verdict.denied
-            metrics.RATE_LIMITED.labels(route.alias, check.name).inc()
+            metrics.child(metrics.RATE_LIMITED, route.alias, principal.name, check.name).inc()
             wait = max(1, math.ceil(verdict.retry_after))
             scope = f" for model '{check.scope}'" if check.scope else ""
             raise RateLimited(

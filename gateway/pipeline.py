@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 
+from gateway import metrics
 from gateway.accept import read_body, read_headers
 from gateway.account import settle
 from gateway.auth import authenticate
@@ -37,8 +38,12 @@ class ChatCompletions:
             ex.key_name = principal.name
             body = await read_body(receive, incoming, config.max_body_bytes)
             payload = validate_chat(body)
+            if config.log_prompts:
+                ex.messages = payload["messages"]
             route = ex.route = resolve(config, payload["model"], principal)
             ex.alias = route.alias
+            metrics.child(metrics.IN_FLIGHT, route.alias).inc()
+            ex.in_flight = True
             ex.stream = payload.get("stream") is True
             admitted = ex.admitted = await runtime.limiter.admit(principal, route, payload,
                                                                  ex.request_id)

@@ -75,10 +75,13 @@ class Recorder:
             self._wake.clear()
             while self.queue:
                 batch = [self.queue[i] for i in range(min(BATCH, len(self.queue)))]
+                started = time.perf_counter()
                 try:
                     await self.store.settle(batch, time.time())
+                    metrics.child(metrics.STORE_DURATION, "settle").observe(
+                        time.perf_counter() - started)
                 except StoreUnavailable:
-                    metrics.STORE_ERRORS.labels("settle").inc()
+                    metrics.child(metrics.STORE_ERRORS, "settle").inc()
                     await asyncio.sleep(backoff)  # keep them; try again
                     backoff = min(backoff * 2, 2.0)
                     continue
@@ -94,4 +97,4 @@ class Recorder:
                 try:
                     await self.store.renew(held, LEASE_TTL, time.time())
                 except StoreUnavailable:
-                    metrics.STORE_ERRORS.labels("renew").inc()
+                    metrics.child(metrics.STORE_ERRORS, "renew").inc()

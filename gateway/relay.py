@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 
 import orjson
 
+from gateway import metrics
 from gateway.adapt import DONE_EVENT, Answer, StreamAdapter
 from gateway.config import Route, Target
 from gateway.deadline import Deadline
@@ -71,6 +72,19 @@ class Failure(Exception):
         self.rejection = rejection
 
     @property
+    def reason(self) -> str:
+        """What went wrong, as a metric label from a fixed set."""
+        if self.rejection is not None:
+            return "refused"
+        if self.timeout:
+            return "timeout"
+        if self.status is None:
+            return "connect" if "connect" in str(self) else "broken"
+        if self.status == 429:
+            return "http_429"
+        return "http_5xx" if self.status >= 500 else "http_4xx"
+
+    @property
     def counts_against_target(self) -> bool:
         """For the breaker: the target misbehaved (not a 429, not a refusal of the request)."""
         return self.rejection is None and self.status != 429
@@ -83,6 +97,8 @@ async def relay(ex: Exchange, route: Route, payload: dict, runtime: Runtime, sen
     plan = Plan(route, runtime.health)
     breaker = runtime.config.breaker
     failures: list[Failure] = []
+    why = None  # why the last attempt failed: the reason of the next one
+    group = 0
     while True:
         target = plan.next()
         if target is None:
@@ -91,11 +107,23 @@ async def relay(ex: Exchange, route: Route, payload: dict, runtime: Runtime, sen
                 break
             await asyncio.sleep(wait)
             continue
+        if why is not None:
+            metrics.child(metrics.RETRIES, route.alias, why).inc()
+            if plan.group > group:
+                metrics.child(metrics.FALLBACKS, route.alias, why).inc()
+        group = plan.group
         ex.attempts += 1
         state = runtime.health.state(target.key)
         state.begin()
+        started = time.perf_counter()
+        outcome = "ok"
         try:
             ttfb = await _try(ex, route, target, payload, runtime, send, prompt_bytes)
+            if ex.error is not None:
+                outcome = "broken"  # after its first byte
+        except asyncio.CancelledError:
+            outcome = "abandoned"  # the client left
+            raise
         except Failure as failure:
             now = time.monotonic()
             if failure.retry_after is not None:  # a 429 that said how long to wait
@@ -104,14 +132,21 @@ async def relay(ex: Exchange, route: Route, payload: dict, runtime: Runtime, sen
                 state.failed(breaker, now)
             failures.append(failure)
             ex.failures.append(str(failure))
+            outcome = why = failure.reason
             continue
         except UpstreamClientError as error:
             if error.context_overflow and plan.context_overflow(target):
                 ex.failures.append(f"{target.name}: prompt too long for its context")
+                outcome = why = "context"
                 continue
+            outcome = "http_4xx"
             raise
         finally:
             state.end()
+            metrics.child(metrics.UPSTREAM, target.key, outcome).inc()
+            metrics.child(metrics.UPSTREAM_DURATION, target.key).observe(
+                time.perf_counter() - started)
+        ex.target_key = target.key
         if ex.error is None:
             state.succeeded(ttfb)
         else:  # the stream broke after its first byte

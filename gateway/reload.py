@@ -14,6 +14,7 @@ import asyncio
 import os
 from pathlib import Path
 
+from gateway import metrics
 from gateway.config import Config, ConfigError, load_config
 from gateway.logs import log
 from gateway.monitor import Monitor
@@ -43,10 +44,13 @@ class Reloader:
             try:
                 config = load_config(self.path)
             except ConfigError as error:
+                metrics.child(metrics.RELOADS, "refused").inc()
                 log.error("config reload refused; the old config stays in force",
                           extra={"fields": {"reason": reason, "problems": str(error)}})
                 raise
             old = self.state.runtime
+            metrics.child(metrics.RELOADS, "ok").inc()
+            metrics.config_loaded(config.digest, old.config.digest)
             new = start_runtime(config, previous=old)
             await self.stop()
             self.state.runtime = new

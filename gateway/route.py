@@ -47,7 +47,7 @@ def resolve(config: Config, model: str, principal: Principal) -> Route:
 class Plan:
     """The attempts of one request, chosen one at a time as earlier ones fail."""
 
-    __slots__ = ("route", "health", "tried", "attempts", "repeats", "min_context")
+    __slots__ = ("route", "health", "tried", "attempts", "repeats", "min_context", "group")
 
     def __init__(self, route: Route, health: Health) -> None:
         self.route = route
@@ -56,6 +56,7 @@ class Plan:
         self.attempts = 0
         self.repeats = 0  # rounds over targets already tried
         self.min_context: int | None = None  # after a context overflow: larger than this only
+        self.group = -1  # the group of the last target picked
 
     def next(self) -> Target | None:
         """The next target to try, or None if none is available now."""
@@ -67,6 +68,7 @@ class Plan:
                           and self._fits(t) and self.health.state(t.key).available(now)]
             if candidates:
                 target = pick(group, f"{self.route.alias}#{index}", candidates, self.health)
+                self.group = index
                 self.tried.add(target.key)
                 self.attempts += 1
                 return target

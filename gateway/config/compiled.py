@@ -207,6 +207,7 @@ class Config:
     wildcards: tuple[Route, ...] = ()  # longest prefix first
     breaker: Breaker = Breaker(failures=5, window=30.0, cooldown=30.0)
     watch_config: float = 2.0
+    log_prompts: bool = False
 
     def route_for(self, model: str) -> Route | None:
         """An exact alias wins; else the longest wildcard prefix that matches."""

@@ -318,6 +318,7 @@ def _compile(spec: schema.ConfigSpec, path: Path, lines: Lines,
         breaker=Breaker(spec.routing.breaker.failures, spec.routing.breaker.window,
                         spec.routing.breaker.cooldown),
         watch_config=spec.server.watch_config,
+        log_prompts=spec.server.log_prompts,
     )
 
 

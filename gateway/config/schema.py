@@ -89,6 +89,8 @@ class ServerSpec(Strict):
     unsupported_params: Unsupported = "drop"
     # Seconds between checks of the config files for changes (then reloaded); 0: never.
     watch_config: Annotated[float, Field(ge=0)] = 2.0
+    # Debugging only: put each request's messages in its log line (prompts are private).
+    log_prompts: bool = False
 
 
 class RetrySpec(Strict):

@@ -1,0 +1,189 @@
+"""/metrics after real requests: a success, a fallback, a 429, a stream; and the log lines."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.gateway_process import GatewayProcess, wait_for
+from tests.upstream import Reply
+
+KEY = "sk-metrics-tests-0123456789"
+CHAT = "/v1/chat/completions"
+CONFIG = """
+routing: {{breaker: {{failures: 2, window: 60, cooldown: 60}}}}
+providers:
+  a: {{profile: vllm, base_url: "{a}"}}
+  b: {{profile: vllm, base_url: "{b}"}}
+models:
+  chat: {{targets: [{{provider: a, model: m}}, {{provider: b, model: m}}]}}
+  fragile: {{targets: [{{provider: a, model: fragile}}]}}
+keys:
+  team-x:
+    key: "{key}"
+    limits: {{models: {{fragile: {{requests_per_minute: 3}}}}}}
+"""
+
+
+def samples(gateway: GatewayProcess) -> dict[tuple, float]:
+    """Every sample of /metrics, by (name, sorted labels)."""
+    text = httpx.get(gateway.url + "/metrics").text
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def value(snapshot: dict, name: str, **labels) -> float:
+    return snapshot.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+@pytest.fixture(scope="module")
+def gateway(primary, backup, tmp_path_factory) -> Iterator[GatewayProcess]:
+    path = tmp_path_factory.mktemp("metrics") / "routes.yaml"
+    path.write_text(CONFIG.format(a=primary.url, b=backup.url, key=KEY))
+    with GatewayProcess(path, env={"GATEWAY_MASTER_KEY": "sk-metrics-master-01234"}) as process:
+        yield process
+
+
+def ask(gateway, model: str = "chat", **extra) -> httpx.Response:
+    return httpx.post(gateway.url + CHAT, headers={"Authorization": f"Bearer {KEY}"}, timeout=10,
+                      json={"model": model, "messages": [{"role": "user", "content": "hi"}],
+                            **extra})
+
+
+def test_a_success(gateway):
+    before = samples(gateway)
+    assert ask(gateway).status_code == 200
+    after = samples(gateway)
+
+    labels = {"model": "chat", "target": "a/m", "key": "team-x", "status": "2xx"}
+    assert value(after, "gateway_requests_total", **labels) == \
+        value(before, "gateway_requests_total", **labels) + 1
+    for kind, used in (("prompt", 11), ("completion", 7)):  # the upstream's own usage
+        assert value(after, "gateway_tokens_total", model="chat", key="team-x", kind=kind) == \
+            value(before, "gateway_tokens_total", model="chat", key="team-x", kind=kind) + used
+    assert value(after, "gateway_request_duration_seconds_count", model="chat") == \
+        value(before, "gateway_request_duration_seconds_count", model="chat") + 1
+    assert value(after, "gateway_upstream_requests_total", target="a/m", outcome="ok") == \
+        value(before, "gateway_upstream_requests_total", target="a/m", outcome="ok") + 1
+    assert value(after, "gateway_requests_in_flight", model="chat") == 0
+
+
+def test_an_upstream_error_with_fallback(gateway, primary):
+    primary.then(Reply(status=503))
+    before = samples(gateway)
+    assert ask(gateway).status_code == 200
+    after = samples(gateway)
+
+    def grew(name: str, **labels) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert grew("gateway_upstream_requests_total", target="a/m", outcome="http_5xx") == 1
+    assert grew("gateway_upstream_requests_total", target="b/m", outcome="ok") == 1
+    assert grew("gateway_retries_total", model="chat", reason="http_5xx") == 1
+    assert grew("gateway_fallbacks_total", model="chat", reason="http_5xx") == 1
+    assert grew("gateway_requests_total", model="chat", target="b/m", key="team-x",
+                status="2xx") == 1
+
+
+def test_a_429(gateway):
+    before = samples(gateway)
+    statuses = [ask(gateway, "fragile").status_code for _ in range(4)]
+    after = samples(gateway)
+
+    assert statuses == [200, 200, 200, 429]
+    assert value(after, "gateway_rate_limited_total", model="fragile", key="team-x",
+                 limit="requests") - value(before, "gateway_rate_limited_total",
+                                           model="fragile", key="team-x", limit="requests") == 1
+    assert value(after, "gateway_requests_total", model="fragile", target="(none)",
+                 key="team-x", status="4xx") == 1
+
+
+def test_a_stream(gateway):
+    before = samples(gateway)
+    response = ask(gateway, stream=True)
+    assert response.status_code == 200 and response.text.endswith("data: [DONE]\n\n")
+    after = samples(gateway)
+
+    assert value(after, "gateway_time_to_first_token_seconds_count", model="chat") == \
+        value(before, "gateway_time_to_first_token_seconds_count", model="chat") + 1
+
+
+def test_breaker_state_and_config(gateway, primary):
+    primary.then(Reply(status=500), Reply(status=500))
+    for _ in range(2):
+        assert ask(gateway).status_code == 200  # a fails, b answers
+    after = samples(gateway)
+
+    assert value(after, "gateway_target_breaker_state", target="a/m") == 2  # open
+    assert value(after, "gateway_target_breaker_state", target="b/m") == 0
+    hashes = [dict(labels) for (name, labels) in after if name == "gateway_config_info"]
+    assert len(hashes) == 1 and len(hashes[0]["hash"]) == 12
+
+
+def test_reloads_are_counted(gateway):
+    before = samples(gateway)
+    answer = httpx.post(gateway.url + "/admin/reload",
+                        headers={"Authorization": "Bearer sk-metrics-master-01234"})
+    assert answer.status_code == 200
+    after = samples(gateway)
+    assert value(after, "gateway_config_reloads_total", result="ok") == \
+        value(before, "gateway_config_reloads_total", result="ok") + 1
+
+
+def test_log_line_of_a_request(gateway):
+    response = httpx.post(gateway.url + CHAT, timeout=10,
+                          headers={"Authorization": f"Bearer {KEY}", "x-request-id": "log-me-1"},
+                          json={"model": "chat", "stream": True,
+                                "messages": [{"role": "user", "content": "secret prompt"}]})
+    assert response.status_code == 200
+    line = wait_for(lambda: gateway.request_log("log-me-1"), 5, "the request's log line")
+
+    assert line["key"] == "team-x" and line["model"] == "chat" and line["status"] == 200
+    assert line["target"] and line["attempts"] >= 1
+    assert line["prompt_tokens"] == 11 and line["completion_tokens"] >= 1
+    assert line["latency_ms"] > 0 and line["ttft_ms"] > 0
+    text = gateway.log()
+    assert KEY not in text and "secret prompt" not in text
+
+
+def test_prompts_are_logged_only_when_asked(primary, tmp_path):
+    path = tmp_path / "routes.yaml"
+    path.write_text(f"""
+server: {{log_prompts: true}}
+providers: {{a: {{profile: vllm, base_url: "{primary.url}"}}}}
+models: {{chat: {{targets: [{{provider: a, model: m}}]}}}}
+keys: {{t: {{key: "{KEY}"}}}}
+""")
+    with GatewayProcess(path) as gateway:
+        httpx.post(gateway.url + CHAT, headers={"Authorization": f"Bearer {KEY}",
+                                                "x-request-id": "debug-1"},
+                   json={"model": "chat", "messages": [{"role": "user", "content": "show me"}]})
+        line = wait_for(lambda: gateway.request_log("debug-1"), 5, "the log line")
+    assert line["messages"] == [{"role": "user", "content": "show me"}]
+
+
+def test_workers_share_one_set_of_metrics(primary, tmp_path):
+    path = tmp_path / "routes.yaml"
+    path.write_text(f"""
+providers: {{a: {{profile: vllm, base_url: "{primary.url}"}}}}
+models: {{chat: {{targets: [{{provider: a, model: m}}]}}}}
+keys: {{t: {{key: "{KEY}"}}}}
+""")
+    with GatewayProcess(path, args=["--workers", "2"]) as gateway:
+        for _ in range(20):
+            assert ask(gateway).status_code == 200
+        messages = [json.loads(line).get("msg") for line in gateway.log().splitlines()
+                    if line.startswith("{")]
+        assert messages.count("gateway ready") == 2  # two worker processes
+        # whichever worker answers the scrape, it counts the requests of both
+        for _ in range(4):
+            counted = value(samples(gateway), "gateway_requests_total", model="chat",
+                            target="a/m", key="t", status="2xx")
+            assert counted == 20
