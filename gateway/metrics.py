@@ -71,6 +71,9 @@ RELOADS = Counter("gateway_config_reloads", "Config reloads, by result (ok, refu
 CONFIG = Gauge("gateway_config_info", "The config in force: its hash is a label.", ["hash"],
                multiprocess_mode="max")
 
+for _result in ("ok", "refused"):  # shown as 0 before the first reload, not as no data
+    RELOADS.labels(_result)
+
 BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 _children: dict[tuple, object] = {}
 
