@@ -10,18 +10,35 @@
   not all pile onto one replica between readings.
 
 Ties go to the smooth round robin, so equal targets share the work.
+
+A group with `affinity` first looks for the session's own target: requests
+with the same `user` (or the same long prompt prefix) hash to the same target
+(rendezvous hashing, so every gateway process agrees and a replica that leaves
+moves only its own sessions), and go there unless it is more than
+`max_extra_load` busier than the least busy candidate. vLLM then finds the
+conversation's prefix in its cache instead of computing it again.
 """
 
 from __future__ import annotations
 
-from gateway.config import Group, Target
+from hashlib import blake2b
+
+from gateway.config import Affinity, Group, Target
 from gateway.health import Health
 
 
-def pick(group: Group, group_key: str, candidates: list[Target], health: Health) -> Target:
+def pick(group: Group, group_key: str, candidates: list[Target], health: Health,
+         payload: dict | None = None) -> Target:
     """`group_key` names the group across reloads (route alias and position)."""
     if len(candidates) == 1:
         return candidates[0]
+    if group.affinity is not None and payload is not None:
+        session = affinity_key(group.affinity, payload)
+        if session is not None:
+            home = _home(session, candidates)
+            busy = _busy(group.strategy, health)
+            if busy(home) - min(busy(t) for t in candidates) <= group.affinity.max_extra_load:
+                return home
     strategy = group.strategy
     if strategy == "least-busy":
         candidates = _lowest(candidates, lambda t: health.state(t.key).in_flight)
@@ -30,6 +47,43 @@ def pick(group: Group, group_key: str, candidates: list[Target], health: Health)
     elif strategy == "vllm-load":
         candidates = _lowest(candidates, lambda t: _load(health, t))
     return _round_robin(group_key, candidates, health.round_robin)
+
+
+def affinity_key(affinity: Affinity, payload: dict) -> bytes | None:
+    """What identifies the session: the `user` field, or the prompt's first characters."""
+    if affinity.by != "prefix":
+        user = payload.get("user")
+        if type(user) is str and user:
+            return b"u:" + user.encode()
+    if affinity.by == "user":
+        return None
+    parts: list[str] = []
+    size = 0
+    for message in payload.get("messages") or ():
+        content = message.get("content") if type(message) is dict else None
+        if type(content) is list:
+            content = "".join(p.get("text") or "" for p in content if type(p) is dict)
+        if type(content) is str:
+            parts.append(content)
+            size += len(content)
+            if size >= affinity.prefix_chars:
+                break
+    if size < affinity.min_prefix_chars:
+        return None
+    return b"p:" + "\x00".join(parts)[:affinity.prefix_chars].encode()
+
+
+def _home(session: bytes, candidates: list[Target]) -> Target:
+    """Rendezvous hashing: the candidate with the highest hash of (session, target)."""
+    digest = blake2b(session, digest_size=16).digest()
+    return max(candidates, key=lambda t: blake2b(t.key.encode(), digest_size=8,
+                                                 key=digest).digest())
+
+
+def _busy(strategy: str, health: Health):
+    if strategy == "vllm-load":
+        return lambda t: _load(health, t)
+    return lambda t: float(health.state(t.key).in_flight)
 
 
 def _lowest(candidates: list[Target], score) -> list[Target]:

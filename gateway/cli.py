@@ -1,4 +1,5 @@
-"""The `gateway` command: `serve` runs the gateway, `check` validates a config and prints its model table."""
+"""The `gateway` command: `serve` runs the gateway, `check` validates a config and prints its
+model table; `keys`, `usage` and `backends` are in their own modules."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 from gateway import __version__, cli_admin
+from gateway.backends import cli as backends_cli
 from gateway.config import Config, ConfigError, default_config_path, load_config
 from gateway.config.errors import Problem
 
@@ -40,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     profiles.add_argument("--markdown", action="store_true",
                           help="the docs page (docs/dialects.md) rather than a terminal table")
     cli_admin.add_commands(commands)
+    backends_cli.add_commands(commands)
 
     args = parser.parse_args(argv)
     if args.command == "profiles":
@@ -55,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check":
         print(describe(config))
         return 0
+    if args.command == "backends":
+        args.config_path = path.resolve()
+        return backends_cli.run(args, config)
     return serve_forever(config, args)
 
 
@@ -153,6 +159,8 @@ def describe(config: Config) -> str:
                 + (f" (context {t.context_window})" if t.context_window else "")
                 for t in group.targets)
             strategy = f" {group.strategy}" if len(group.targets) > 1 else ""
+            if group.affinity is not None and len(group.targets) > 1:
+                strategy += f", affinity by {group.affinity.by}"
             lines.append(f"    {i + 1}. {role}{strategy}: {targets}")
         attempts = route.retry.attempts
         lines.append(f"    up to {attempts} attempt{'s' if attempts != 1 else ''} a request")

@@ -113,7 +113,7 @@ def _keys(args: argparse.Namespace) -> int:
         rows = [[k["name"], k["id"], k["prefix"], ",".join(k["models"]), _limits_text(k),
                  (k["expires_at"] or "-")[:10], "revoked" if k["revoked_at"] else k["source"]]
                 for k in answer["data"]]
-        print(_table(["NAME", "ID", "PREFIX", "MODELS", "LIMITS", "EXPIRES", "STATE"], rows))
+        print(table(["NAME", "ID", "PREFIX", "MODELS", "LIMITS", "EXPIRES", "STATE"], rows))
         return 0
     if action == "create":
         print(f"key {answer['name']} ({answer['id']}) created. Its secret, shown only now:\n\n"
@@ -145,7 +145,7 @@ def _usage(args: argparse.Namespace) -> int:
     rows.append(["total"] + [""] * (len(answer["by"]) - 1)
                 + [_cell(answer["totals"][c]) for c in USAGE_COLUMNS])
     print(f"usage {answer['since']} .. {answer['until']}")
-    print(_table([c.upper().replace("_TOKENS", "") for c in columns], rows))
+    print(table([c.upper().replace("_TOKENS", "") for c in columns], rows))
     return 0
 
 
@@ -219,7 +219,8 @@ def _cell(value) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
+def table(header: list[str], rows: list[list[str]]) -> str:
+    """Columns padded to their widest cell, for a terminal."""
     if not rows:
         return "(none)"
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]

@@ -2,9 +2,10 @@
 
 One task per provider and kind, started with each runtime and stopped when a
 reload replaces it. A failed probe opens the breaker of every target of that
-provider; a good one lets a trial through at once. Load readings from vLLM's
-/metrics (running and waiting requests, KV-cache use) feed the vllm-load
-strategy; a request never waits for one.
+provider; a good one lets a trial through at once. A local backend's replica
+is probed at /v1/models, which must list the model it was declared to serve.
+Load readings from vLLM's /metrics (running and waiting requests, KV-cache
+use) feed the vllm-load strategy; a request never waits for one.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+
+import orjson
 
 from gateway.config import Provider
 from gateway.health import Load
@@ -50,6 +53,18 @@ def _parse(text: str, model: str | None) -> Load | None:
                 time.monotonic())
 
 
+def check_served(body: bytes, model: str) -> tuple[bool, str]:
+    """Does a vLLM server's /v1/models list `model`? A replica serving something else
+    is kept out of rotation rather than sent traffic for a model it does not have."""
+    try:
+        served = [m["id"] for m in orjson.loads(body)["data"]]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return False, "its /v1/models is not a model list"
+    if model in served:
+        return True, "serves " + model
+    return False, f"serves {', '.join(map(repr, served)) or 'nothing'}, not '{model}'"
+
+
 class Monitor:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
@@ -85,8 +100,10 @@ class Monitor:
         healthy = True
         while True:
             try:
-                status, _ = await transport.get(probe.url, probe.timeout)
+                status, body = await transport.get(probe.url, probe.timeout)
                 ok, why = status < 400, f"HTTP {status}"
+                if ok and provider.served_model is not None:
+                    ok, why = check_served(body, provider.served_model)
             except TransportError as exc:
                 ok, why = False, str(exc)
             now = time.monotonic()

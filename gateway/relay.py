@@ -46,7 +46,7 @@ from gateway.upstream import (
 # Statuses that say "this target cannot answer now", not "this request is wrong".
 _TARGET_FAILURES = frozenset({401, 403, 404, 408, 409, 425, 429})
 _ERROR_BODY_LIMIT = 64 * 1024
-_HEADER_SAFE = re.compile(r"^[A-Za-z0-9_.\-/:@+]{1,128}$")
+_HEADER_SAFE = re.compile(r"^[A-Za-z0-9_.\-/:@+#]{1,128}$")
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
 SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"),
@@ -94,7 +94,7 @@ async def relay(ex: Exchange, route: Route, payload: dict, runtime: Runtime, sen
                 prompt_bytes: int) -> None:
     """Answer the request from the route's targets; raise the OpenAI error if none can."""
     route = route.for_model(payload["model"])
-    plan = Plan(route, runtime.health)
+    plan = Plan(route, runtime.health, payload)
     breaker = runtime.config.breaker
     failures: list[Failure] = []
     why = None  # why the last attempt failed: the reason of the next one
@@ -128,6 +128,8 @@ async def relay(ex: Exchange, route: Route, payload: dict, runtime: Runtime, sen
             now = time.monotonic()
             if failure.retry_after is not None:  # a 429 that said how long to wait
                 state.rest(failure.retry_after, now)
+            elif failure.reason == "connect" and target.provider.backend is not None:
+                state.probe_failed(breaker, now)  # a local replica that is gone: out at once
             elif failure.counts_against_target:
                 state.failed(breaker, now)
             failures.append(failure)

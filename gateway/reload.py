@@ -1,4 +1,4 @@
-"""Hot reload: read routes.yaml and providers/ again and swap them in, or keep the old config.
+"""Hot reload: read routes.yaml, providers/ and backends/ again, and swap them in or keep the old.
 
 The new config is loaded and validated beside the one in force; only a good
 one replaces it, by swapping one reference, so requests in flight finish on
@@ -72,7 +72,8 @@ class Reloader:
                     pass  # logged; keep serving the old config
 
     def _files_stamp(self) -> tuple:
-        files = [self.path, *sorted((self.path.parent / "providers").glob("*.yaml"))]
+        files = [self.path, *sorted((self.path.parent / "providers").glob("*.yaml")),
+                 *sorted((self.path.parent / "backends").glob("*.yaml"))]
         stamp = []
         for file in files:
             try:

@@ -47,11 +47,13 @@ def resolve(config: Config, model: str, principal: Principal) -> Route:
 class Plan:
     """The attempts of one request, chosen one at a time as earlier ones fail."""
 
-    __slots__ = ("route", "health", "tried", "attempts", "repeats", "min_context", "group")
+    __slots__ = ("route", "health", "payload", "tried", "attempts", "repeats", "min_context",
+                 "group")
 
-    def __init__(self, route: Route, health: Health) -> None:
+    def __init__(self, route: Route, health: Health, payload: dict | None = None) -> None:
         self.route = route
         self.health = health
+        self.payload = payload  # for session affinity
         self.tried: set[str] = set()
         self.attempts = 0
         self.repeats = 0  # rounds over targets already tried
@@ -67,7 +69,8 @@ class Plan:
             candidates = [t for t in group.targets if t.key not in self.tried
                           and self._fits(t) and self.health.state(t.key).available(now)]
             if candidates:
-                target = pick(group, f"{self.route.alias}#{index}", candidates, self.health)
+                target = pick(group, f"{self.route.alias}#{index}", candidates, self.health,
+                              self.payload)
                 self.group = index
                 self.tried.add(target.key)
                 self.attempts += 1

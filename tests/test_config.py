@@ -113,7 +113,7 @@ def test_unknown_provider_points_at_the_target(tmp_path):
      """, "models.m: duplicate key 'm' (first at line 3)"),
     ("""
      server: {max_body_bytes: lots}
-     """, "server.max_body_bytes: value error, expected a size"),
+     """, "server.max_body_bytes: expected a size"),
     ("""
      keys:
        k: {models: [demo]}

@@ -133,7 +133,7 @@ def natural_stream(request: dict) -> list[dict]:
 class Upstream:
     """A scriptable OpenAI-compatible server on 127.0.0.1, on a free port."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0, served: list[str] | None = None) -> None:
         self.requests: list[Recorded] = []
         self.closed_early = threading.Event()  # the gateway hung up before the answer ended
         self.events_sent = 0
@@ -145,7 +145,8 @@ class Upstream:
         self.metrics_reads = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self.port = 0
+        self.port = port
+        self.served = served or ["upstream-model"]  # what GET /v1/models lists
 
     @property
     def url(self) -> str:
@@ -187,7 +188,7 @@ class Upstream:
             app.router.add_get("/health", self._health)
             self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
             self._loop.run_until_complete(self._runner.setup())
-            site = web.TCPSite(self._runner, "127.0.0.1", 0)
+            site = web.TCPSite(self._runner, "127.0.0.1", self.port)
             self._loop.run_until_complete(site.start())
             self.port = site._server.sockets[0].getsockname()[1]
             started.set()
@@ -229,7 +230,8 @@ class Upstream:
         return web.Response(status=self.health_status)
 
     async def _models(self, request: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [{"id": "upstream-model", "object": "model"}]})
+        return web.json_response({"object": "list", "data": [
+            {"id": name, "object": "model", "owned_by": "vllm"} for name in self.served]})
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()

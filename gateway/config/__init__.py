@@ -1,12 +1,15 @@
-"""Load, validate and compile routes.yaml and providers/ into immutable objects."""
+"""Load, validate and compile routes.yaml, providers/ and backends/ into immutable objects."""
 
 from gateway.config.compiled import (
+    Affinity,
+    Backend,
     Breaker,
     Config,
     Group,
     Price,
     Profile,
     Provider,
+    Replica,
     Retry,
     Route,
     Target,
@@ -16,7 +19,7 @@ from gateway.config.errors import ConfigError
 from gateway.config.load import default_config_path, digest_key, load_config
 
 __all__ = [
-    "Breaker", "Config", "ConfigError", "Group", "Price", "Profile", "Provider", "Retry", "Route",
-    "Target", "Timeouts",
+    "Affinity", "Backend", "Breaker", "Config", "ConfigError", "Group", "Price", "Profile",
+    "Provider", "Replica", "Retry", "Route", "Target", "Timeouts",
     "default_config_path", "digest_key", "load_config",
 ]

@@ -91,6 +91,8 @@ class Provider:
     probe: Probe | None = None
     metrics_url: str | None = None  # vLLM's /metrics, for the vllm-load strategy
     metrics_interval: float = 2.0
+    backend: str | None = None  # a replica of this local backend (backends/NAME.yaml)
+    served_model: str | None = None  # what its /v1/models must list (checked by the probe)
 
     @property
     def connection(self) -> tuple:
@@ -128,6 +130,17 @@ class Group:
 
     targets: tuple[Target, ...]
     strategy: str = "weighted"
+    affinity: Affinity | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Affinity:
+    """Keep a session (same user, or same long prompt prefix) on one target; see balance.py."""
+
+    by: str  # user | prefix | user-or-prefix
+    prefix_chars: int = 2048
+    min_prefix_chars: int = 1024
+    max_extra_load: float = 4.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,8 +177,8 @@ class Route:
         if not self.wildcard:
             return self
         matched = model[len(self.alias) - 1:]
-        groups = tuple(Group(tuple(replace(t, model=t.model.replace("*", matched))
-                                   for t in g.targets), g.strategy) for g in self.groups)
+        groups = tuple(replace(g, targets=tuple(replace(t, model=t.model.replace("*", matched))
+                                                for t in g.targets)) for g in self.groups)
         return replace(self, groups=groups)
 
 
@@ -193,6 +206,51 @@ class Price:
 
 
 @dataclass(frozen=True, slots=True)
+class Replica:
+    """One vLLM server of a backend: launched here (`port`), or already running (`url` only)."""
+
+    index: int
+    url: str  # the server's root, http://host:port
+    port: int | None = None  # set when the gateway launches it
+    host: str = "127.0.0.1"
+    device: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def launched(self) -> bool:
+        return self.port is not None
+
+
+@dataclass(frozen=True, slots=True)
+class RestartPolicy:
+    backoff: float
+    max_backoff: float
+    max_restarts: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Backend:
+    """A local model deployment (backends/NAME.yaml): what to launch, where, and how to reach it."""
+
+    name: str
+    file: Path
+    model: str
+    served_model: str
+    alias: str | None
+    replicas: tuple[Replica, ...]
+    args: tuple[str, ...]  # for `vllm serve`, after the model; host and port are per replica
+    command: tuple[str, ...] | None  # None: this Python's `-m vllm.entrypoints.openai.api_server`
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)  # may hold tokens
+    api_key: str | None = field(default=None, repr=False)  # passed as --api-key at launch
+    restart: RestartPolicy | None = None
+    startup_timeout: float = 900.0
+    description: str = ""
+
+    def provider_name(self, replica: Replica) -> str:
+        return f"{self.name}#{replica.index}"
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     source: Path
     digest: str
@@ -208,6 +266,7 @@ class Config:
     breaker: Breaker = Breaker(failures=5, window=30.0, cooldown=30.0)
     watch_config: float = 2.0
     log_prompts: bool = False
+    backends: Mapping[str, Backend] = field(default_factory=dict)
 
     def route_for(self, model: str) -> Route | None:
         """An exact alias wins; else the longest wildcard prefix that matches."""

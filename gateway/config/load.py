@@ -12,6 +12,7 @@ import hashlib
 import os
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urljoin
 
@@ -19,9 +20,12 @@ from pydantic import BaseModel, ValidationError
 
 from gateway.chat_schema import CORE_PARAMS
 from gateway.config import schema
+from gateway.config.backends import load_backends
 from gateway.config.compiled import (
     AS_IS,
     UNSUPPORTED,
+    Affinity,
+    Backend,
     Breaker,
     Config,
     Dialect,
@@ -73,7 +77,8 @@ def load_config(path: Path | str, environ: Mapping[str, str] | None = None) -> C
     profiles = load_profiles([data_dir() / "providers", path.parent / "providers"], environ)
     raw, lines = load_yaml(path)
     spec = _validate(schema.ConfigSpec, raw if raw is not None else {}, path, lines, environ)
-    return _compile(spec, path, lines, profiles, environ)
+    backends = load_backends(path.parent / "backends", environ, _validate)
+    return _compile(spec, path, lines, profiles, environ, backends)
 
 
 def load_profiles(dirs: list[Path], environ: Mapping[str, str]) -> dict[str, Profile]:
@@ -198,7 +203,7 @@ def _explain(err: dict, lines: Lines) -> Problem:
     elif kind == "missing":
         reason = "required key is missing"
     else:
-        msg = err["msg"]
+        msg = err["msg"].removeprefix("Value error, ")
         reason = msg[0].lower() + msg[1:]
         if kind.endswith("_type") or kind.endswith("_parsing"):
             reason += f", got {_type_name(err.get('input'))}"
@@ -212,7 +217,9 @@ def _type_name(value: object) -> str:
 
 
 def _compile(spec: schema.ConfigSpec, path: Path, lines: Lines,
-             profiles: dict[str, Profile], environ: Mapping[str, str]) -> Config:
+             profiles: dict[str, Profile], environ: Mapping[str, str],
+             backends: dict[str, tuple] | None = None) -> Config:
+    backends = backends or {}
     problems: list[Problem] = []
 
     def fail(where: tuple, reason: str) -> None:
@@ -234,9 +241,24 @@ def _compile(spec: schema.ConfigSpec, path: Path, lines: Lines,
         providers[name] = _provider(name, p, profile, spec.upstream)
     provider_rules = {name: _rules(p.params, ("providers", name, "params"), lines, problems)
                       for name, p in spec.providers.items()}
+    provider_specs = dict(spec.providers)
+    models = dict(spec.models)
+    for name, (backend, bspec, blines) in backends.items():
+        _add_backend(backend, bspec, blines, profiles, spec.upstream, providers, provider_specs,
+                     provider_rules)
+        if backend.alias is None:
+            continue
+        if backend.alias in models:
+            fail(("models", backend.alias), f"also served by backend '{name}' "
+                 f"({backend.file.parent.name}/{backend.file.name}, alias); remove one")
+            continue
+        models[backend.alias] = schema.ModelSpec(
+            description=bspec.description or f"local vLLM backend '{name}'",
+            groups=[schema.GroupSpec(strategy=bspec.strategy, affinity=bspec.affinity,
+                                     targets=[schema.TargetSpec(backend=name)])])
 
     routes: dict[str, Route] = {}
-    for alias, m in spec.models.items():
+    for alias, m in models.items():
         if (m.targets is None) == (m.groups is None):
             fail(("models", alias), "give either 'targets' (a fallback chain) or 'groups'")
             continue
@@ -244,29 +266,36 @@ def _compile(spec: schema.ConfigSpec, path: Path, lines: Lines,
             fail(("models", alias), "a wildcard alias has one '*', at the end (like 'openai/*')")
             continue
         model_rules = _rules(m.params, ("models", alias, "params"), lines, problems)
-        # Flat `targets:` are an ordered fallback chain: each target its own group.
-        tiers = ([("weighted", [t], ("targets", i)) for i, t in enumerate(m.targets)]
+        # Flat `targets:` are an ordered fallback chain: each target its own group
+        # (a backend's replicas one group, balanced as its file says).
+        tiers = ([_tier(t, ("targets", i), backends) for i, t in enumerate(m.targets)]
                  if m.targets is not None else
-                 [(g.strategy, g.targets, ("groups", gi, "targets")) for gi, g in enumerate(m.groups)])
+                 [(g.strategy, g.targets, ("groups", gi, "targets"), g.affinity)
+                  for gi, g in enumerate(m.groups)])
         groups = []
         count = 0
-        for strategy, specs, where in tiers:
+        for strategy, specs, where, affinity in tiers:
             targets = []
             for i, t in enumerate(specs):
                 place = ("models", alias, *where) + ((i,) if m.groups is not None else ())
-                target = _target(t, place, providers, provider_rules, model_rules, m, spec, fail,
-                                 lines, problems)
-                if target is None:
-                    continue
-                if strategy == "vllm-load" and target.provider.metrics_url is None:
-                    fail(place + ("provider",), "the vllm-load strategy needs a provider whose "
-                                                "profile has a metrics_path (vllm's /metrics)")
-                if "*" in t.model and "*" not in alias:
-                    fail(place + ("model",), "'*' in a target's model needs a wildcard alias")
-                targets.append(target)
+                if t.backend is not None:
+                    expanded, affinity = _backend_targets(t, place, backends, affinity, fail)
+                else:
+                    expanded = [t]
+                for one in expanded:
+                    target = _target(one, place, providers, provider_rules, model_rules, m,
+                                     spec, provider_specs, fail, lines, problems)
+                    if target is None:
+                        continue
+                    if strategy == "vllm-load" and target.provider.metrics_url is None:
+                        fail(place + ("provider",), "the vllm-load strategy needs a provider "
+                             "whose profile has a metrics_path (vllm's /metrics)")
+                    if "*" in target.model and "*" not in alias:
+                        fail(place + ("model",), "'*' in a target's model needs a wildcard alias")
+                    targets.append(target)
             count += len(targets)
             if targets:
-                groups.append(Group(tuple(targets), strategy))
+                groups.append(Group(tuple(targets), strategy, _affinity(affinity)))
         retry = m.retry or spec.routing.retry
         routes[alias] = Route(
             alias, m.description, tuple(groups),
@@ -285,8 +314,8 @@ def _compile(spec: schema.ConfigSpec, path: Path, lines: Lines,
             fail(("keys", name), f"same secret as key '{keys[digest].name}'")
             continue
         for i, pattern in enumerate(k.models):
-            served = pattern in spec.models or any(
-                a.endswith("*") and pattern.startswith(a[:-1]) for a in spec.models)
+            served = pattern in models or any(
+                a.endswith("*") and pattern.startswith(a[:-1]) for a in models)
             if pattern != "*" and not pattern.endswith("*") and not served:
                 fail(("keys", name, "models", i), f"unknown model '{pattern}'")
         keys[digest] = KeyRecord(
@@ -319,15 +348,77 @@ def _compile(spec: schema.ConfigSpec, path: Path, lines: Lines,
                         spec.routing.breaker.cooldown),
         watch_config=spec.server.watch_config,
         log_prompts=spec.server.log_prompts,
+        backends={name: entry[0] for name, entry in backends.items()},
     )
+
+
+def _tier(t: schema.TargetSpec, where: tuple, backends: dict) -> tuple:
+    """One link of a fallback chain: a target alone, or a backend's replicas balanced."""
+    entry = backends.get(t.backend) if t.backend is not None else None
+    if entry is None:
+        return ("weighted", [t], where, None)
+    return (entry[1].strategy, [t], where, entry[1].affinity)
+
+
+def _backend_targets(t: schema.TargetSpec, place: tuple, backends: dict,
+                     affinity: schema.AffinitySpec | None, fail) -> tuple[list, object]:
+    """`{backend: NAME}`: a target on each replica, serving the backend's model name."""
+    if t.provider is not None or t.model is not None:
+        fail(place, "give either 'backend' or 'provider' and 'model'")
+        return [], affinity
+    entry = backends.get(t.backend)
+    if entry is None:
+        known = ", ".join(sorted(backends)) or "none are declared in backends/"
+        fail(place + ("backend",), f"unknown backend '{t.backend}'; known backends: {known}")
+        return [], affinity
+    backend: Backend = entry[0]
+    targets = [schema.TargetSpec(provider=backend.provider_name(r), model=backend.served_model,
+                                 weight=t.weight, context_window=t.context_window,
+                                 params=t.params) for r in backend.replicas]
+    return targets, affinity if affinity is not None else entry[1].affinity
+
+
+def _affinity(spec: schema.AffinitySpec | None) -> Affinity | None:
+    if spec is None:
+        return None
+    return Affinity(spec.by, spec.prefix_chars, spec.min_prefix_chars, spec.max_extra_load)
+
+
+def _add_backend(backend: Backend, spec: schema.BackendSpec, lines: Lines,
+                 profiles: dict[str, Profile], defaults: schema.UpstreamSpec,
+                 providers: dict, provider_specs: dict, provider_rules: dict) -> None:
+    """A provider for each replica, checked against the backend's own file."""
+    problems: list[Problem] = []
+    profile = profiles.get(spec.profile)
+    if profile is None:
+        problems.append(Problem(("profile",), f"unknown profile '{spec.profile}'; known profiles: "
+                                f"{', '.join(sorted(profiles))}", line_of(lines, ("profile",))))
+    rules = _rules(spec.params, ("params",), lines, problems)
+    if problems:
+        raise ConfigError(backend.file, problems)
+    for replica in backend.replicas:
+        name = backend.provider_name(replica)
+        pspec = schema.ProviderSpec(
+            profile=spec.profile, base_url=replica.url + "/v1", api_key=spec.api_key,
+            timeouts=spec.timeouts, params=spec.params,
+            probe=schema.ProbeSpec(path="/v1/models", interval=spec.probe_interval),
+            metrics_interval=spec.metrics_interval)
+        providers[name] = replace(_provider(name, pspec, profile, defaults),
+                                  backend=backend.name, served_model=backend.served_model)
+        provider_specs[name] = pspec
+        provider_rules[name] = rules
 
 
 def _target(t: schema.TargetSpec, place: tuple, providers: dict[str, Provider],
             provider_rules: dict, model_rules: dict, m: schema.ModelSpec,
-            spec: schema.ConfigSpec, fail, lines: Lines, problems: list) -> Target | None:
+            spec: schema.ConfigSpec, provider_specs: dict, fail, lines: Lines,
+            problems: list) -> Target | None:
+    if t.provider is None or t.model is None:
+        fail(place, "give 'provider' and 'model', or 'backend'")
+        return None
     provider = providers.get(t.provider)
     if provider is None:
-        if t.provider not in spec.providers:
+        if t.provider not in provider_specs:
             known = ", ".join(sorted(spec.providers)) or "none are declared"
             fail(place + ("provider",), f"unknown provider '{t.provider}'; known providers: {known}")
         return None
@@ -337,7 +428,7 @@ def _target(t: schema.TargetSpec, place: tuple, providers: dict[str, Provider],
         provider=provider.name,
         rules={**provider.profile.rules, **provider_rules[t.provider], **model_rules,
                **target_rules},
-        unsupported=(m.unsupported_params or spec.providers[t.provider].unsupported_params
+        unsupported=(m.unsupported_params or provider_specs[t.provider].unsupported_params
                      or spec.server.unsupported_params),
     )
     return Target(provider, t.model, dialect, t.weight, t.context_window,
@@ -390,7 +481,12 @@ def _probe(spec: schema.ProbeSpec | bool, base_url: str, profile: Profile) -> Pr
 
 
 def _digest_files(path: Path) -> str:
+    """routes.yaml's hash, with the backend files it relies on."""
+    digest = hashlib.sha256()
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+        digest.update(path.read_bytes())
+        for file in sorted((path.parent / "backends").glob("*.yaml")):
+            digest.update(file.name.encode() + b"\0" + file.read_bytes())
     except OSError:
         return "unknown"
+    return digest.hexdigest()[:12]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9,
           "kib": 2**10, "mib": 2**20, "gib": 2**30}
@@ -137,8 +137,22 @@ class ProviderSpec(Strict):
 
 
 class TargetSpec(Strict):
-    provider: str
-    model: Annotated[str, Field(min_length=1)]
+    """A provider and its model name, or a local backend (backends/NAME.yaml): all its replicas."""
+
+    provider: str | None = None
+    model: Annotated[str, Field(min_length=1)] | None = None
+    backend: str | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> TargetSpec:
+        if self.backend is not None:
+            if self.provider is not None or self.model is not None:
+                raise ValueError("give either 'backend' or 'provider' and 'model'")
+        elif self.provider is None or self.model is None:
+            missing = "'provider'" if self.provider is None else "'model'"
+            raise ValueError(f"{missing} is missing (a target names a provider and its model, "
+                             "or a backend)")
+        return self
     weight: Annotated[float, Field(gt=0)] = 1.0
     context_window: Annotated[int, Field(gt=0)] | None = None
     params: Params = {}  # overrides the provider's and the model's rules for this target
@@ -147,9 +161,21 @@ class TargetSpec(Strict):
 Strategy = Literal["weighted", "least-busy", "latency", "vllm-load"]
 
 
+class AffinitySpec(Strict):
+    """Session affinity: the same `user`, or the same long prompt prefix, goes to the same
+    target while it is available and not much busier than the least busy one (vLLM's
+    prefix cache then holds the conversation)."""
+
+    by: Literal["user", "prefix", "user-or-prefix"] = "user-or-prefix"
+    prefix_chars: Annotated[int, Field(ge=64)] = 2048  # the prefix that is compared
+    min_prefix_chars: Annotated[int, Field(ge=1)] = 1024  # shorter prompts are balanced freely
+    max_extra_load: Annotated[float, Field(ge=0)] = 4.0  # above the least busy: then rebalance
+
+
 class GroupSpec(Strict):
     strategy: Strategy = "weighted"
     targets: Annotated[list[TargetSpec], Field(min_length=1)]
+    affinity: AffinitySpec | None = None
 
 
 class ModelSpec(Strict):
@@ -252,3 +278,61 @@ class ProfileSpec(Strict):
     extras: Literal["pass", "drop"] = "drop"  # parameters that are not OpenAI's and not listed
     finish_reasons: dict[str, str] = {}  # upstream finish reasons to OpenAI's
     params: Params = {}  # OpenAI parameters not listed are not supported
+
+
+class VllmArgsSpec(Strict):
+    """`vllm serve` arguments; anything else goes in `extra_args`, passed as written."""
+
+    max_model_len: Annotated[int, Field(gt=0)] | None = None
+    tensor_parallel_size: Annotated[int, Field(gt=0)] | None = None
+    gpu_memory_utilization: Annotated[float, Field(gt=0, le=1)] | None = None
+    max_num_seqs: Annotated[int, Field(gt=0)] | None = None
+    dtype: str | None = None
+    enable_prefix_caching: bool | None = None
+    enforce_eager: bool | None = None
+    reasoning_parser: str | None = None
+    tool_call_parser: str | None = None
+    enable_auto_tool_choice: bool | None = None
+    chat_template: str | None = None  # a file, relative to the backend's file
+    extra_args: list[str] = []
+
+
+class ReplicaSpec(Strict):
+    """An existing server (`url`), or one the gateway launches (`port`, `device`)."""
+
+    url: str | None = None
+    port: Annotated[int, Field(gt=0, lt=65536)] | None = None
+    host: str = "127.0.0.1"
+    device: str | None = None  # GPUs for CUDA_VISIBLE_DEVICES ("0", "2,3"), or "cpu"
+    env: dict[str, str] = {}
+
+
+class RestartSpec(Strict):
+    """A launched replica that dies is restarted after `backoff`, doubling up to `max_backoff`."""
+
+    backoff: Seconds = 1.0
+    max_backoff: Seconds = 60.0
+    max_restarts: Annotated[int, Field(ge=0)] | None = None  # in a row; None: no end
+
+
+class BackendSpec(Strict):
+    """backends/NAME.yaml: one local model deployment on vLLM."""
+
+    description: str = ""
+    model: Annotated[str, Field(min_length=1)]  # a local path or a model id
+    served_model_name: Annotated[str, Field(min_length=1)] | None = None  # default: `model`
+    alias: Annotated[str, Field(min_length=1)] | None = None  # the model id clients ask for
+    profile: str = "vllm"
+    vllm: VllmArgsSpec = VllmArgsSpec()
+    command: Annotated[list[str], Field(min_length=1)] | None = None  # default: python -m vllm...
+    env: dict[str, str] = {}
+    api_key: Annotated[str, Field(min_length=1)] | None = None  # vllm --api-key; sent upstream
+    replicas: Annotated[list[ReplicaSpec], Field(min_length=1)]
+    strategy: Strategy = "vllm-load"
+    affinity: AffinitySpec | None = None
+    restart: RestartSpec | bool = True
+    startup_timeout: Seconds = 900.0
+    probe_interval: Seconds = 2.0
+    metrics_interval: Seconds = 1.0
+    timeouts: TimeoutsSpec = TimeoutsSpec()
+    params: Params = {}  # overrides the profile's rules for this backend

@@ -1,0 +1,1 @@
+"""Local vLLM backends (backends/*.yaml): launch, supervise, inspect. Off the request path."""
