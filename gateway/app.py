@@ -21,6 +21,7 @@ from starlette.routing import Route
 from gateway import admin, endpoints, metrics
 from gateway.accept import request_id_of
 from gateway.config import Config, ConfigError, load_config
+from gateway.drain import Drain
 from gateway.errors import GatewayError, InvalidRequest, NotFound
 from gateway.logs import REQUEST_ID, log, setup_logging
 from gateway.pipeline import ChatCompletions
@@ -73,6 +74,8 @@ def _starlette(config: Config) -> Starlette:
             loop.add_signal_handler(signal.SIGHUP, _reload_on_signal, reloader)
         except (ValueError, RuntimeError, NotImplementedError):
             pass  # not the main thread, or no signals here
+        app.state.drain = Drain()
+        app.state.drain.install(loop, config.drain_seconds)
         log.info("gateway ready", extra={"fields": {
             "config": str(config.source), "config_hash": config.digest,
             "models": len(config.routes), "providers": len(config.providers)}})

@@ -137,6 +137,7 @@ def serve_forever(config: Config, args: argparse.Namespace) -> int:
         log_level=args.log_level,
         access_log=False,
         server_header=False,
+        timeout_graceful_shutdown=config.shutdown_grace,
     )
     return 0
 

@@ -68,6 +68,9 @@ async def readyz(request: Request) -> Response:
     runtime = getattr(request.app.state, "runtime", None)
     if runtime is None:
         return json_response({"status": "starting"}, 503)
+    drain = getattr(request.app.state, "drain", None)
+    if drain is not None and drain.draining:
+        return json_response({"status": "draining"}, 503)
     try:
         store_ok = await asyncio.wait_for(runtime.store.ping(), timeout=1.0)
     except Exception:

@@ -81,7 +81,7 @@ class GatewayProcess:
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+            self.process.send_signal(signal.SIGINT)  # SIGTERM would drain first (drain.py)
             try:
                 self.process.wait(10)
             except subprocess.TimeoutExpired:

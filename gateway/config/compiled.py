@@ -266,6 +266,8 @@ class Config:
     breaker: Breaker = Breaker(failures=5, window=30.0, cooldown=30.0)
     watch_config: float = 2.0
     log_prompts: bool = False
+    drain_seconds: float = 5.0
+    shutdown_grace: float = 60.0
     backends: Mapping[str, Backend] = field(default_factory=dict)
 
     def route_for(self, model: str) -> Route | None:

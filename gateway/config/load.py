@@ -348,6 +348,8 @@ def _compile(spec: schema.ConfigSpec, path: Path, lines: Lines,
                         spec.routing.breaker.cooldown),
         watch_config=spec.server.watch_config,
         log_prompts=spec.server.log_prompts,
+        drain_seconds=spec.server.drain_seconds,
+        shutdown_grace=spec.server.shutdown_grace,
         backends={name: entry[0] for name, entry in backends.items()},
     )
 

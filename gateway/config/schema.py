@@ -91,6 +91,10 @@ class ServerSpec(Strict):
     watch_config: Annotated[float, Field(ge=0)] = 2.0
     # Debugging only: put each request's messages in its log line (prompts are private).
     log_prompts: bool = False
+    # After SIGTERM: seconds of serving while /readyz says 503 (so load balancers stop
+    # sending), then seconds that requests and streams in flight have to finish.
+    drain_seconds: Annotated[float, Field(ge=0)] = 5.0
+    shutdown_grace: Annotated[float, Field(ge=0)] = 60.0
 
 
 class RetrySpec(Strict):
