@@ -12,8 +12,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from gateway.config import schema
-from gateway.config.compiled import Backend, Replica, RestartPolicy
+from gateway.config.compiled import Affinity, Backend, Replica, RestartPolicy
 from gateway.config.errors import ConfigError, Problem
+from gateway.config.validation import validate
 from gateway.config.yamlfile import Lines, line_of, load_yaml
 
 # `vllm serve` flags from the typed fields, in the order they are written.
@@ -22,7 +23,7 @@ _FLAGS = ("max_model_len", "tensor_parallel_size", "gpu_memory_utilization", "ma
           "tool_call_parser", "enable_auto_tool_choice", "chat_template")
 
 
-def load_backends(directory: Path, environ: Mapping[str, str], validate) -> dict[str, tuple]:
+def load_backends(directory: Path, environ: Mapping[str, str]) -> dict[str, tuple]:
     """{name: (Backend, spec, lines)} for every backends/*.yaml; the spec and lines let the
     routes compiler report problems in the backend's file."""
     found: dict[str, tuple] = {}
@@ -84,6 +85,38 @@ def compile_backend(name: str, spec: schema.BackendSpec, file: Path, lines: Line
         command=tuple(spec.command) if spec.command else None, env=dict(spec.env),
         api_key=spec.api_key, restart=policy, startup_timeout=spec.startup_timeout,
         description=spec.description)
+
+
+def tier(t: schema.TargetSpec, where: tuple, backends: dict) -> tuple:
+    """One link of a fallback chain: a target alone, or a backend's replicas balanced."""
+    entry = backends.get(t.backend) if t.backend is not None else None
+    if entry is None:
+        return ("weighted", [t], where, None)
+    return (entry[1].strategy, [t], where, entry[1].affinity)
+
+
+def backend_targets(t: schema.TargetSpec, place: tuple, backends: dict,
+                     affinity: schema.AffinitySpec | None, fail) -> tuple[list, object]:
+    """`{backend: NAME}`: a target on each replica, serving the backend's model name."""
+    if t.provider is not None or t.model is not None:
+        fail(place, "give either 'backend' or 'provider' and 'model'")
+        return [], affinity
+    entry = backends.get(t.backend)
+    if entry is None:
+        known = ", ".join(sorted(backends)) or "none are declared in backends/"
+        fail(place + ("backend",), f"unknown backend '{t.backend}'; known backends: {known}")
+        return [], affinity
+    backend: Backend = entry[0]
+    targets = [schema.TargetSpec(provider=backend.provider_name(r), model=backend.served_model,
+                                 weight=t.weight, context_window=t.context_window,
+                                 params=t.params) for r in backend.replicas]
+    return targets, affinity if affinity is not None else entry[1].affinity
+
+
+def compile_affinity(spec: schema.AffinitySpec | None) -> Affinity | None:
+    if spec is None:
+        return None
+    return Affinity(spec.by, spec.prefix_chars, spec.min_prefix_chars, spec.max_extra_load)
 
 
 def _args(vllm: schema.VllmArgsSpec, here: Path, fail):

@@ -7,7 +7,6 @@ sends traffic somewhere nobody intended.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import os
 import time
@@ -16,15 +15,12 @@ from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urljoin
 
-from pydantic import BaseModel, ValidationError
-
 from gateway.chat_schema import CORE_PARAMS
 from gateway.config import schema
-from gateway.config.backends import load_backends
+from gateway.config.backends import backend_targets, compile_affinity, load_backends, tier
 from gateway.config.compiled import (
     AS_IS,
     UNSUPPORTED,
-    Affinity,
     Backend,
     Breaker,
     Config,
@@ -41,8 +37,8 @@ from gateway.config.compiled import (
     Target,
     Timeouts,
 )
-from gateway.config.env import expand_env
 from gateway.config.errors import ConfigError, Problem
+from gateway.config.validation import validate
 from gateway.config.yamlfile import Lines, line_of, load_yaml
 from gateway.store.base import KeyRecord
 
@@ -76,8 +72,8 @@ def load_config(path: Path | str, environ: Mapping[str, str] | None = None) -> C
     environ = os.environ if environ is None else environ
     profiles = load_profiles([data_dir() / "providers", path.parent / "providers"], environ)
     raw, lines = load_yaml(path)
-    spec = _validate(schema.ConfigSpec, raw if raw is not None else {}, path, lines, environ)
-    backends = load_backends(path.parent / "backends", environ, _validate)
+    spec = validate(schema.ConfigSpec, raw if raw is not None else {}, path, lines, environ)
+    backends = load_backends(path.parent / "backends", environ)
     return _compile(spec, path, lines, profiles, environ, backends)
 
 
@@ -121,7 +117,7 @@ def _resolved(name: str, files: dict[str, Path], raw: dict, chain: tuple = ()) -
 
 def _profile(name: str, files: dict[str, Path], raw: dict, environ: Mapping[str, str]) -> Profile:
     file, (_, lines) = files[name], raw[name]
-    spec = _validate(schema.ProfileSpec, _resolved(name, files, raw), file, lines, environ)
+    spec = validate(schema.ProfileSpec, _resolved(name, files, raw), file, lines, environ)
     problems: list[Problem] = []
     rules = _rules(spec.params, ("params",), lines, problems)
     if problems:
@@ -169,51 +165,6 @@ def _rules(params: dict, where: tuple, lines: Lines, problems: list[Problem]) ->
             on_value=spec.on_value, low=spec.min, high=spec.max, on_range=spec.on_range,
             max_items=spec.max_items, on_count=spec.on_count, rename=rename, note=spec.note)
     return rules
-
-
-def _validate(model: type[BaseModel], raw: object, file: Path, lines: Lines,
-              environ: Mapping[str, str]):
-    problems: list[Problem] = []
-    expanded = expand_env(raw, environ, problems)
-    if problems:
-        raise ConfigError(file, [Problem(p.path, p.reason, line_of(lines, p.path)) for p in problems])
-    try:
-        return model.model_validate(expanded)
-    except ValidationError as exc:
-        raise ConfigError(file, [_explain(err, lines) for err in exc.errors(include_url=False)]) from None
-
-
-def _known_keys() -> set[str]:
-    names: set[str] = set()
-    for cls in vars(schema).values():
-        if isinstance(cls, type) and issubclass(cls, schema.Strict):
-            names.update(cls.model_fields)
-    return names
-
-
-def _explain(err: dict, lines: Lines) -> Problem:
-    """Turn one pydantic error into words an admin reads; never echo the value (it may be a secret)."""
-    loc = tuple(err["loc"])
-    kind = err["type"]
-    if kind == "extra_forbidden":
-        reason = f"unknown key '{loc[-1]}'"
-        close = difflib.get_close_matches(str(loc[-1]), _known_keys(), n=1)
-        if close:
-            reason += f" (did you mean '{close[0]}'?)"
-    elif kind == "missing":
-        reason = "required key is missing"
-    else:
-        msg = err["msg"].removeprefix("Value error, ")
-        reason = msg[0].lower() + msg[1:]
-        if kind.endswith("_type") or kind.endswith("_parsing"):
-            reason += f", got {_type_name(err.get('input'))}"
-    return Problem(loc, reason, line_of(lines, loc))
-
-
-def _type_name(value: object) -> str:
-    names = {str: "a string", int: "an integer", float: "a number", bool: "a boolean",
-             list: "a list", dict: "a mapping", type(None): "nothing (null)"}
-    return names.get(type(value), type(value).__name__)
 
 
 def _compile(spec: schema.ConfigSpec, path: Path, lines: Lines,
@@ -268,7 +219,7 @@ def _compile(spec: schema.ConfigSpec, path: Path, lines: Lines,
         model_rules = _rules(m.params, ("models", alias, "params"), lines, problems)
         # Flat `targets:` are an ordered fallback chain: each target its own group
         # (a backend's replicas one group, balanced as its file says).
-        tiers = ([_tier(t, ("targets", i), backends) for i, t in enumerate(m.targets)]
+        tiers = ([tier(t, ("targets", i), backends) for i, t in enumerate(m.targets)]
                  if m.targets is not None else
                  [(g.strategy, g.targets, ("groups", gi, "targets"), g.affinity)
                   for gi, g in enumerate(m.groups)])
@@ -279,7 +230,7 @@ def _compile(spec: schema.ConfigSpec, path: Path, lines: Lines,
             for i, t in enumerate(specs):
                 place = ("models", alias, *where) + ((i,) if m.groups is not None else ())
                 if t.backend is not None:
-                    expanded, affinity = _backend_targets(t, place, backends, affinity, fail)
+                    expanded, affinity = backend_targets(t, place, backends, affinity, fail)
                 else:
                     expanded = [t]
                 for one in expanded:
@@ -295,7 +246,7 @@ def _compile(spec: schema.ConfigSpec, path: Path, lines: Lines,
                     targets.append(target)
             count += len(targets)
             if targets:
-                groups.append(Group(tuple(targets), strategy, _affinity(affinity)))
+                groups.append(Group(tuple(targets), strategy, compile_affinity(affinity)))
         retry = m.retry or spec.routing.retry
         routes[alias] = Route(
             alias, m.description, tuple(groups),
@@ -352,38 +303,6 @@ def _compile(spec: schema.ConfigSpec, path: Path, lines: Lines,
         shutdown_grace=spec.server.shutdown_grace,
         backends={name: entry[0] for name, entry in backends.items()},
     )
-
-
-def _tier(t: schema.TargetSpec, where: tuple, backends: dict) -> tuple:
-    """One link of a fallback chain: a target alone, or a backend's replicas balanced."""
-    entry = backends.get(t.backend) if t.backend is not None else None
-    if entry is None:
-        return ("weighted", [t], where, None)
-    return (entry[1].strategy, [t], where, entry[1].affinity)
-
-
-def _backend_targets(t: schema.TargetSpec, place: tuple, backends: dict,
-                     affinity: schema.AffinitySpec | None, fail) -> tuple[list, object]:
-    """`{backend: NAME}`: a target on each replica, serving the backend's model name."""
-    if t.provider is not None or t.model is not None:
-        fail(place, "give either 'backend' or 'provider' and 'model'")
-        return [], affinity
-    entry = backends.get(t.backend)
-    if entry is None:
-        known = ", ".join(sorted(backends)) or "none are declared in backends/"
-        fail(place + ("backend",), f"unknown backend '{t.backend}'; known backends: {known}")
-        return [], affinity
-    backend: Backend = entry[0]
-    targets = [schema.TargetSpec(provider=backend.provider_name(r), model=backend.served_model,
-                                 weight=t.weight, context_window=t.context_window,
-                                 params=t.params) for r in backend.replicas]
-    return targets, affinity if affinity is not None else entry[1].affinity
-
-
-def _affinity(spec: schema.AffinitySpec | None) -> Affinity | None:
-    if spec is None:
-        return None
-    return Affinity(spec.by, spec.prefix_chars, spec.min_prefix_chars, spec.max_extra_load)
 
 
 def _add_backend(backend: Backend, spec: schema.BackendSpec, lines: Lines,
