@@ -209,12 +209,16 @@ def test_usage_is_recorded_per_key_day_and_model(make_store):
     async def scenario():
         store = make_store()
         day, other = "2026-11-23", "2026-11-24"
+        # Numbered as the recorder numbers them: a client-side retry of a settlement whose
+        # reply was late (a busy machine) is then applied once.
         await store.settle([
             Settlement("k1", "a", "gpt", day, (), prompt_tokens=10, completion_tokens=5,
-                       reasoning_tokens=2, cost=0.000125),
-            Settlement("k1", "b", "gpt", day, (), prompt_tokens=1, completion_tokens=1, error=True),
-            Settlement("k1", "c", "llama", other, (), prompt_tokens=7, completion_tokens=3),
-            Settlement("k2", "d", "gpt", day, (), prompt_tokens=4, completion_tokens=4),
+                       reasoning_tokens=2, cost=0.000125, number=1),
+            Settlement("k1", "b", "gpt", day, (), prompt_tokens=1, completion_tokens=1, error=True,
+                       number=2),
+            Settlement("k1", "c", "llama", other, (), prompt_tokens=7, completion_tokens=3,
+                       number=3),
+            Settlement("k2", "d", "gpt", day, (), prompt_tokens=4, completion_tokens=4, number=4),
         ], time.time())
         rows = {(r.key_id, r.day, r.model): r for r in await store.usage(day, other)}
         gpt = rows[("k1", day, "gpt")]
@@ -284,3 +288,18 @@ def test_a_dead_redis_is_reported_not_hung(servers):
         run(scenario())
     finally:
         server.stop()
+
+
+def test_a_batch_of_one_keys_settlements_is_applied_whole(make_store):
+    """The recorder sends settlements in batches with rising numbers; on a cluster client
+    (several connections) they must still arrive in order, or some would be skipped."""
+    async def scenario():
+        store = make_store()
+        day = "2026-11-23"
+        await store.settle([Settlement("k1", f"r{i}", "m", day, (), prompt_tokens=1, number=i)
+                            for i in range(1, 51)], time.time())
+        (row,) = await store.usage(day, day)
+        assert (row.requests, row.prompt_tokens) == (50, 50)
+        await store.close()
+
+    run(scenario())

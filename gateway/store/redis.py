@@ -121,6 +121,26 @@ class RedisStore:
             raise StoreUnavailable(f"redis refused the script: {reply}")
         return _text(reply)
 
+    async def _in_order(self, script, text: str, calls: list[tuple[list, list]]) -> None:
+        """Run one script for many calls, pipelined in order. If Redis lost the script, load
+        it once and send the whole batch again: retrying each call alone would reorder
+        them, and a settlement's running number must not overtake an earlier one (the
+        calls that did run are not applied twice: their numbers are already recorded)."""
+        def send():
+            return asyncio.gather(*(self.link.call("EVALSHA", script.sha, len(keys), *keys, *args)
+                                    for keys, args in calls))
+        try:
+            replies = await send()
+            if any(isinstance(r, hiredis.ReplyError) and str(r).startswith("NOSCRIPT")
+                   for r in replies):
+                await self.link.call("SCRIPT", "LOAD", text)
+                replies = await send()
+        except LinkError as exc:
+            raise StoreUnavailable(f"redis: {exc}") from None
+        for reply in replies:
+            if isinstance(reply, hiredis.ReplyError):
+                raise StoreUnavailable(f"redis refused the script: {reply}")
+
     async def _command(self, *args):
         if self.link is None:
             return await self._call(self.redis.execute_command(*args))
@@ -265,8 +285,23 @@ class RedisStore:
         calls = [self._settlement(s) for s in settlements]
         key_ids = {s.key_id for s in settlements}  # every key with usage (config and master too)
 
-        async def run() -> None:  # all the calls go out together: one round trip
-            await asyncio.gather(*(self._script(self._settle, SETTLE, k, a) for k, a in calls),
+        async def in_order(batch: list[tuple[list, list]]) -> None:
+            for keys, args in batch:
+                await self._script(self._settle, SETTLE, keys, args)
+
+        async def run() -> None:
+            if self.link is not None:  # one connection, pipelined: one round trip, in order
+                sends = [self._in_order(self._settle, SETTLE, calls)]
+            else:
+                # A cluster client spreads concurrent calls over several connections, so
+                # their order on the server is not theirs: one key's settlements go one
+                # after another, or a higher running number could land first and make
+                # the lower one look like a retry already applied.
+                by_key: dict[str, list[tuple[list, list]]] = {}
+                for s, call in zip(settlements, calls, strict=True):
+                    by_key.setdefault(s.key_id, []).append(call)
+                sends = [in_order(batch) for batch in by_key.values()]
+            await asyncio.gather(*sends,
                                  self._command("SADD", f"{self.prefix}:usage-keys", *key_ids))
 
         await self._call(run())
