@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -86,12 +84,7 @@ def main() -> None:
             args.out.write_text(json.dumps({"samples": samples, "requests": total,
                                             "errors": errors}, indent=1))
     finally:
-        for p in processes:
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        run.stop_all(processes)
 
 
 if __name__ == "__main__":

@@ -330,12 +330,16 @@ def main() -> None:
         out.write_text(json.dumps(rows, indent=2))
         print(f"\nresults: {out}")
     finally:
-        for p in processes:
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(processes)
+
+
+def stop_all(processes: list[subprocess.Popen]) -> None:
+    for p in processes:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
 
 
 def report(rows: list[dict]) -> None:
