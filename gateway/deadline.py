@@ -1,21 +1,61 @@
 """Timeouts for one upstream attempt: first byte, idle between chunks, and total.
 
-`asyncio.timeout` re-arms its timer on every `reschedule`, a heap push and a
-cancelled handle per chunk; a 500-event stream pays that 500 times. This
-watchdog is lazy instead: a chunk only records the time (`touch`), and the
-single timer, when it fires, checks whether data came meanwhile and re-arms
-itself for the rest. When time is really up it cancels the task, and leaving
-the block turns that cancellation into `TimeoutError`, as `asyncio.timeout` does.
+`asyncio.timeout` arms a timer per block and re-arms it on every
+`reschedule`; even one timer per attempt (a heap push and a cancel) was the
+largest single cost of a relayed request. Timeouts here are seconds long, so
+precision to a few tens of milliseconds is enough: one ticker per event loop
+checks every open deadline each `TICK`, and a deadline costs a set insert on
+entry and a removal on exit. A chunk only records the time (`touch`). When
+time is really up the ticker cancels the attempt's task, and leaving the
+block turns that cancellation into `TimeoutError`, as `asyncio.timeout` does.
 """
 
 from __future__ import annotations
 
 import asyncio
 
+TICK = 0.025  # how late a timeout may fire, at most
+
+
+class _Ticker:
+    """Checks the open deadlines of one loop; runs only while there are some."""
+
+    __slots__ = ("armed", "deadlines", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.deadlines: set[Deadline] = set()
+        self.armed = False
+
+    def add(self, deadline: Deadline) -> None:
+        self.deadlines.add(deadline)
+        if not self.armed:
+            self.armed = True
+            self.loop.call_later(TICK, self.tick)
+
+    def tick(self) -> None:
+        now = self.loop.time()
+        for deadline in [d for d in self.deadlines if now >= d._when()]:
+            self.deadlines.discard(deadline)
+            deadline._expire()
+        if self.deadlines:
+            self.loop.call_later(TICK, self.tick)
+        else:
+            self.armed = False
+
+
+_ticker: _Ticker | None = None
+
+
+def _ticker_of(loop: asyncio.AbstractEventLoop) -> _Ticker:
+    global _ticker
+    if _ticker is None or _ticker.loop is not loop:  # a new loop: tests, or a restart
+        _ticker = _Ticker(loop)
+    return _ticker
+
 
 class Deadline:
-    __slots__ = ("_armed", "_end", "_handle", "_idle", "_last", "_loop", "_task", "expired",
-                 "phase")
+    __slots__ = ("_end", "_idle", "_last", "_loop", "_task", "_ticker", "expired", "phase")
 
     def __init__(self, first_byte: float, idle: float, total: float) -> None:
         self._loop = asyncio.get_running_loop()
@@ -24,19 +64,14 @@ class Deadline:
         self._idle = idle
         self._last = now + first_byte - idle  # until the first byte, the first-byte limit holds
         self._task: asyncio.Task | None = None
-        self._handle: asyncio.TimerHandle | None = None
-        self._armed = 0.0
+        self._ticker = _ticker_of(self._loop)
         self.expired = False
         self.phase = "first_byte"
 
     def touch(self) -> None:
         """Data arrived: the idle limit counts from now."""
         self._last = self._loop.time()
-        if self.phase == "first_byte":
-            self.phase = "idle"
-            if self._when() < self._armed:  # the idle limit ends before the first-byte one did
-                self._handle.cancel()
-                self._arm()
+        self.phase = "idle"
 
     @property
     def total_reached(self) -> bool:
@@ -45,24 +80,17 @@ class Deadline:
     def _when(self) -> float:
         return min(self._last + self._idle, self._end)
 
-    def _arm(self) -> None:
-        self._armed = self._when()
-        self._handle = self._loop.call_at(self._armed, self._fire)
-
-    def _fire(self) -> None:
-        if self._loop.time() < self._when():
-            self._arm()  # data came since this was set: wait for the rest
-            return
+    def _expire(self) -> None:
         self.expired = True
         self._task.cancel()
 
     async def __aenter__(self) -> Deadline:
         self._task = asyncio.current_task()
-        self._arm()
+        self._ticker.add(self)
         return self
 
     async def __aexit__(self, kind, error, traceback) -> bool:
-        self._handle.cancel()
+        self._ticker.deadlines.discard(self)
         if self.expired and kind is asyncio.CancelledError and self._task.uncancel() == 0:
             raise TimeoutError from error
         return False
