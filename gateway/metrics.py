@@ -3,26 +3,31 @@
 Every label value comes from the config (aliases, key names, targets) or from
 a fixed set (status classes, reasons, limits), never from what a client sent,
 so the number of series stays bounded. Labelled children are looked up once
-and kept: `labels()` takes a lock and builds tuples on every call.
+and kept.
 
-With `gateway serve --workers N` the workers share prometheus-client's
-multiprocess files (PROMETHEUS_MULTIPROC_DIR, set by the serve command), and
-/metrics adds them up.
+One process keeps its metrics as plain numbers (`_Family`), exposed through
+prometheus-client at scrape time. With `gateway serve --workers N` the workers
+use prometheus-client's own metrics and their multiprocess files
+(PROMETHEUS_MULTIPROC_DIR, set by the serve command), and /metrics adds them up.
 """
 
 from __future__ import annotations
 
 import os
+from bisect import bisect_left
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
+    REGISTRY,
     CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
     disable_created_metrics,
     generate_latest,
 )
+from prometheus_client import Counter as SharedCounter
+from prometheus_client import Gauge as SharedGauge
+from prometheus_client import Histogram as SharedHistogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.utils import floatToGoString
 
 # `*_created` series double the output and no dashboard reads them.
 disable_created_metrics()
@@ -33,42 +38,147 @@ LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 
 STORE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1)
 NONE = "(none)"
 
-REQUESTS = Counter("gateway_requests", "Chat requests answered, by model alias, target, key "
+
+class _Number:
+    """A counter's or gauge's value in one process."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def inc(self, amount: float = 1) -> None:
+        self.value += amount
+
+    def dec(self, amount: float = 1) -> None:
+        self.value -= amount
+
+    def set(self, value: float) -> None:
+        self.value = value
+
+
+class _Buckets:
+    """A histogram's counts in one process; made cumulative only when scraped."""
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last one is +Inf
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.sum += value
+        self.counts[bisect_left(self.bounds, value)] += 1
+
+
+class _Family:
+    """A metric of a single-process gateway: plain numbers, read when scraped.
+
+    prometheus-client's own metrics take a lock and check their state on every
+    update, a dozen times per request; here every update comes from the event
+    loop's thread, so a child is a number and an update an addition.
+    """
+
+    def __init__(self, kind: str, name: str, documentation: str, labelnames=(),
+                 buckets: tuple[float, ...] = ()) -> None:
+        self.kind, self.name, self.documentation = kind, name, documentation
+        self.labelnames = tuple(labelnames)
+        self.buckets = tuple(float(b) for b in buckets)
+        self._children: dict[tuple[str, ...], _Number | _Buckets] = {}
+        if not self.labelnames:
+            self.labels()  # shown as 0 from the start, as prometheus-client does
+        REGISTRY.register(self)
+
+    def labels(self, *values: str) -> _Number | _Buckets:
+        found = self._children.get(values)
+        if found is None:
+            found = self._children[values] = (_Buckets(self.buckets) if self.kind == "histogram"
+                                              else _Number())
+        return found
+
+    def remove(self, *values: str) -> None:
+        self._children.pop(values, None)
+
+    def inc(self, amount: float = 1) -> None:
+        self.labels().inc(amount)
+
+    def describe(self):
+        return [self._empty()]
+
+    def _empty(self):
+        family = {"counter": CounterMetricFamily, "gauge": GaugeMetricFamily,
+                  "histogram": HistogramMetricFamily}[self.kind]
+        return family(self.name, self.documentation, labels=self.labelnames)
+
+    def collect(self):
+        family = self._empty()
+        for values, child in list(self._children.items()):
+            if self.kind == "histogram":
+                running, cumulative = 0, []
+                for bound, count in zip((*self.buckets, float("inf")), child.counts, strict=True):
+                    running += count
+                    cumulative.append((floatToGoString(bound), running))
+                family.add_metric(list(values), cumulative, child.sum)
+            else:
+                family.add_metric(list(values), child.value)
+        yield family
+
+
+def counter(name: str, documentation: str, labelnames=()):
+    if MULTIPROCESS:
+        return SharedCounter(name, documentation, labelnames)
+    return _Family("counter", name, documentation, labelnames)
+
+
+def gauge(name: str, documentation: str, labelnames=(), multiprocess_mode: str = "all"):
+    if MULTIPROCESS:
+        return SharedGauge(name, documentation, labelnames, multiprocess_mode=multiprocess_mode)
+    return _Family("gauge", name, documentation, labelnames)
+
+
+def histogram(name: str, documentation: str, labelnames=(), buckets=()):
+    if MULTIPROCESS:
+        return SharedHistogram(name, documentation, labelnames, buckets=buckets)
+    return _Family("histogram", name, documentation, labelnames, buckets)
+
+
+REQUESTS = counter("gateway_requests", "Chat requests answered, by model alias, target, key "
                    "and status class.", ["model", "target", "key", "status"])
-DURATION = Histogram("gateway_request_duration_seconds", "Time from request to last byte.",
+DURATION = histogram("gateway_request_duration_seconds", "Time from request to last byte.",
                      ["model"], buckets=LATENCY_BUCKETS)
-TTFT = Histogram("gateway_time_to_first_token_seconds",
+TTFT = histogram("gateway_time_to_first_token_seconds",
                  "Streams: time from request to the first event sent to the client.",
                  ["model"], buckets=LATENCY_BUCKETS)
-IN_FLIGHT = Gauge("gateway_requests_in_flight", "Chat requests being answered, by model alias.",
+IN_FLIGHT = gauge("gateway_requests_in_flight", "Chat requests being answered, by model alias.",
                   ["model"], multiprocess_mode="livesum")
-TOKENS = Counter("gateway_tokens", "Tokens used, by model alias, key and kind "
+TOKENS = counter("gateway_tokens", "Tokens used, by model alias, key and kind "
                  "(prompt, completion, reasoning).", ["model", "key", "kind"])
-UPSTREAM = Counter("gateway_upstream_requests", "Attempts on upstream targets, by outcome "
+UPSTREAM = counter("gateway_upstream_requests", "Attempts on upstream targets, by outcome "
                    "(ok, timeout, connect, http_429, http_5xx, http_4xx, refused, context, "
                    "broken, abandoned).",
                    ["target", "outcome"])
-UPSTREAM_DURATION = Histogram("gateway_upstream_duration_seconds",
+UPSTREAM_DURATION = histogram("gateway_upstream_duration_seconds",
                               "Time of one attempt on a target, from sending to its last byte.",
                               ["target"], buckets=LATENCY_BUCKETS)
-RETRIES = Counter("gateway_retries", "Attempts after a request's first, by model alias and why "
+RETRIES = counter("gateway_retries", "Attempts after a request's first, by model alias and why "
                   "the one before failed.", ["model", "reason"])
-FALLBACKS = Counter("gateway_fallbacks", "Attempts that moved to a later group of targets, by "
+FALLBACKS = counter("gateway_fallbacks", "Attempts that moved to a later group of targets, by "
                     "model alias and why.", ["model", "reason"])
-RATE_LIMITED = Counter("gateway_rate_limited", "Requests refused by a limit, by model, key and "
+RATE_LIMITED = counter("gateway_rate_limited", "Requests refused by a limit, by model, key and "
                        "limit.", ["model", "key", "limit"])
-BREAKER = Gauge("gateway_target_breaker_state", "Each target's circuit breaker: 0 closed, "
+BREAKER = gauge("gateway_target_breaker_state", "Each target's circuit breaker: 0 closed, "
                 "1 half open, 2 open.", ["target"], multiprocess_mode="max")
-TARGET_IN_FLIGHT = Gauge("gateway_target_in_flight", "Attempts in flight on each target.",
+TARGET_IN_FLIGHT = gauge("gateway_target_in_flight", "Attempts in flight on each target.",
                          ["target"], multiprocess_mode="livesum")
-STORE_DURATION = Histogram("gateway_store_duration_seconds", "Store (Redis) calls, by operation.",
+STORE_DURATION = histogram("gateway_store_duration_seconds", "Store (Redis) calls, by operation.",
                            ["operation"], buckets=STORE_BUCKETS)
-STORE_ERRORS = Counter("gateway_store_errors", "Store (Redis) calls that failed, by operation.",
+STORE_ERRORS = counter("gateway_store_errors", "Store (Redis) calls that failed, by operation.",
                        ["operation"])
-USAGE_DROPPED = Counter("gateway_usage_records_dropped",
+USAGE_DROPPED = counter("gateway_usage_records_dropped",
                         "Usage records dropped because too many waited for the store.")
-RELOADS = Counter("gateway_config_reloads", "Config reloads, by result (ok, refused).", ["result"])
-CONFIG = Gauge("gateway_config_info", "The config in force: its hash is a label.", ["hash"],
+RELOADS = counter("gateway_config_reloads", "Config reloads, by result (ok, refused).", ["result"])
+CONFIG = gauge("gateway_config_info", "The config in force: its hash is a label.", ["hash"],
                multiprocess_mode="max")
 
 for _result in ("ok", "refused"):  # shown as 0 before the first reload, not as no data
