@@ -14,7 +14,7 @@ import time
 from gateway import metrics
 from gateway.exchange import Exchange
 from gateway.limits import _calendar
-from gateway.logs import log
+from gateway.logs import log_request
 from gateway.store.base import Settlement
 
 
@@ -41,7 +41,7 @@ async def settle(runtime, ex: Exchange) -> None:
         fields["error"] = ex.error
     if ex.messages is not None:  # server.log_prompts: debugging only
         fields["messages"] = ex.messages
-    log.info("request", extra={"fields": fields})
+    log_request(fields)
 
 
 async def _record_usage(runtime, ex: Exchange, usage: dict) -> None:
