@@ -12,6 +12,7 @@ reaches the client; after that a failure ends it with an error event and
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import re
 import time
@@ -244,9 +245,9 @@ async def open_upstream(transport: Transport, target: Target, body: bytes,
 def response_headers(base: list, ex: Exchange, target: Target, translation: Translation,
                      upstream_model: str | None) -> list:
     headers = [*base, (b"x-request-id", ex.request_id.encode()),
-               (b"x-gateway-target", _header_value([target.name])),
+               (b"x-gateway-target", _header_name(target.name)),
                (b"x-gateway-attempts", str(ex.attempts).encode()),
-               (b"x-gateway-upstream-model", _header_value([upstream_model or target.model]))]
+               (b"x-gateway-upstream-model", _header_name(upstream_model or target.model))]
     if translation.dropped:
         headers.append((b"x-gateway-dropped-params", _header_value(translation.dropped)))
     if translation.adjusted:
@@ -254,6 +255,12 @@ def response_headers(base: list, ex: Exchange, target: Target, translation: Tran
     for name, value in ex.limit_headers.items():
         headers.append((name.encode(), value.encode()))
     return headers
+
+
+@functools.lru_cache(maxsize=4096)
+def _header_name(name: str) -> bytes:
+    """One name as a header value: the same few names on every request, so computed once."""
+    return _header_value([name])
 
 
 def _header_value(names: list[str]) -> bytes:
