@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway import admin, endpoints, metrics
+from gateway import admin, endpoints, heap, metrics
 from gateway.accept import request_id_of
 from gateway.config import Config, ConfigError, load_config
 from gateway.drain import Drain
@@ -76,6 +76,7 @@ def _starlette(config: Config) -> Starlette:
             pass  # not the main thread, or no signals here
         app.state.drain = Drain()
         app.state.drain.install(loop, config.drain_seconds)
+        heap.settle()
         log.info("gateway ready", extra={"fields": {
             "config": str(config.source), "config_hash": config.digest,
             "models": len(config.routes), "providers": len(config.providers)}})

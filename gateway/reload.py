@@ -14,7 +14,7 @@ import asyncio
 import os
 from pathlib import Path
 
-from gateway import metrics
+from gateway import heap, metrics
 from gateway.config import Config, ConfigError, load_config
 from gateway.logs import log
 from gateway.monitor import Monitor
@@ -57,6 +57,7 @@ class Reloader:
             self.start()
             grace = max((p.timeouts.total for p in old.config.providers.values()), default=0)
             retire(old, new, grace)
+            asyncio.get_running_loop().call_later(grace + 1, heap.settle)  # old config gone by then
             log.info("config reloaded", extra={"fields": {
                 "reason": reason, "config_hash": config.digest, "models": len(config.routes)}})
             return config
