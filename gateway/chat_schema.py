@@ -14,13 +14,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, NotRequired
 
-from pydantic import ConfigDict, Discriminator, Field, Tag, TypeAdapter
+from pydantic import BeforeValidator, ConfigDict, Discriminator, Field, Tag, TypeAdapter
 from typing_extensions import TypedDict
 
 # Extra fields pass (providers take extras); types are strict at every level (no "yes" for true).
 OPEN = ConfigDict(extra="allow", strict=True, allow_inf_nan=False)
-Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
-Positive = Annotated[int, Field(ge=1, le=2**63 - 1)]
+
+
+def _integral(value: Any) -> Any:
+    """2.0 is the integer 2 to JSON (and to JSON Schema); 2.5 stays a decimal, refused."""
+    return int(value) if type(value) is float and value.is_integer() else value
+
+
+Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1), BeforeValidator(_integral)]
+Positive = Annotated[int, Field(ge=1, le=2**63 - 1), BeforeValidator(_integral)]
 
 
 class TextPart(TypedDict):
@@ -183,7 +190,7 @@ class ChatRequest(TypedDict):
     frequency_penalty: NotRequired[float | None]
     logit_bias: NotRequired[dict[str, float] | None]
     logprobs: NotRequired[bool | None]
-    top_logprobs: NotRequired[Annotated[int, Field(ge=0, le=2**31)] | None]
+    top_logprobs: NotRequired[Annotated[int, Field(ge=0, le=2**31), BeforeValidator(_integral)] | None]
     user: NotRequired[str | None]
     seed: NotRequired[Int64 | None]
     tools: NotRequired[list[Tool] | None]
