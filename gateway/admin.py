@@ -33,6 +33,7 @@ from gateway.store.base import KeyConflict, KeyRecord, StoreUnavailable, UsageRo
 
 _DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_LAST_SECOND = 253402300799  # 9999-12-31T23:59:59Z: later is no date
 
 
 class KeyChange(BaseModel):
@@ -265,6 +266,9 @@ def _expiry(change: KeyChange, now: float) -> float | None:
     if value is None or value == "":
         return None
     if isinstance(value, float | int):
+        if not 0 <= value <= _LAST_SECOND:
+            raise InvalidRequest("expires_at as a Unix timestamp is a number of seconds between "
+                                 "0 and the end of year 9999.", param="expires_at")
         return float(value)
     try:
         moment = datetime.fromisoformat(value)
