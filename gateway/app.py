@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway import admin, endpoints, heap, metrics
+from gateway import admin, endpoints, heap, metrics, openapi
 from gateway.accept import request_id_of
 from gateway.config import Config, ConfigError, load_config
 from gateway.drain import Drain
@@ -99,6 +99,7 @@ def _starlette(config: Config) -> Starlette:
             Route("/healthz", endpoints.healthz, methods=["GET"]),
             Route("/readyz", endpoints.readyz, methods=["GET"]),
             Route("/metrics", endpoints.prometheus, methods=["GET"]),
+            Route("/openapi.json", openapi.serve, methods=["GET"]),
             Route("/admin/reload", admin.reload_config, methods=["POST"]),
             Route("/admin/keys", admin.create_key, methods=["POST"]),
             Route("/admin/keys", admin.list_keys, methods=["GET"]),

@@ -1,0 +1,214 @@
+"""GET /openapi.json: the endpoints this gateway serves, as an OpenAPI 3.1 document.
+
+Built once, from the same schemas that validate requests (the chat request's
+pydantic schema, the admin key body), so the document cannot drift from what
+the gateway accepts. Response shapes are written here, loose where OpenAI's
+are open (extra fields pass), exact where clients depend on them.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.admin import KeyChange
+from gateway.chat_schema import CHAT_REQUEST
+
+_REF = "#/components/schemas/{model}"
+
+
+def _object(properties: dict, required: tuple[str, ...] = ()) -> dict:
+    return {"type": "object", "properties": properties, "required": list(required)}
+
+
+_NULLABLE_STRING = {"type": ["string", "null"]}
+_DATE = {"type": "string", "format": "date"}
+_ERROR = _object({"error": _object({
+    "message": {"type": "string"}, "type": _NULLABLE_STRING,
+    "param": _NULLABLE_STRING, "code": _NULLABLE_STRING,
+}, ("message", "type"))}, ("error",))
+_USAGE = _object({"prompt_tokens": {"type": "integer"}, "completion_tokens": {"type": "integer"},
+                  "total_tokens": {"type": "integer"}}, ("prompt_tokens", "completion_tokens"))
+_COMPLETION = _object({
+    "id": {"type": "string"}, "object": {"const": "chat.completion"},
+    "created": {"type": "integer"}, "model": {"type": "string"},
+    "choices": {"type": "array", "items": _object({
+        "index": {"type": "integer"},
+        "message": _object({"role": {"type": "string"}, "content": _NULLABLE_STRING}, ("role",)),
+        "finish_reason": _NULLABLE_STRING,
+    }, ("index", "message"))},
+    "usage": _USAGE,
+}, ("id", "object", "model", "choices"))
+_MODEL = _object({"id": {"type": "string"}, "object": {"const": "model"},
+                  "created": {"type": "integer"}, "owned_by": {"type": "string"}},
+                 ("id", "object"))
+_KEY = _object({
+    "id": {"type": "string"}, "name": {"type": "string"}, "prefix": _NULLABLE_STRING,
+    "models": {"type": "array", "items": {"type": "string"}}, "limits": {"type": "object"},
+    "expires_at": _NULLABLE_STRING, "created_at": _NULLABLE_STRING,
+    "revoked_at": _NULLABLE_STRING, "source": {"type": "string"}, "metadata": {"type": "object"},
+    "key": {"type": "string", "description": "The secret: in the answer to POST only."},
+}, ("id", "name", "models"))
+_TOTALS = _object({name: {"type": "integer"} for name in (
+    "requests", "prompt_tokens", "completion_tokens", "reasoning_tokens", "errors")}
+    | {"cost": {"type": "number"}})
+
+
+def _json(schema: dict, description: str = "OK") -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*statuses: int) -> dict:
+    answers = {str(s): {"$ref": f"#/components/responses/Error{s}"} for s in statuses}
+    return answers | {"default": {"$ref": "#/components/responses/Error"}}
+
+
+def _op(summary: str, responses: dict, *, secured: bool = True, body: dict | None = None,
+        parameters: list | None = None, tag: str = "openai") -> dict:
+    op: dict = {"summary": summary, "tags": [tag], "responses": responses}
+    if not secured:
+        op["security"] = []
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+    if parameters:
+        op["parameters"] = parameters
+    return op
+
+
+def _path_param(name: str, description: str) -> dict:
+    return {"name": name, "in": "path", "required": True, "description": description,
+            "schema": {"type": "string", "minLength": 1}}
+
+
+def _query(name: str, description: str, schema: dict | None = None) -> dict:
+    return {"name": name, "in": "query", "required": False, "description": description,
+            "schema": schema or {"type": "string"}}
+
+
+def _chat_request() -> tuple[dict, dict]:
+    """The request's JSON schema, made as strict as the validator's discriminators.
+
+    The validator picks a message's schema by its role and a part's or tool's by its
+    type; a JSON schema's `oneOf` cannot say "by this field", so the catch-all
+    variants get the values they exclude spelled out, and the variant that exists
+    only to word the error for a missing or unknown role is left out."""
+    chat = CHAT_REQUEST.json_schema(ref_template=_REF)
+    schemas = chat.pop("$defs", {})
+    unknown = _REF.format(model="UnknownRoleMessage")
+    messages = chat["properties"]["messages"]["items"]
+    messages["oneOf"] = [v for v in messages["oneOf"] if v.get("$ref") != unknown]
+    del schemas["UnknownRoleMessage"]
+    schemas["OtherPart"]["properties"]["type"]["not"] = {"enum": ["text", "image_url"]}
+    schemas["OtherTool"]["properties"]["type"]["not"] = {"const": "function"}
+    return chat, schemas
+
+
+def build() -> dict:
+    chat, schemas = _chat_request()
+    key_change = KeyChange.model_json_schema(ref_template=_REF)
+    schemas |= key_change.pop("$defs", {})
+    key_change["properties"] |= {
+        "expires_at": {"anyOf": [{"type": "string", "format": "date"},
+                                 {"type": "number", "minimum": 0, "maximum": 253402300799},
+                                 {"type": "null"}],
+                       "description": "An ISO date or time, or a Unix timestamp."},
+        "expires_in": {"anyOf": [{"type": "string", "pattern": r"^\d{1,6}[smhdw]$"},
+                                 {"type": "null"}],
+                       "description": "A duration: 90m, 12h, 30d, 2w."}}
+    name = key_change["properties"]["name"]["anyOf"][0]  # POST needs a name, and not null
+    key_create = key_change | {"required": ["name"], "title": "KeyCreate",
+                               "properties": key_change["properties"] | {"name": name}}
+    schemas |= {"ChatRequest": chat, "KeyChange": key_change, "KeyCreate": key_create, "Error": _ERROR,
+                "ChatCompletion": _COMPLETION, "Model": _MODEL, "Key": _KEY}
+    ref = {name: {"$ref": _REF.format(model=name)} for name in schemas}
+    admin = {"tag": "admin"}
+    key = [_path_param("key", "The key's id or name.")]
+    paths = {
+        "/v1/chat/completions": {"post": _op(
+            "Create a chat completion on the model the request names.",
+            {"200": {"description": "The completion, or a stream of chunks when `stream` is true.",
+                     "content": {"application/json": {"schema": ref["ChatCompletion"]},
+                                 "text/event-stream": {"schema": {"type": "string"}}}}}
+            | _errors(400, 401, 403, 404, 413, 415, 429, 502, 503, 504),
+            body=ref["ChatRequest"])},
+        "/v1/models": {"get": _op("The models this key may use.", {"200": _json(_object({
+            "object": {"const": "list"}, "data": {"type": "array", "items": ref["Model"]}},
+            ("object", "data")))} | _errors(401))},
+        "/v1/models/{model}": {"get": _op(
+            "One model.", {"200": _json(ref["Model"])} | _errors(401, 404),
+            parameters=[_path_param("model", "The model id, as clients send it.")])},
+        "/healthz": {"get": _op("The process is up.", {"200": _json({"type": "object"})},
+                                secured=False, tag="operations")},
+        "/readyz": {"get": _op("Ready for traffic: 503 while starting or draining.",
+                               {"200": _json({"type": "object"}),
+                                "503": _json({"type": "object"}, "Not ready")},
+                               secured=False, tag="operations")},
+        "/metrics": {"get": _op("Prometheus metrics.", {"200": {
+            "description": "The Prometheus text format.",
+            "content": {"text/plain": {"schema": {"type": "string"}}}}},
+            secured=False, tag="operations")},
+        "/openapi.json": {"get": _op("This document.", {"200": _json({"type": "object"})},
+                                     secured=False, tag="operations")},
+        "/admin/reload": {"post": _op("Read the config again; a bad one is refused.",
+                                      {"200": _json({"type": "object"})} | _errors(400, 401, 403),
+                                      **admin)},
+        "/admin/keys": {
+            "post": _op("Create a key; its secret is in this answer only.",
+                        {"201": _json(ref["Key"], "Created")} | _errors(400, 401, 403, 409),
+                        body=ref["KeyCreate"], **admin),
+            "get": _op("List the keys.", {"200": _json(_object({
+                "object": {"const": "list"}, "data": {"type": "array", "items": ref["Key"]}},
+                ("object", "data")))} | _errors(401, 403),
+                parameters=[_query("revoked", "1 to list revoked keys too.")], **admin)},
+        "/admin/keys/{key}": {
+            "get": _op("One key.", {"200": _json(ref["Key"])} | _errors(401, 403, 404),
+                       parameters=key, **admin),
+            "patch": _op("Change a key's name, models, limits, expiry or metadata.",
+                         {"200": _json(ref["Key"])} | _errors(400, 401, 403, 404, 409),
+                         body=ref["KeyChange"], parameters=key, **admin),
+            "delete": _op("Revoke a key; its record and usage stay.",
+                          {"200": _json(ref["Key"])} | _errors(401, 403, 404),
+                          parameters=key, **admin)},
+        "/admin/usage": {"get": _op("Usage, filtered and grouped.", {"200": _json(_object({
+            "object": {"const": "list"}, "since": {"type": "string"}, "until": {"type": "string"},
+            "by": {"type": "array", "items": {"type": "string"}},
+            "data": {"type": "array", "items": {"type": "object"}}, "totals": _TOTALS},
+            ("object", "data", "totals")))} | _errors(400, 401, 403),
+            parameters=[_query("key", "A key's id or name."), _query("model", "A model alias."),
+                        _query("since", "First day, YYYY-MM-DD.", _DATE),
+                        _query("until", "Last day, YYYY-MM-DD.", _DATE),
+                        _query("by", "Any of day, key, model, comma-separated.",
+                               {"type": "string", "pattern": "^(day|key|model)(,(day|key|model))*$"})],
+            **admin)},
+    }
+    error = {"description": "An OpenAI-shaped error.",
+             "content": {"application/json": {"schema": ref["Error"]}}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "LLM gateway", "version": "1",
+                 "description": "One OpenAI-compatible endpoint in front of many models."},
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "responses": {"Error": error} | {f"Error{s}": error for s in
+                                              (400, 401, 403, 404, 409, 413, 415, 429, 502, 503,
+                                               504)},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+            },
+        },
+        "security": [{"bearer": []}, {"apiKey": []}],
+    }
+
+
+@functools.cache
+def document() -> bytes:
+    return orjson.dumps(build())
+
+
+async def serve(request: Request) -> Response:
+    return Response(document(), media_type="application/json")
