@@ -195,7 +195,8 @@ class ModelSpec(Strict):
     reasoning_field: ReasoningField | None = None
 
 
-Count = Annotated[int, Field(gt=0)]
+# At most 2**53: limits and counters meet in Redis' Lua, whose numbers are doubles.
+Count = Annotated[int, Field(gt=0, le=2**53)]
 
 
 class LimitValues(Strict):
