@@ -21,6 +21,7 @@ import orjson
 from gateway.config import Route
 from gateway.config.compiled import Dialect
 from gateway.errors import UpstreamError
+from gateway.upstream.base import MalformedStream, ResponseTooLarge
 
 # Only a key can match `"name"\s*:` : quotes inside a string are escaped, and a string
 # value is never followed by `:`. A literal first lets the regex engine skip ahead fast.
@@ -115,11 +116,14 @@ class Answer:
 class StreamAdapter:
     """Splits an upstream SSE byte stream into whole events and rewrites them for the client."""
 
-    __slots__ = ("_answer", "_literal", "_model", "_rename", "_rest", "_seen", "_show_usage",
-                 "done", "events", "truncated", "upstream_model", "usage")
+    __slots__ = ("_answer", "_literal", "_max_event", "_model", "_rename", "_rest", "_seen",
+                 "_show_usage", "done", "events", "finished", "truncated", "upstream_model",
+                 "usage")
 
-    def __init__(self, answer: Answer, show_usage: bool = True) -> None:
+    def __init__(self, answer: Answer, show_usage: bool = True,
+                 max_event: int = 64 * 2**20) -> None:
         self._answer = answer
+        self._max_event = max_event  # a partial event is held in memory: this much at most
         self._literal = b'"model":' + orjson.dumps(answer.alias)
         # A regex replacement template: backslashes doubled so the alias is taken literally.
         self._model = self._literal.replace(b"\\", b"\\\\")
@@ -132,6 +136,7 @@ class StreamAdapter:
         self._show_usage = show_usage
         self._rest = b""
         self.done = False
+        self.finished = False  # a choice said why it ended: the answer is whole
         self.truncated = False  # the upstream stopped in the middle of an event
         self.events = 0
         self.upstream_model: str | None = None
@@ -148,9 +153,15 @@ class StreamAdapter:
         end = data.rfind(b"\n\n")
         if end < 0:
             self._rest = data
+            self._check_size()
             return b""
         self._rest = data[end + 2:]
+        self._check_size()
         return self._rewrite(data[:end + 2])
+
+    def _check_size(self) -> None:
+        if len(self._rest) > self._max_event:
+            raise ResponseTooLarge(f"upstream sent an event over the {self._max_event}-byte limit")
 
     def finish(self) -> bytes:
         """What is left when the upstream ends: its last event if it lacked the blank line, and
@@ -173,6 +184,7 @@ class StreamAdapter:
         return tail
 
     def _rewrite(self, events: bytes) -> bytes:
+        _check_json(events)
         self.events += events.count(b"\n\n")
         if self.upstream_model is None:
             match = _MODEL.search(events)
@@ -185,6 +197,7 @@ class StreamAdapter:
         else:
             events = _MODEL.sub(self._model, events)
         if b'"finish_reason":"' in events or b'"finish_reason": "' in events:  # not just nulls
+            self.finished = True
             events = _FINISH.sub(self._finish, events)
         if self._answer.reasoning == "both":
             if b'"reasoning' in events:
@@ -290,6 +303,25 @@ def _each_event(events: bytes, spans, change) -> bytes:
         return events
     out.append(events[position:])
     return b"".join(out)
+
+
+def _check_json(events: bytes) -> None:
+    """Raise MalformedStream unless every event's data is JSON (or `[DONE]`).
+
+    The usual block, `data: {...}` events and nothing else, is checked by shape
+    only: each event's data opens and closes an object. Parsing every event
+    would cost ~6 us per KB of stream; a cut-off or non-JSON event breaks the
+    shape, and only then, or for other lines (comments, fields), is each event
+    parsed. An event with its braces intact and broken JSON inside passes."""
+    block = events[:-14] if events.endswith(b"data: [DONE]\n\n") else events
+    if not block or (block.startswith(b"data: {") and block.endswith(b"}\n\n")
+                     and block.count(b"\n\ndata: ") == block.count(b"}\n\ndata: {")):
+        return
+    for event in events.split(b"\n\n"):
+        data = b"\n".join(line[5:] for line in event.split(b"\n") if line.startswith(b"data:"))
+        if data.strip() and data.strip() != b"[DONE]" and not _is_json(data):
+            raise MalformedStream("upstream sent an event that is not JSON: "
+                                  + data[:80].decode(errors="replace"))
 
 
 def _has_done(events: bytes) -> bool:

@@ -101,7 +101,7 @@ async def _streams(ex: Exchange, target: Target, translation: Translation, answe
     usages: list[dict] = []
 
     async def pump(index: int, body: bytes) -> None:
-        adapter = StreamAdapter(answer, show_usage=True)
+        adapter = StreamAdapter(answer, show_usage=True, max_event=target.provider.max_response_bytes)
         deadline = Deadline(min(limits.first_byte, limits.total), limits.idle, limits.total)
         async with deadline:
             response = await open_upstream(transport, target, body, ex.request_id)

@@ -283,8 +283,15 @@ async def send_completion(ex: Exchange, target: Target, translation: Translation
 async def _stream(ex: Exchange, target: Target, translation: Translation, answer: Answer,
                   first: bytes, chunks: AsyncIterator[bytes], deadline: Deadline, send) -> None:
     """Relay a stream event by event; no fallback once this starts."""
-    adapter = StreamAdapter(answer, show_usage=not translation.hide_usage)
+    adapter = StreamAdapter(answer, show_usage=not translation.hide_usage,
+                            max_event=target.provider.max_response_bytes)
     out = adapter.feed(first)
+    while not out:  # nothing is committed until a whole event is ready: until then, fall back
+        chunk = await anext(chunks, None)
+        if chunk is None:
+            break
+        deadline.touch()
+        out = adapter.feed(chunk)
     ex.target, ex.status, ex.committed = target.name, 200, True
     await send({"type": "http.response.start", "status": 200, "headers": response_headers(
         SSE_HEADERS, ex, target, translation, adapter.upstream_model)})
@@ -306,6 +313,12 @@ async def _stream(ex: Exchange, target: Target, translation: Translation, answer
             await send({"type": "http.response.body", "body": tail, "more_body": True})
         await end_stream(ex, send, UpstreamError(
             "The upstream stream ended in the middle of an event."))
+        return
+    if not adapter.done and not adapter.finished:  # no [DONE], no finish_reason: cut short
+        if tail:
+            await send({"type": "http.response.body", "body": tail, "more_body": True})
+        await end_stream(ex, send, UpstreamError(
+            "The upstream stream ended before the answer did (no finish_reason, no [DONE])."))
         return
     await send({"type": "http.response.body", "body": tail + DONE_EVENT, "more_body": False})
 

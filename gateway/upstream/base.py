@@ -34,6 +34,10 @@ class ResponseTooLarge(TransportError):
     pass
 
 
+class MalformedStream(TransportError):
+    """The upstream's stream holds an event a client could not parse."""
+
+
 class UpstreamResponse(Protocol):
     status: int
     headers: Mapping[str, str]
