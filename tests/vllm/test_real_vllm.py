@@ -145,9 +145,10 @@ def test_a_stream_arrives_in_chunks_with_usage_only_when_asked(fleet, client):
         model="tiny-chat", messages=[{"role": "user", "content": "Count."}], max_tokens=24,
         stream=True, stream_options={"include_usage": True}, extra_body=SAMPLING))
     content = [c for c in chunks if c.choices and c.choices[0].delta.content]
-    # In pieces as vLLM sends them (token by token on an idle machine; a busy one
-    # coalesces a few tokens per event), not as one block.
-    assert len(content) >= 3
+    # In pieces as vLLM sends them, not as one block: token by token on an idle
+    # machine, while a busy one coalesces tokens per event (a CI run saw 24 tokens
+    # arrive in 2 content events), so two events are all that can be asked for.
+    assert len(content) >= 2
     assert {c.model for c in chunks} == {"tiny-chat"}
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 24
 
