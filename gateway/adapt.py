@@ -47,11 +47,13 @@ def estimate_tokens(size: int) -> int:
 class Answer:
     """How one attempt's answer is adapted: the same for a whole answer and for a stream."""
 
-    __slots__ = ("alias", "reasoning", "upstream_reasoning", "finish_map", "prompt_bytes")
+    __slots__ = ("alias", "reasoning", "upstream_reasoning", "finish_map", "prompt_bytes",
+                 "secrets")
 
     def __init__(self, route: Route, dialect: Dialect, prompt_bytes: int,
-                 model: str | None = None) -> None:
+                 model: str | None = None, secrets: tuple[str, ...] = ()) -> None:
         self.alias = model or route.alias  # what the client asked for (a wildcard's full name)
+        self.secrets = tuple(s.encode() for s in secrets)  # the provider's keys: never relayed
         self.reasoning = route.reasoning_field
         self.upstream_reasoning = dialect.profile.reasoning_field
         self.finish_map = {**DEFAULT_FINISH_MAP, **dialect.profile.finish_reasons}
@@ -83,7 +85,7 @@ class Answer:
     def normalized(self, data: bytes) -> tuple[dict, dict, str | None]:
         """The upstream's whole answer in the client's shape, its usage, the upstream's model name."""
         try:
-            answer = orjson.loads(data)
+            answer = orjson.loads(scrub(data, self.secrets))
         except orjson.JSONDecodeError:
             raise UpstreamError("The upstream answered with a body that is not JSON.") from None
         if type(answer) is not dict or type(answer.get("choices")) is not list:
@@ -185,6 +187,7 @@ class StreamAdapter:
 
     def _rewrite(self, events: bytes) -> bytes:
         _check_json(events)
+        events = scrub(events, self._answer.secrets)
         self.events += events.count(b"\n\n")
         if self.upstream_model is None:
             match = _MODEL.search(events)
@@ -303,6 +306,14 @@ def _each_event(events: bytes, spans, change) -> bytes:
         return events
     out.append(events[position:])
     return b"".join(out)
+
+
+def scrub(data: bytes, secrets: tuple[bytes, ...]) -> bytes:
+    """`data` with the provider's keys masked: an upstream may echo the key it was sent."""
+    for secret in secrets:
+        if secret in data:
+            data = data.replace(secret, b"***")
+    return data
 
 
 def _check_json(events: bytes) -> None:

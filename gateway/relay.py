@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator
 import orjson
 
 from gateway import metrics
-from gateway.adapt import DONE_EVENT, Answer, StreamAdapter
+from gateway.adapt import DONE_EVENT, Answer, StreamAdapter, scrub
 from gateway.config import Route, Target
 from gateway.deadline import Deadline
 from gateway.errors import (
@@ -66,6 +66,8 @@ class Failure(Exception):
     def __init__(self, target: Target, reason: str, *, status: int | None = None,
                  timeout: bool = False, retry_after: float | None = None,
                  rejection: Rejected | None = None) -> None:
+        for secret in target.provider.secrets:  # an upstream may echo the key it was sent
+            reason = reason.replace(secret, "***")
         super().__init__(f"{target.name}: {reason}")
         self.status = status
         self.timeout = timeout
@@ -171,7 +173,7 @@ async def _try(ex: Exchange, route: Route, target: Target, payload: dict, runtim
         translation = translate(payload, target, ex.stream)
     except Rejected as rejection:
         raise Failure(target, rejection.message, rejection=rejection) from None
-    answer = Answer(route, target.dialect, prompt_bytes, payload["model"])
+    answer = Answer(route, target.dialect, prompt_bytes, payload["model"], target.provider.secrets)
     transport = runtime.transports[target.provider.name]
     if translation.fanout > 1:
         from gateway.fanout import fan_out
@@ -337,9 +339,7 @@ async def _refusal(target: Target, response: UpstreamResponse) -> Exception:
         body = await response.read(_ERROR_BODY_LIMIT)
     except (TransportError, TimeoutError):
         body = b""
-    message, kind, param, code = _error_fields(body, status)
-    for secret in target.provider.secrets:
-        message = message.replace(secret, "***")
+    message, kind, param, code = _error_fields(scrub(body, _secrets(target)), status)
     if status in _TARGET_FAILURES or status >= 500:
         if status in (401, 403):
             message = "rejected the gateway's credentials for this provider"
@@ -349,6 +349,10 @@ async def _refusal(target: Target, response: UpstreamResponse) -> Exception:
     error.context_overflow = code == "context_length_exceeded" or bool(
         _CONTEXT_OVERFLOW.search(message))
     return error
+
+
+def _secrets(target: Target) -> tuple[bytes, ...]:
+    return tuple(s.encode() for s in target.provider.secrets)
 
 
 def _error_fields(body: bytes, status: int) -> tuple[str, str | None, str | None, str | None]:
