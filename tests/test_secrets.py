@@ -1,0 +1,114 @@
+"""No key leaks: every error path is driven, then every answer and the whole log are scanned.
+
+The secrets: the client keys, the master key, a key made through /admin (its
+secret is in the answer that creates it, and nowhere after), and the upstream
+provider's key, which a misbehaving upstream echoes back in its errors.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.gateway_process import GatewayProcess, free_port
+from tests.upstream import Reply, Upstream, chunk
+
+CLIENT = "sk-secrets-client-0123456789"
+LIMITED = "sk-secrets-limited-0123456789"
+MASTER = "sk-secrets-master-0123456789"
+PROVIDER = "sk-provider-secret-abcdef987654"
+CHAT = "/v1/chat/completions"
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[Upstream]:
+    server = Upstream().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def gateway(upstream, tmp_path_factory) -> Iterator[GatewayProcess]:
+    config = tmp_path_factory.mktemp("secrets") / "routes.yaml"
+    config.write_text(textwrap.dedent(f"""
+        server: {{max_body_bytes: 4KiB}}
+        routing: {{breaker: {{failures: 1000000}}}}
+        providers:
+          up: {{profile: openai, base_url: "{upstream.url}", api_key: "{PROVIDER}"}}
+          gone: {{profile: openai, base_url: "http://127.0.0.1:{free_port()}/v1",
+                  api_key: "{PROVIDER}"}}
+        models:
+          m: {{targets: [{{provider: up, model: m}}]}}
+          unreachable: {{targets: [{{provider: gone, model: m}}]}}
+        keys:
+          client: {{key: "{CLIENT}"}}
+          limited: {{key: "{LIMITED}", limits: {{requests_per_minute: 1}}}}
+    """))
+    with GatewayProcess(config, {"GATEWAY_MASTER_KEY": MASTER}) as process:
+        yield process
+
+
+def body(model: str = "m", stream: bool = False) -> dict:
+    return {"model": model, "stream": stream, "messages": [{"role": "user", "content": "hi"}]}
+
+
+def test_no_secret_in_any_answer_or_in_the_log(gateway, upstream):
+    answers: list[httpx.Response] = []
+    bearer = {"Authorization": f"Bearer {CLIENT}"}
+    master = {"Authorization": f"Bearer {MASTER}"}
+    with httpx.Client(base_url=gateway.url, timeout=30) as http:
+        def send(method: str, path: str, **kwargs) -> httpx.Response:
+            answers.append(http.request(method, path, **kwargs))
+            return answers[-1]
+
+        # Keys that are wrong, missing, or not allowed there.
+        send("POST", CHAT, json=body())
+        send("POST", CHAT, json=body(), headers={"Authorization": f"Bearer {CLIENT}x"})
+        send("POST", CHAT, json=body(), headers={"x-api-key": MASTER[:-1]})
+        send("GET", "/admin/keys", headers=bearer)
+        send("POST", "/admin/reload", headers={"Authorization": f"Bearer {MASTER}0"})
+        # Requests that are wrong.
+        send("POST", CHAT, json=body("nope"), headers=bearer)
+        send("POST", CHAT, content=b"{not json", headers=bearer)
+        send("POST", CHAT, content=b"x" * 10_000, headers=bearer)
+        send("POST", CHAT, content=b"\x1f\x8b", headers={**bearer, "Content-Encoding": "gzip"})
+        # Upstreams that echo the provider key back, in every way they can.
+        leak = f"invalid api key: Bearer {PROVIDER}"
+        for reply in (Reply(status=400, json={"error": {"message": leak, "code": PROVIDER}}),
+                      Reply(status=401, json={"error": {"message": leak}}),
+                      Reply(status=500, json={"error": {"message": leak}}),
+                      Reply(status=503, raw=leak.encode()),
+                      Reply(status=200, json={"error": {"message": leak}})):
+            upstream.then(reply)
+            send("POST", CHAT, json=body(), headers=bearer)
+        upstream.then(Reply(events=[chunk({"model": "m"}, {"content": "a"}),
+                                    {"error": {"message": leak}}]))
+        send("POST", CHAT, json=body(stream=True), headers=bearer)
+        send("POST", CHAT, json=body("unreachable"), headers=bearer)
+        # A limit.
+        for _ in range(2):
+            send("POST", CHAT, json=body(), headers={"Authorization": f"Bearer {LIMITED}"})
+        # Admin: a new key's secret is in the answer that creates it, and nowhere else.
+        created = http.post("/admin/keys", headers=master, json={"name": "made"})
+        assert created.status_code == 201, created.text
+        made = created.json()["key"]
+        send("GET", "/admin/keys", headers=master)
+        send("GET", "/admin/keys/made", headers=master)
+        send("POST", CHAT, json=body(), headers={"Authorization": f"Bearer {made}"})
+        send("DELETE", "/admin/keys/made", headers=master)
+        send("POST", CHAT, json=body(), headers={"Authorization": f"Bearer {made}"})
+        send("GET", "/admin/usage", headers=master)
+        send("GET", "/v1/models", headers=bearer)
+        send("GET", "/metrics")
+
+    statuses = sorted({a.status_code for a in answers})
+    assert statuses == [200, 400, 401, 403, 404, 413, 415, 429, 502], statuses
+    log = gateway.log()
+    for secret in (CLIENT, LIMITED, MASTER, PROVIDER, made):
+        for answer in answers:
+            assert secret not in answer.text, (answer.request.url, answer.text)
+            assert secret not in str(answer.headers), answer.request.url
+        assert secret not in log
