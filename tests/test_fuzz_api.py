@@ -34,7 +34,7 @@ def fuzz_gateway(tmp_path_factory) -> Iterator[GatewayProcess]:
         server: {{max_body_bytes: 256KiB}}
         routing: {{breaker: {{failures: 1000000}}}}
         providers:
-          up: {{profile: openai, base_url: "{upstream.url}/v1", api_key: "sk-upstream-fuzz-secret"}}
+          up: {{profile: openai, base_url: "{upstream.url}", api_key: "sk-upstream-fuzz-secret"}}
           demo: {{profile: demo}}
         models:
           gpt-fuzz: {{targets: [{{provider: up, model: m}}]}}
