@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
+
+if TYPE_CHECKING:
+    from tests.upstream import Upstream
 
 
 def free_port() -> int:
@@ -95,3 +102,25 @@ class GatewayProcess:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def serving(directory: Path, config: str, env: dict[str, str] | None = None
+            ) -> Iterator[GatewayProcess]:
+    """A gateway on `config` (YAML, dedented), written to `directory`/routes.yaml."""
+    path = directory / "routes.yaml"
+    path.write_text(textwrap.dedent(config))
+    with GatewayProcess(path, env) as process:
+        yield process
+
+
+@contextlib.contextmanager
+def upstream_running() -> Iterator[Upstream]:
+    """A loopback OpenAI-compatible upstream (tests/upstream.py) for the block's length."""
+    from tests.upstream import Upstream
+
+    server = Upstream().start()
+    try:
+        yield server
+    finally:
+        server.stop()

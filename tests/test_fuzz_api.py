@@ -12,15 +12,13 @@ long run is `GATEWAY_FUZZ_EXAMPLES=2000 .venv/bin/pytest tests/test_fuzz_api.py`
 from __future__ import annotations
 
 import os
-import textwrap
 from collections.abc import Iterator
 
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from tests.gateway_process import GatewayProcess
-from tests.upstream import Upstream
+from tests.gateway_process import GatewayProcess, serving, upstream_running
 
 MASTER = "sk-fuzz-master-0123456789"
 EXAMPLES = int(os.environ.get("GATEWAY_FUZZ_EXAMPLES", "30"))
@@ -28,9 +26,7 @@ EXAMPLES = int(os.environ.get("GATEWAY_FUZZ_EXAMPLES", "30"))
 
 @pytest.fixture(scope="module")
 def fuzz_gateway(tmp_path_factory) -> Iterator[GatewayProcess]:
-    upstream = Upstream().start()
-    config = tmp_path_factory.mktemp("fuzz") / "routes.yaml"
-    config.write_text(textwrap.dedent(f"""
+    with upstream_running() as upstream, serving(tmp_path_factory.mktemp("fuzz"), f"""
         server: {{max_body_bytes: 256KiB}}
         routing: {{breaker: {{failures: 1000000}}}}
         providers:
@@ -39,10 +35,8 @@ def fuzz_gateway(tmp_path_factory) -> Iterator[GatewayProcess]:
         models:
           gpt-fuzz: {{targets: [{{provider: up, model: m}}]}}
           demo: {{targets: [{{provider: demo, model: demo}}]}}
-    """))
-    with GatewayProcess(config, {"GATEWAY_MASTER_KEY": MASTER}) as gateway:
+    """, {"GATEWAY_MASTER_KEY": MASTER}) as gateway:
         yield gateway
-    upstream.stop()
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import textwrap
 import time
 from collections.abc import Iterator
 
@@ -21,8 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.gateway_process import GatewayProcess
-from tests.upstream import Upstream
+from tests.gateway_process import GatewayProcess, serving, upstream_running
 
 KEY = "sk-fuzz-chat-0123456789"
 EXAMPLES = int(os.environ.get("GATEWAY_FUZZ_EXAMPLES", "30"))
@@ -32,9 +30,7 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory) -> Iterator[GatewayProcess]:
-    upstream = Upstream().start()
-    config = tmp_path_factory.mktemp("fuzz-chat") / "routes.yaml"
-    config.write_text(textwrap.dedent(f"""
+    with upstream_running() as upstream, serving(tmp_path_factory.mktemp("fuzz-chat"), f"""
         server: {{max_body_bytes: 512KiB}}
         routing: {{breaker: {{failures: 1000000}}}}
         providers:
@@ -43,10 +39,8 @@ def gateway(tmp_path_factory) -> Iterator[GatewayProcess]:
           m: {{targets: [{{provider: up, model: m}}]}}
         keys:
           team: {{key: "{KEY}"}}
-    """))
-    with GatewayProcess(config) as process:
+    """) as process:
         yield process
-    upstream.stop()
 
 
 @pytest.fixture(scope="module")

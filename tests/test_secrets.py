@@ -7,13 +7,12 @@ provider's key, which a misbehaving upstream echoes back in its errors.
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.gateway_process import GatewayProcess, free_port
+from tests.gateway_process import GatewayProcess, free_port, serving, upstream_running
 from tests.upstream import Reply, Upstream, chunk
 
 CLIENT = "sk-secrets-client-0123456789"
@@ -25,15 +24,13 @@ CHAT = "/v1/chat/completions"
 
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[Upstream]:
-    server = Upstream().start()
-    yield server
-    server.stop()
+    with upstream_running() as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
 def gateway(upstream, tmp_path_factory) -> Iterator[GatewayProcess]:
-    config = tmp_path_factory.mktemp("secrets") / "routes.yaml"
-    config.write_text(textwrap.dedent(f"""
+    with serving(tmp_path_factory.mktemp("secrets"), f"""
         server: {{max_body_bytes: 4KiB}}
         routing: {{breaker: {{failures: 1000000}}}}
         providers:
@@ -46,8 +43,7 @@ def gateway(upstream, tmp_path_factory) -> Iterator[GatewayProcess]:
         keys:
           client: {{key: "{CLIENT}"}}
           limited: {{key: "{LIMITED}", limits: {{requests_per_minute: 1}}}}
-    """))
-    with GatewayProcess(config, {"GATEWAY_MASTER_KEY": MASTER}) as process:
+    """, {"GATEWAY_MASTER_KEY": MASTER}) as process:
         yield process
 
 

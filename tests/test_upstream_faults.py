@@ -8,7 +8,6 @@ Before a stream's first byte reaches the client a fault is an HTTP error (502, o
 from __future__ import annotations
 
 import json
-import textwrap
 import time
 from collections.abc import Iterator
 
@@ -17,8 +16,7 @@ import pytest
 
 from tests import faulty_upstream as faults
 from tests.conftest import assert_openai_error
-from tests.gateway_process import GatewayProcess, wait_for
-from tests.upstream import Upstream
+from tests.gateway_process import GatewayProcess, serving, upstream_running, wait_for
 
 KEY = "sk-faults-tests-0123456789"
 SECRET = "sk-upstream-faults-secret-77"
@@ -34,9 +32,7 @@ def faulty() -> Iterator[faults.FaultyUpstream]:
 
 @pytest.fixture(scope="module")
 def fault_gateway(faulty, tmp_path_factory) -> Iterator[GatewayProcess]:
-    healthy = Upstream().start()
-    config = tmp_path_factory.mktemp("faults") / "routes.yaml"
-    config.write_text(textwrap.dedent(f"""
+    with upstream_running() as healthy, serving(tmp_path_factory.mktemp("faults"), f"""
         routing: {{breaker: {{failures: 1000000}}}}
         providers:
           faulty:
@@ -51,10 +47,8 @@ def fault_gateway(faulty, tmp_path_factory) -> Iterator[GatewayProcess]:
           good: {{targets: [{{provider: healthy, model: m}}]}}
         keys:
           team: {{key: "{KEY}", limits: {{in_flight: 1}}}}
-    """))
-    with GatewayProcess(config) as gateway:
+    """) as gateway:
         yield gateway
-    healthy.stop()
 
 
 @pytest.fixture
