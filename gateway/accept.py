@@ -6,7 +6,8 @@ import random
 import re
 from dataclasses import dataclass
 
-from gateway.errors import ClientDisconnected, PayloadTooLarge, UnsupportedMediaType
+from gateway.deadline import Deadline
+from gateway.errors import ClientDisconnected, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
 
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
 
@@ -60,8 +61,16 @@ def read_headers(scope: dict) -> Incoming:
     )
 
 
-async def read_body(receive, incoming: Incoming, limit: int) -> bytes:
-    """The whole body, refusing it as soon as it is known to exceed `limit`."""
+async def read_body(receive, incoming: Incoming, limit: int, timeout: float) -> bytes:
+    """The whole body within `timeout` seconds, refused as soon as it is known to exceed `limit`."""
+    try:
+        async with Deadline(timeout, timeout, timeout):
+            return await _read_body(receive, incoming, limit)
+    except TimeoutError:
+        raise RequestTimeout(f"The request body did not arrive within {timeout:g}s.") from None
+
+
+async def _read_body(receive, incoming: Incoming, limit: int) -> bytes:
     if incoming.content_encoding not in (None, b"identity"):
         raise UnsupportedMediaType(
             "Compressed request bodies are not accepted; send the JSON body uncompressed.",

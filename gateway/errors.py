@@ -58,6 +58,12 @@ class PayloadTooLarge(GatewayError):
     code = "request_too_large"
 
 
+class RequestTimeout(GatewayError):
+    status = 408
+    type = "invalid_request_error"
+    code = "request_timeout"
+
+
 class UnsupportedMediaType(GatewayError):
     status = 415
     type = "invalid_request_error"

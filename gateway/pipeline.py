@@ -36,7 +36,7 @@ class ChatCompletions:
         try:
             principal = await authenticate(config.master_digest, runtime.keyring, incoming.key)
             ex.key_name = principal.name
-            body = await read_body(receive, incoming, config.max_body_bytes)
+            body = await read_body(receive, incoming, config.max_body_bytes, config.body_timeout)
             payload = validate_chat(body)
             if config.log_prompts:
                 ex.messages = payload["messages"]

@@ -256,6 +256,7 @@ class Config:
     digest: str
     created: int
     max_body_bytes: int
+    body_timeout: float
     providers: Mapping[str, Provider]
     routes: Mapping[str, Route]
     keys: Mapping[str, KeyRecord] = field(repr=False)  # declared in the file, by SHA-256 (hex)

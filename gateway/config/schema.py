@@ -83,6 +83,8 @@ ReasoningField = Literal["reasoning_content", "reasoning", "both"]
 
 class ServerSpec(Strict):
     max_body_bytes: ByteSize = 32 * 2**20
+    # Seconds a client has to send its whole request body (a slow sender holds a connection).
+    body_timeout: Seconds = 30.0
     # Where clients find reasoning text, whichever field the upstream used.
     reasoning_field: ReasoningField = "reasoning_content"
     # What to do with an OpenAI parameter the target's profile does not support.
