@@ -101,6 +101,19 @@ def mid_stream_reset(conn: socket.socket) -> None:
     conn.close()
 
 
+firehose_sent = [0]  # bytes `firehose` got into the socket so far
+
+
+def firehose(conn: socket.socket) -> None:
+    """A stream as fast as the socket takes it, for as long as the caller reads (or 1 GB)."""
+    firehose_sent[0] = 0
+    conn.sendall(_head("200 OK", "text/event-stream"))
+    block = EVENT * 64
+    while firehose_sent[0] < 2**30:
+        conn.sendall(block)
+        firehose_sent[0] += len(block)
+
+
 _mid_stream = threading.Event()  # the client has the first events: go on with the fault
 
 

@@ -8,6 +8,7 @@ Before a stream's first byte reaches the client a fault is an HTTP error (502, o
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections.abc import Iterator
 
@@ -120,3 +121,35 @@ def test_fault_mid_stream_ends_with_an_error_event_and_done(http, faulty, fault_
     assert words in error["message"] and error["type"]
     assert all(json.loads(e) for e in events[:-1])  # every event the client got parses
     assert_let_go(http, faulty, fault_gateway.log())
+
+
+def rss_mb(pid: int) -> float:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_a_client_that_stops_reading_holds_the_upstream_back(faulty, fault_gateway):
+    """Back-pressure: the gateway reads from the upstream only as fast as the client reads,
+    so a stalled client costs a few socket buffers, not the whole stream in memory."""
+    faulty.fault = faults.firehose
+    before = rss_mb(fault_gateway.process.pid)
+    body = json.dumps({"model": "broken", "stream": True,
+                       "messages": [{"role": "user", "content": "hi"}]}).encode()
+    with socket.create_connection(("127.0.0.1", fault_gateway.port), timeout=10) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        sock.sendall(f"POST /v1/chat/completions HTTP/1.1\r\nHost: g\r\nAuthorization: Bearer "
+                     f"{KEY}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}"
+                     f"\r\n\r\n".encode() + body)
+        assert b"200 OK" in sock.recv(4096)  # the stream started; now this client stops reading
+        samples = [-1]
+
+        def upstream_held_back() -> bool:
+            samples.append(faults.firehose_sent[0])
+            return samples[-1] == samples[-2] and samples[-1] > 0
+
+        wait_for(upstream_held_back, 20, "the upstream to be held back", interval=0.5)
+        assert samples[-1] < 64 * 2**20, f"{samples[-1]} bytes read from the upstream"
+        assert rss_mb(fault_gateway.process.pid) - before < 64
+    wait_for(lambda: faulty.open == 0, 10, "the upstream connection to close after the client")
