@@ -114,6 +114,7 @@ def serve_forever(config: Config, args: argparse.Namespace) -> int:
     import uvicorn
 
     from gateway.logs import setup_logging
+    from gateway.serve_protocol import HEADER_TIMEOUT_ENV, GatewayHttpProtocol
 
     setup_logging(args.log_level, args.log_format)
     # Workers are separate processes: they find the (already validated) config and
@@ -121,6 +122,7 @@ def serve_forever(config: Config, args: argparse.Namespace) -> int:
     os.environ["GATEWAY_CONFIG"] = str(config.source.resolve())
     os.environ["GATEWAY_LOG_LEVEL"] = args.log_level
     os.environ["GATEWAY_LOG_FORMAT"] = args.log_format
+    os.environ[HEADER_TIMEOUT_ENV] = str(config.header_timeout)
     if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Workers are processes: their metrics meet in files, and /metrics adds them up.
         directory = tempfile.mkdtemp(prefix="gateway-metrics-")
@@ -132,7 +134,7 @@ def serve_forever(config: Config, args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers,
         loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
-        http="httptools" if importlib.util.find_spec("httptools") else "h11",
+        http=GatewayHttpProtocol,
         log_config=None,
         log_level=args.log_level,
         access_log=False,

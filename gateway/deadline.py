@@ -18,13 +18,16 @@ TICK = 0.025  # how late a timeout may fire, at most
 
 
 class _Ticker:
-    """Checks the open deadlines of one loop; runs only while there are some."""
+    """Checks the open deadlines of one loop; runs only while there are some.
+
+    A deadline is any object with `_when()` (the loop time it is due) and
+    `_expire()`: attempts here, and request heads in serve_protocol.py."""
 
     __slots__ = ("armed", "deadlines", "loop")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.deadlines: set[Deadline] = set()
+        self.deadlines: set = set()
         self.armed = False
 
     def add(self, deadline: Deadline) -> None:
@@ -47,7 +50,7 @@ class _Ticker:
 _ticker: _Ticker | None = None
 
 
-def _ticker_of(loop: asyncio.AbstractEventLoop) -> _Ticker:
+def ticker_of(loop: asyncio.AbstractEventLoop) -> _Ticker:
     global _ticker
     if _ticker is None or _ticker.loop is not loop:  # a new loop: tests, or a restart
         _ticker = _Ticker(loop)
@@ -64,7 +67,7 @@ class Deadline:
         self._idle = idle
         self._last = now + first_byte - idle  # until the first byte, the first-byte limit holds
         self._task: asyncio.Task | None = None
-        self._ticker = _ticker_of(self._loop)
+        self._ticker = ticker_of(self._loop)
         self.expired = False
         self.phase = "first_byte"
 

@@ -1,15 +1,17 @@
-"""Clients that misbehave: a body that never finishes arriving, and one sent a byte at a time."""
+"""Clients that misbehave: connections that never send a request, headers or a body that
+never finish arriving."""
 
 from __future__ import annotations
 
 import json
+import os
 import socket
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from tests.gateway_process import GatewayProcess, serving
+from tests.gateway_process import GatewayProcess, serving, wait_for
 
 KEY = "sk-slow-clients-0123456789"
 
@@ -17,7 +19,7 @@ KEY = "sk-slow-clients-0123456789"
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory) -> Iterator[GatewayProcess]:
     with serving(tmp_path_factory.mktemp("slow"), f"""
-        server: {{body_timeout: 1}}
+        server: {{body_timeout: 1, header_timeout: 1}}
         providers:
           demo: {{profile: demo}}
         models:
@@ -71,3 +73,51 @@ def test_a_body_sent_slowly_but_in_time_is_answered(gateway):
         status, answer = read_answer(sock)
     assert status == 200, answer
     assert answer["choices"][0]["message"]["content"]
+
+
+def closed_by_peer(sock: socket.socket) -> bool:
+    try:
+        return sock.recv(1) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+def open_descriptors(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_idle_connections_are_closed_and_do_not_block_others(gateway):
+    before = open_descriptors(gateway.process.pid)
+    idle = [socket.create_connection(("127.0.0.1", gateway.port)) for _ in range(300)]
+    try:
+        body = json.dumps({"model": "demo", "messages": [{"role": "user", "content": "hi"}]})
+        with socket.create_connection(("127.0.0.1", gateway.port), timeout=5) as sock:
+            sock.sendall(request_head(len(body)) + body.encode())
+            assert read_answer(sock)[0] == 200  # served while 300 connections sit idle
+        for sock in idle:
+            sock.setblocking(False)
+        wait_for(lambda: all(closed_by_peer(s) for s in idle), 10,
+                 "the gateway to close connections that sent no request")
+        wait_for(lambda: open_descriptors(gateway.process.pid) <= before + 5, 10,
+                 "the gateway to release their descriptors")
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+def test_headers_sent_a_byte_at_a_time_are_cut_off(gateway):
+    head = request_head(2)
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=5) as sock:
+        started = time.monotonic()
+        sent = 0
+        try:
+            while sent < len(head):
+                sock.sendall(head[sent:sent + 1])
+                sent += 1
+                time.sleep(0.1)  # the slow client itself, not a wait in the test
+        except OSError:
+            pass  # the gateway closed the connection
+        assert sent < len(head)
+        assert time.monotonic() - started < 5

@@ -257,6 +257,7 @@ class Config:
     created: int
     max_body_bytes: int
     body_timeout: float
+    header_timeout: float
     providers: Mapping[str, Provider]
     routes: Mapping[str, Route]
     keys: Mapping[str, KeyRecord] = field(repr=False)  # declared in the file, by SHA-256 (hex)

@@ -85,6 +85,9 @@ class ServerSpec(Strict):
     max_body_bytes: ByteSize = 32 * 2**20
     # Seconds a client has to send its whole request body (a slow sender holds a connection).
     body_timeout: Seconds = 30.0
+    # Seconds a connection has to send a request's headers, from when it opens or its last
+    # answer ended; then it is closed (idle and slow connections would hold descriptors).
+    header_timeout: Seconds = 10.0
     # Where clients find reasoning text, whichever field the upstream used.
     reasoning_field: ReasoningField = "reasoning_content"
     # What to do with an OpenAI parameter the target's profile does not support.

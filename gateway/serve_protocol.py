@@ -1,0 +1,57 @@
+"""uvicorn's httptools protocol with a deadline for each request's headers.
+
+uvicorn closes a keep-alive connection that stays idle after an answer, but
+not one that never sends a request, nor one that sends its headers a byte at
+a time: thousands of those would hold the gateway's file descriptors for
+ever. Here a connection has `GATEWAY_HEADER_TIMEOUT` seconds (server.header_timeout,
+set by `gateway serve`) from when it opens, or from its last answer, to send a
+whole request head; then it is closed.
+"""
+
+from __future__ import annotations
+
+import os
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from gateway.deadline import ticker_of
+
+HEADER_TIMEOUT_ENV = "GATEWAY_HEADER_TIMEOUT"
+
+
+class GatewayHttpProtocol(HttpToolsProtocol):
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.header_timeout = float(os.environ.get(HEADER_TIMEOUT_ENV, "10"))
+        self._head_due = 0.0
+        # The deadlines' shared ticker, not a timer per request: a set insert and removal.
+        self._ticker = ticker_of(self.loop)
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self._await_head()
+
+    def on_headers_complete(self) -> None:
+        self._ticker.deadlines.discard(self)
+        super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        # Not while a pipelined request, its head already read, is being answered.
+        if not self.transport.is_closing() and (self.cycle is None or self.cycle.response_complete):
+            self._await_head()
+
+    def connection_lost(self, exc) -> None:
+        self._ticker.deadlines.discard(self)
+        super().connection_lost(exc)
+
+    def _await_head(self) -> None:
+        self._head_due = self.loop.time() + self.header_timeout
+        self._ticker.add(self)
+
+    def _when(self) -> float:  # for the ticker
+        return self._head_due
+
+    def _expire(self) -> None:  # for the ticker: the head is late
+        if not self.transport.is_closing():
+            self.transport.close()
