@@ -5,7 +5,8 @@ not one that never sends a request, nor one that sends its headers a byte at
 a time: thousands of those would hold the gateway's file descriptors for
 ever. Here a connection has `GATEWAY_HEADER_TIMEOUT` seconds (server.header_timeout,
 set by `gateway serve`) from when it opens, or from its last answer, to send a
-whole request head; then it is closed.
+whole request head; then it is closed. A head larger than `MAX_HEAD_BYTES`
+is refused with a 431 (httptools itself takes any size).
 """
 
 from __future__ import annotations
@@ -17,6 +18,12 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from gateway.deadline import ticker_of
 
 HEADER_TIMEOUT_ENV = "GATEWAY_HEADER_TIMEOUT"
+MAX_HEAD_BYTES = 64 * 1024  # request line and headers; nginx's default allows 32 KiB
+_TOO_LARGE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
+              b"connection: close\r\ncontent-length: %d\r\n\r\n%s")
+_TOO_LARGE_BODY = (b'{"error":{"message":"The request headers are larger than this gateway '
+                   b'accepts (65536 bytes).","type":"invalid_request_error","param":null,'
+                   b'"code":"headers_too_large"}}')
 
 
 class GatewayHttpProtocol(HttpToolsProtocol):
@@ -24,6 +31,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self.header_timeout = float(os.environ.get(HEADER_TIMEOUT_ENV, "10"))
         self._head_due = 0.0
+        self._head_bytes = 0  # received of the head being read; -1 once it is complete
         # The deadlines' shared ticker, not a timer per request: a set insert and removal.
         self._ticker = ticker_of(self.loop)
 
@@ -31,8 +39,20 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self._await_head()
 
+    def data_received(self, data: bytes) -> None:
+        reading_head = self._head_bytes >= 0
+        super().data_received(data)
+        # Still in the head after this data: all of it was head (a body after a complete
+        # head does not count).
+        if reading_head and self._head_bytes >= 0 and not self.transport.is_closing():
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self.transport.write(_TOO_LARGE % (len(_TOO_LARGE_BODY), _TOO_LARGE_BODY))
+                self.transport.close()
+
     def on_headers_complete(self) -> None:
         self._ticker.deadlines.discard(self)
+        self._head_bytes = -1
         super().on_headers_complete()
 
     def on_response_complete(self) -> None:
@@ -46,6 +66,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def _await_head(self) -> None:
+        self._head_bytes = 0
         self._head_due = self.loop.time() + self.header_timeout
         self._ticker.add(self)
 

@@ -121,3 +121,32 @@ def test_headers_sent_a_byte_at_a_time_are_cut_off(gateway):
             pass  # the gateway closed the connection
         assert sent < len(head)
         assert time.monotonic() - started < 5
+
+
+def test_headers_too_large_are_a_431(gateway):
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=5) as sock:
+        try:
+            sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: g\r\nX-Big: "
+                         + b"a" * 1_000_000 + b"\r\n\r\n")
+        except OSError:
+            pass  # the gateway answered and closed before taking it all
+        status, answer = read_answer(sock)
+    assert status == 431
+    assert answer["error"]["code"] == "headers_too_large"
+
+
+def test_large_headers_within_the_limit_are_served(gateway):
+    body = json.dumps({"model": "demo", "messages": [{"role": "user", "content": "hi"}]})
+    head = request_head(len(body)).replace(b"\r\n\r\n", b"\r\nX-Trace: " + b"t" * 30_000
+                                           + b"\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=5) as sock:
+        sock.sendall(head + body.encode())
+        assert read_answer(sock)[0] == 200
+
+
+def test_a_large_body_sent_with_its_head_is_not_mistaken_for_a_large_head(gateway):
+    text = "x" * 300_000
+    body = json.dumps({"model": "demo", "messages": [{"role": "user", "content": text}]})
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=5) as sock:
+        sock.sendall(request_head(len(body)) + body.encode())
+        assert read_answer(sock)[0] == 200
