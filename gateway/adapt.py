@@ -13,6 +13,7 @@ event at once, and JSON is parsed only for the rare event that must change shape
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 
@@ -53,7 +54,7 @@ class Answer:
     def __init__(self, route: Route, dialect: Dialect, prompt_bytes: int,
                  model: str | None = None, secrets: tuple[str, ...] = ()) -> None:
         self.alias = model or route.alias  # what the client asked for (a wildcard's full name)
-        self.secrets = tuple(s.encode() for s in secrets)  # the provider's keys: never relayed
+        self.secrets = encoded(secrets)  # the provider's keys: never relayed
         self.reasoning = route.reasoning_field
         self.upstream_reasoning = dialect.profile.reasoning_field
         self.finish_map = {**DEFAULT_FINISH_MAP, **dialect.profile.finish_reasons}
@@ -306,6 +307,12 @@ def _each_event(events: bytes, spans, change) -> bytes:
         return events
     out.append(events[position:])
     return b"".join(out)
+
+
+@functools.cache
+def encoded(secrets: tuple[str, ...]) -> tuple[bytes, ...]:
+    """A provider's keys as bytes, made once per provider rather than per attempt."""
+    return tuple(s.encode() for s in secrets)
 
 
 def scrub(data: bytes, secrets: tuple[bytes, ...]) -> bytes:

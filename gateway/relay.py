@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator
 import orjson
 
 from gateway import metrics
-from gateway.adapt import DONE_EVENT, Answer, StreamAdapter, scrub
+from gateway.adapt import DONE_EVENT, Answer, StreamAdapter, encoded, scrub
 from gateway.config import Route, Target
 from gateway.deadline import Deadline
 from gateway.errors import (
@@ -339,7 +339,8 @@ async def _refusal(target: Target, response: UpstreamResponse) -> Exception:
         body = await response.read(_ERROR_BODY_LIMIT)
     except (TransportError, TimeoutError):
         body = b""
-    message, kind, param, code = _error_fields(scrub(body, _secrets(target)), status)
+    message, kind, param, code = _error_fields(scrub(body, encoded(target.provider.secrets)),
+                                               status)
     if status in _TARGET_FAILURES or status >= 500:
         if status in (401, 403):
             message = "rejected the gateway's credentials for this provider"
@@ -349,10 +350,6 @@ async def _refusal(target: Target, response: UpstreamResponse) -> Exception:
     error.context_overflow = code == "context_length_exceeded" or bool(
         _CONTEXT_OVERFLOW.search(message))
     return error
-
-
-def _secrets(target: Target) -> tuple[bytes, ...]:
-    return tuple(s.encode() for s in target.provider.secrets)
 
 
 def _error_fields(body: bytes, status: int) -> tuple[str, str | None, str | None, str | None]:
