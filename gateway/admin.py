@@ -27,7 +27,14 @@ from gateway.config import ConfigError
 from gateway.config.load import digest_key
 from gateway.config.schema import LimitsSpec
 from gateway.endpoints import error_response, json_response
-from gateway.errors import Forbidden, GatewayError, InvalidRequest, NotFound, Unauthorized
+from gateway.errors import (
+    Forbidden,
+    GatewayError,
+    InvalidRequest,
+    NotFound,
+    ServiceUnavailable,
+    Unauthorized,
+)
 from gateway.keys import new_id, new_secret, visible_prefix
 from gateway.store.base import KeyConflict, KeyRecord, StoreUnavailable, UsageRow
 
@@ -68,7 +75,9 @@ def admin(handler):
         except GatewayError as error:
             return error_response(error)
         except StoreUnavailable:
-            return error_response(GatewayError("The key store is unreachable; try again shortly."))
+            return error_response(ServiceUnavailable(
+                "The key store is unreachable; try again shortly.", code="store_unavailable",
+                headers={"retry-after": "1"}))
     endpoint.__name__ = handler.__name__
     return endpoint
 

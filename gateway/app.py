@@ -27,6 +27,7 @@ from gateway.logs import REQUEST_ID, log, setup_logging
 from gateway.pipeline import ChatCompletions
 from gateway.reload import Reloader
 from gateway.runtime import start_runtime, stop_runtime
+from gateway.store.base import StoreUnavailable
 
 CONFIG_ENV = "GATEWAY_CONFIG"
 CHAT_PATHS = ("/v1/chat/completions", "/chat/completions")
@@ -59,6 +60,14 @@ def create_app(config: Config | None = None) -> Gateway:
     return Gateway(config)
 
 
+async def _warn_of_store_risks(store) -> None:
+    try:
+        for risk in await store.risks():
+            log.warning(risk)
+    except StoreUnavailable:
+        pass  # not reachable now: admission reports that as it happens
+
+
 def _starlette(config: Config) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette):
@@ -77,6 +86,7 @@ def _starlette(config: Config) -> Starlette:
         app.state.drain = Drain()
         app.state.drain.install(loop, config.drain_seconds)
         heap.settle()
+        checking = asyncio.create_task(_warn_of_store_risks(app.state.runtime.store))
         log.info("gateway ready", extra={"fields": {
             "config": str(config.source), "config_hash": config.digest,
             "models": len(config.routes), "providers": len(config.providers)}})
@@ -85,6 +95,7 @@ def _starlette(config: Config) -> Starlette:
         finally:
             if watcher is not None:
                 watcher.cancel()
+            checking.cancel()
             await reloader.stop()
             await stop_runtime(app.state.runtime)
 

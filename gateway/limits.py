@@ -128,11 +128,13 @@ def rate_headers(verdict: Verdict) -> dict[str, str]:
 
 
 class Limiter:
-    def __init__(self, config: Config, store: Store, fallback: Store, keyring=None) -> None:
+    def __init__(self, config: Config, store: Store, fallback: Store, keyring=None,
+                 recorder=None) -> None:
         self.config = config
         self.store = store
         self.fallback = fallback  # this process's own counters, for fail-open
         self.keyring = keyring
+        self.recorder = recorder
         self.defaults = config.limits
         self._warned_at = 0.0
         # Merged limits by (key id, model): (the key's record, key-wide, per-model); rebuilt
@@ -185,6 +187,9 @@ class Limiter:
             metrics.child(metrics.STORE_DURATION, "admit").observe(time.perf_counter() - started)
         except StoreUnavailable as exc:
             metrics.child(metrics.STORE_ERRORS, "admit").inc()
+            leases = [(principal.key_id, c.scope, request_id) for c in checks if c.kind == "lease"]
+            if leases and self.recorder is not None:  # the store may have taken them all the same
+                self.recorder.release(leases)
             if self.config.store.on_failure == "fail-closed":
                 raise ServiceUnavailable(
                     "Rate limits cannot be checked right now; try again shortly.",

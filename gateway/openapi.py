@@ -71,6 +71,8 @@ def _op(summary: str, responses: dict, *, secured: bool = True, body: dict | Non
     op: dict = {"summary": summary, "tags": [tag], "responses": responses}
     if not secured:
         op["security"] = []
+    else:  # a key is looked up in the store, which may be unreachable
+        responses.setdefault("503", {"$ref": "#/components/responses/Error"})
     if body is not None:
         op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
     if parameters:

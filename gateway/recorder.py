@@ -7,7 +7,9 @@ back, so no usage record of a completed request is lost while the process
 lives; each carries this process's running number, so one whose write
 succeeded but whose reply was lost is not counted twice when retried.
 The same task renews the in-flight leases of requests still running, so a
-lease expires only when its replica is gone.
+lease expires only when its replica is gone, and gives back the leases of
+admissions whose answer was lost (Redis may have applied them all the same):
+otherwise a key with an in-flight limit would stay locked out until they expired.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class Recorder:
         self.store = store
         self.queue: deque[Settlement] = deque()
         self.leases: dict[str, list[tuple[str, str, str]]] = {}  # request id -> its leases
+        self.doubtful: list[tuple[str, str, str]] = []  # leases to give back
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._numbers = itertools.count(1)
@@ -42,7 +45,7 @@ class Recorder:
     async def stop(self, timeout: float = 5.0) -> None:
         """Write what is queued (for up to `timeout` seconds), then stop."""
         deadline = time.monotonic() + timeout
-        while self.queue and time.monotonic() < deadline:
+        while (self.queue or self.doubtful) and time.monotonic() < deadline:
             self._wake.set()
             await asyncio.sleep(0.02)
         for task in self._tasks:
@@ -55,6 +58,12 @@ class Recorder:
     def hold(self, request_id: str, leases: list[tuple[str, str, str]]) -> None:
         if leases:
             self.leases[request_id] = leases
+
+    def release(self, leases: list[tuple[str, str, str]]) -> None:
+        """Give back these leases (key id, scope, request id) once the store answers."""
+        if len(self.doubtful) < MAX_QUEUED:
+            self.doubtful.extend(leases)
+            self._wake.set()
 
     def number(self) -> int:
         """The next settlement's running number (this process's own)."""
@@ -73,10 +82,15 @@ class Recorder:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self.queue:
-                batch = [self.queue[i] for i in range(min(BATCH, len(self.queue)))]
-                started = time.perf_counter()
+            while self.queue or self.doubtful:
                 try:
+                    if self.doubtful:
+                        leases = self.doubtful[:BATCH]
+                        await self.store.release(leases)
+                        del self.doubtful[:len(leases)]
+                        continue
+                    batch = [self.queue[i] for i in range(min(BATCH, len(self.queue)))]
+                    started = time.perf_counter()
                     await self.store.settle(batch, time.time())
                     metrics.child(metrics.STORE_DURATION, "settle").observe(
                         time.perf_counter() - started)

@@ -59,7 +59,7 @@ def start_runtime(config: Config, previous: Runtime | None = None) -> Runtime:
     keyring = KeyRing(config, store, cache)
     if previous is None:
         store.on_key_change(keyring.forget)  # the cache is shared by later key rings
-    limiter = Limiter(config, store, fallback, keyring)
+    limiter = Limiter(config, store, fallback, keyring, recorder)
     return Runtime(config, transports, store, health, keyring, limiter, recorder, fallback)
 
 

@@ -83,9 +83,14 @@ class RedisServer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def flush(self) -> None:
+        assert self.command("FLUSHALL") == b"+OK"
+
+    def command(self, *args: str) -> bytes:
+        """One command on its own connection; the first line of the answer."""
         with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
-            s.sendall(b"FLUSHALL\r\n")
-            assert s.recv(64).startswith(b"+OK")
+            s.sendall(f"*{len(args)}\r\n".encode()
+                      + b"".join(f"${len(a)}\r\n{a}\r\n".encode() for a in args))
+            return s.recv(4096).split(b"\r\n", 1)[0]
 
 
 def cluster_port() -> int:

@@ -175,6 +175,21 @@ def test_leases_of_running_requests_can_be_renewed(make_store):
     run(scenario())
 
 
+def test_a_lease_whose_admission_answer_was_lost_can_be_given_back(make_store):
+    lease = Check("in_flight", "lease", limit=1)
+
+    async def scenario():
+        store = make_store()
+        assert (await admit(store, lease, request_id="lost")).allowed
+        await store.release([("k1", "", "never-admitted"), ("k1", "", "lost")])
+        assert (await admit(store, lease, request_id="next")).allowed
+        await store.release([("k1", "", "lost")])  # again: nothing changes
+        assert not (await admit(store, lease, request_id="other")).allowed
+        await store.close()
+
+    run(scenario())
+
+
 def test_admission_is_all_or_nothing(make_store):
     lease = Check("in_flight", "lease", limit=1)
 

@@ -131,6 +131,9 @@ class Store(Protocol):
 
     async def close(self) -> None: ...
 
+    async def risks(self) -> list[str]:
+        """Settings of the store that put usage or limits at risk, for a warning at start."""
+
     async def get_key(self, digest: str) -> KeyRecord | None:
         """The key whose secret hashes to `digest` (hex), revoked or not."""
 
@@ -151,6 +154,10 @@ class Store(Protocol):
 
     async def renew(self, leases: list[tuple[str, str, str]], ttl: float, now: float) -> None:
         """Extend the in-flight leases (key id, scope, request id) of requests still running."""
+
+    async def release(self, leases: list[tuple[str, str, str]]) -> None:
+        """Drop in-flight leases (key id, scope, request id): those an admission may have taken
+        although its answer was lost. Dropping one that was never taken does nothing."""
 
     async def usage(self, since: str, until: str) -> list[UsageRow]:
         """Usage rows of every key and model for the UTC days since..until, inclusive."""

@@ -185,6 +185,13 @@ class MemoryStore:
             if request_id in held:
                 held[request_id] = now + ttl
 
+    async def risks(self) -> list[str]:
+        return []
+
+    async def release(self, leases: list[tuple[str, str, str]]) -> None:
+        for key_id, scope, request_id in leases:
+            self.leases.get((key_id, scope, "in_flight", ""), {}).pop(request_id, None)
+
     async def usage(self, since: str, until: str) -> list[UsageRow]:
         return [UsageRow(key_id, model, day, **{k: (round(v, 6) if k == "cost" else int(v))
                                                 for k, v in row.items()})

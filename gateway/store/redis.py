@@ -155,6 +155,17 @@ class RedisStore:
         except (TimeoutError, RedisError, OSError):
             return False
 
+    async def risks(self) -> list[str]:
+        """An eviction policy lets a full Redis drop usage records and limit counters
+        (they all have TTLs, so the volatile-* policies too): only noeviction is safe."""
+        info = await self._call(self.redis.info("memory"))
+        nodes = [info] if "maxmemory_policy" in info else [
+            i for i in info.values() if isinstance(i, dict)]  # a Cluster: node by node
+        policies = sorted({n.get("maxmemory_policy", "noeviction") for n in nodes}
+                          - {"noeviction"})
+        return [f"redis maxmemory-policy is {p}: when Redis is full it drops keys, usage "
+                "records and limit counters among them; set it to noeviction" for p in policies]
+
     async def close(self) -> None:
         if self._subscriber is not None:
             self._subscriber.cancel()
@@ -338,6 +349,14 @@ class RedisStore:
             await asyncio.gather(*(self._script(self._renew, RENEW, k, a) for k, a in calls))
 
         if by_key:
+            await self._call(run())
+
+    async def release(self, leases: list[tuple[str, str, str]]) -> None:
+        async def run() -> None:  # ZREM needs no script: one command per lease, sent together
+            await asyncio.gather(*(self._command("ZREM", self._k(key_id, "l", scope), request_id)
+                                   for key_id, scope, request_id in leases))
+
+        if leases:
             await self._call(run())
 
     async def usage(self, since: str, until: str) -> list[UsageRow]:

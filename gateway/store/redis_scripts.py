@@ -13,6 +13,9 @@ Times are milliseconds; rates are GCRA (a theoretical arrival time per limit).
 # ...] (one argument, not five a check: packing arguments is what a call costs the client).
 # Returns {"invalid"}, {"denied", i, retry_after, remaining, reset}, or
 # {"ok", remaining_1, reset_1, ...}. Numbers go back as strings (Lua would truncate them).
+# Nothing is written before every check has passed, and the first write is one that grows
+# memory: so a full Redis (maxmemory, no eviction) refuses the whole admission, on 6.2 as on
+# 7+, instead of letting it through after a write that frees memory.
 ADMIT = """
 redis.replicate_commands()
 local t = redis.call('TIME')
@@ -57,8 +60,7 @@ for i = 1, n do
     reset = ttl
     pending[i] = {kind, key, cost, ttl}
   else
-    redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
-    local held = redis.call('ZCARD', key)
+    local held = redis.call('ZCOUNT', key, '(' .. now, '+inf')
     if held >= limit then
       return {'denied', tostring(i), '1000', '0', '0'}
     end
@@ -78,6 +80,7 @@ for i = 1, n do
     redis.call('PEXPIRE', p[2], p[4])
   else
     redis.call('ZADD', p[2], now + lease_ttl, ARGV[1])
+    redis.call('ZREMRANGEBYSCORE', p[2], '-inf', now)
     redis.call('PEXPIRE', p[2], lease_ttl * 2)
   end
 end

@@ -1,0 +1,132 @@
+"""Redis slowed and Redis full, under both store policies: the gateway answers per its
+policy while the fault lasts, recovers on its own when it ends, and every request it
+completed is in the usage afterwards, once.
+
+(Redis killed and restarted is in test_limits.py.)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import assert_openai_error
+from tests.delay_proxy import DelayProxy
+from tests.gateway_process import GatewayProcess, serving, wait_for
+from tests.redis_server import RedisServer
+from tests.test_limits import MASTER, admin, ask, new_key, usage_of
+
+CONFIG = """
+store: {{url: "{store}", on_failure: {policy}, timeout: 0.2}}
+providers:
+  up: {{profile: vllm, base_url: "{upstream}"}}
+models:
+  m:
+    targets: [{{provider: up, model: um}}]
+"""
+
+POLICIES = ["fail-closed", "fail-open"]
+
+
+@pytest.fixture
+def redis() -> Iterator[RedisServer]:
+    server = RedisServer("redis").start()
+    yield server
+    server.stop()
+
+
+def gateway_on(tmp_path, store_url: str, policy: str, upstream):
+    config = CONFIG.format(store=store_url, policy=policy, upstream=upstream.url)
+    return serving(tmp_path, config, env={"GATEWAY_MASTER_KEY": MASTER})
+
+
+class Tally:
+    """Requests sent by one key, and how many of them the gateway completed (200)."""
+
+    def __init__(self, gateway: GatewayProcess, key: str) -> None:
+        self.gateway, self.key, self.completed = gateway, key, 0
+
+    def ask(self):
+        response = ask(self.gateway, self.key)
+        self.completed += response.status_code == 200
+        return response
+
+    def assert_usage_exact(self, name: str) -> None:
+        deadline = time.monotonic() + 10
+        while (recorded := usage_of(self.gateway, name)["requests"]) != self.completed:
+            assert time.monotonic() < deadline, f"{recorded} usage records, {self.completed} served"
+            time.sleep(0.05)
+
+
+def assert_per_policy(answers, policy: str) -> None:
+    if policy == "fail-closed":
+        assert [a.status_code for a in answers] == [503] * len(answers)
+        assert_openai_error(answers[0], 503, code="store_unavailable")
+        assert answers[0].headers["retry-after"] == "1"
+    else:
+        assert [a.status_code for a in answers] == [200] * len(answers), answers[0].text
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_redis_slower_than_the_store_timeout(policy, redis, primary, tmp_path):
+    proxy = DelayProxy(redis.port).start()
+    try:
+        with gateway_on(tmp_path, proxy.url, policy, primary) as gateway:
+            key = new_key(gateway, "patient", requests_per_minute=1000, in_flight=1)
+            tally = Tally(gateway, key)
+            assert [tally.ask().status_code for _ in range(3)] == [200] * 3
+
+            proxy.delay = 1.0  # every answer comes after the gateway's 0.2 s store timeout
+            started = time.monotonic()
+            during = [tally.ask() for _ in range(3)]
+            assert time.monotonic() - started < 3  # the timeout, not Redis, sets the pace
+            assert_per_policy(during, policy)
+
+            # Slow but within the timeout: served through Redis again. The admissions whose
+            # answers were lost had taken the key's one in-flight slot in Redis all the same;
+            # the gateway gives those back, so the key is not locked out for a lease's 60 s.
+            proxy.delay = 0.05
+            slow = wait_for(lambda: (r := tally.ask()).status_code == 200 and r, 10,
+                            "service with a slow Redis")
+            assert slow.elapsed.total_seconds() >= 0.05  # it did wait for Redis
+
+            proxy.delay = 0
+            tally.assert_usage_exact("patient")
+            assert gateway.process.poll() is None
+    finally:
+        proxy.stop()
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_redis_full(policy, redis, primary, tmp_path):
+    with gateway_on(tmp_path, redis.url, policy, primary) as gateway:
+        key = new_key(gateway, "crowded", requests_per_minute=1000, in_flight=1)
+        tally = Tally(gateway, key)
+        assert [tally.ask().status_code for _ in range(3)] == [200] * 3
+        # settled before the fault: a settlement Redis refuses keeps its in-flight slot
+        tally.assert_usage_exact("crowded")
+
+        # maxmemory below what Redis holds, no eviction: every write is refused with OOM
+        assert redis.command("CONFIG", "SET", "maxmemory", "1") == b"+OK"
+        assert redis.command("SET", "probe", "x").startswith(b"-OOM")
+        assert_per_policy([tally.ask() for _ in range(3)], policy)
+        refused = admin(gateway, "POST", "/admin/keys", {"name": "newcomer"})
+        assert_openai_error(refused, 503, code="store_unavailable")
+
+        assert redis.command("CONFIG", "SET", "maxmemory", "0") == b"+OK"
+        wait_for(lambda: tally.ask().status_code == 200, 10, "service once Redis has room")
+        tally.assert_usage_exact("crowded")
+        assert gateway.process.poll() is None
+
+
+def test_an_evicting_redis_is_warned_of_at_start(primary, tmp_path):
+    """Full, such a Redis drops usage and counters to make room: an operator must hear of it."""
+    redis = RedisServer("redis").start(["--maxmemory-policy", "allkeys-lru"])
+    try:
+        with gateway_on(tmp_path, redis.url, "fail-closed", primary) as gateway:
+            wait_for(lambda: "maxmemory-policy is allkeys-lru" in gateway.log(), 10,
+                     "the eviction warning")
+    finally:
+        redis.stop()
