@@ -18,6 +18,7 @@ class Incoming:
     request_id: str
     content_length: int | None
     content_encoding: bytes | None
+    content_type: bytes | None = None
 
 
 def new_request_id() -> str:
@@ -38,7 +39,7 @@ def read_headers(scope: dict) -> Incoming:
     """The key (Bearer, Api-Key, x-api-key or api-key), the request id, and the body's framing."""
     key = alt_key = None
     request_id = None
-    length = encoding = None
+    length = encoding = media = None
     for name, value in scope["headers"]:
         if name == b"authorization":
             scheme, _, token = value.partition(b" ")
@@ -53,12 +54,31 @@ def read_headers(scope: dict) -> Incoming:
             length = int(value) if value.isdigit() else None
         elif name == b"content-encoding":
             encoding = value.lower()
+        elif name == b"content-type":
+            media = value
     return Incoming(
         key=key or alt_key,
         request_id=request_id or new_request_id(),
         content_length=length,
         content_encoding=encoding,
+        content_type=media,
     )
+
+
+def require_json(content_type: bytes | None) -> None:
+    """Refuse a body declared as something other than JSON, as OpenAI and vLLM do (curl's
+    `-d` sends form encoding unless told otherwise). No Content-Type at all is taken as JSON;
+    parameters (`; charset=utf-8`) are ignored."""
+    if content_type is None:
+        return
+    media = content_type.partition(b";")[0].strip().lower()
+    if media == b"application/json" or (media.startswith(b"application/")
+                                        and media.endswith(b"+json")):
+        return
+    shown = content_type.decode("latin-1")[:100]
+    raise UnsupportedMediaType(
+        f"Unsupported content type '{shown}': send the body as JSON, with the header "
+        "'Content-Type: application/json'.", code="unsupported_content_type")
 
 
 async def read_body(receive, incoming: Incoming, limit: int, timeout: float) -> bytes:
@@ -75,6 +95,7 @@ async def _read_body(receive, incoming: Incoming, limit: int) -> bytes:
         raise UnsupportedMediaType(
             "Compressed request bodies are not accepted; send the JSON body uncompressed.",
             code="unsupported_content_encoding")
+    require_json(incoming.content_type)
     if incoming.content_length is not None and incoming.content_length > limit:
         raise _too_large(limit)
     message = await receive()

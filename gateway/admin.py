@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.accept import read_headers
+from gateway.accept import read_headers, require_json
 from gateway.auth import authenticate
 from gateway.config import ConfigError
 from gateway.config.load import digest_key
@@ -210,6 +210,7 @@ def _add(total: dict, row: UsageRow) -> None:
 
 
 async def _body(request: Request) -> KeyChange:
+    require_json(request.headers.get("content-type", "").encode("latin-1") or None)
     raw = await request.body()
     try:
         return KeyChange.model_validate_json(raw or b"{}")

@@ -159,7 +159,7 @@ def build() -> dict:
                                       **admin)},
         "/admin/keys": {
             "post": _op("Create a key; its secret is in this answer only.",
-                        {"201": _json(ref["Key"], "Created")} | _errors(400, 401, 403, 409),
+                        {"201": _json(ref["Key"], "Created")} | _errors(400, 401, 403, 409, 415),
                         body=ref["KeyCreate"], **admin),
             "get": _op("List the keys.", {"200": _json(_object({
                 "object": {"const": "list"}, "data": {"type": "array", "items": ref["Key"]}},
@@ -169,7 +169,7 @@ def build() -> dict:
             "get": _op("One key.", {"200": _json(ref["Key"])} | _errors(401, 403, 404),
                        parameters=key, **admin),
             "patch": _op("Change a key's name, models, limits, expiry or metadata.",
-                         {"200": _json(ref["Key"])} | _errors(400, 401, 403, 404, 409),
+                         {"200": _json(ref["Key"])} | _errors(400, 401, 403, 404, 409, 415),
                          body=ref["KeyChange"], parameters=key, **admin),
             "delete": _op("Revoke a key; its record and usage stay.",
                           {"200": _json(ref["Key"])} | _errors(401, 403, 404),

@@ -101,6 +101,29 @@ def test_compressed_body_is_refused(http):
     assert_openai_error(response, 415)
 
 
+@pytest.mark.parametrize("content_type", [
+    "application/x-www-form-urlencoded",  # curl -d without -H
+    "multipart/form-data; boundary=x",
+    "text/plain",
+])
+def test_a_body_declared_as_not_json_is_refused(http, primary, content_type):
+    headers = {**auth(), "content-type": content_type}
+    response = http.post(CHAT, headers=headers, content=json.dumps({"model": "gpt-test", "messages": HELLO}))
+    error = assert_openai_error(response, 415, code="unsupported_content_type")
+    assert content_type in error["message"] and "application/json" in error["message"]
+    assert primary.requests == []
+
+
+@pytest.mark.parametrize("content_type", [
+    None, "application/json", "application/json; charset=utf-8", "Application/JSON",
+    "application/vnd.api+json",
+])
+def test_json_content_types_are_accepted(http, content_type):
+    headers = auth() | ({"content-type": content_type} if content_type else {})
+    response = http.post(CHAT, headers=headers, content=json.dumps({"model": "gpt-test", "messages": HELLO}))
+    assert response.status_code == 200, response.text
+
+
 def test_unknown_path_and_wrong_method(http):
     assert_openai_error(http.get("/v1/nothing-here", headers=auth()), 404)
     assert_openai_error(http.get(CHAT, headers=auth()), 405, code="method_not_allowed")

@@ -265,6 +265,10 @@ def test_admin_api_needs_the_master_key(gateway):
     assert_openai_error(conflict, 409, code="key_exists")
     bad = admin(gateway, "POST", "/admin/keys", {"name": "x", "limits": {"rpm": 5}})
     assert_openai_error(bad, 400)
+    form = httpx.post(gateway.url + "/admin/keys", content="name=x",
+                      headers={"Authorization": f"Bearer {MASTER}",
+                               "Content-Type": "application/x-www-form-urlencoded"})
+    assert_openai_error(form, 415, code="unsupported_content_type")
 
 
 def gateway_cli(gateway, *args: str) -> subprocess.CompletedProcess:
