@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway import admin, endpoints, heap, metrics, openapi
+from gateway import admin, endpoints, heap, lag, metrics, openapi
 from gateway.accept import request_id_of
 from gateway.config import Config, ConfigError, load_config
 from gateway.drain import Drain
@@ -87,6 +87,7 @@ def _starlette(config: Config) -> Starlette:
         app.state.drain.install(loop, config.drain_seconds)
         heap.settle()
         checking = asyncio.create_task(_warn_of_store_risks(app.state.runtime.store))
+        lagging = asyncio.create_task(lag.watch())
         log.info("gateway ready", extra={"fields": {
             "config": str(config.source), "config_hash": config.digest,
             "models": len(config.routes), "providers": len(config.providers)}})
@@ -96,6 +97,7 @@ def _starlette(config: Config) -> Starlette:
             if watcher is not None:
                 watcher.cancel()
             checking.cancel()
+            lagging.cancel()
             await reloader.stop()
             await stop_runtime(app.state.runtime)
 

@@ -36,6 +36,7 @@ MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 # From tens of milliseconds to minutes: LLM requests span all of it.
 LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
 STORE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1)
+LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 NONE = "(none)"
 
 
@@ -102,6 +103,9 @@ class _Family:
 
     def inc(self, amount: float = 1) -> None:
         self.labels().inc(amount)
+
+    def observe(self, value: float) -> None:
+        self.labels().observe(value)
 
     def describe(self):
         return [self._empty()]
@@ -177,6 +181,8 @@ STORE_ERRORS = counter("gateway_store_errors", "Store (Redis) calls that failed,
                        ["operation"])
 USAGE_DROPPED = counter("gateway_usage_records_dropped",
                         "Usage records dropped because too many waited for the store.")
+LOOP_LAG = histogram("gateway_event_loop_lag_seconds", "How late the event loop ran a timer, "
+                     "sampled twice a second.", buckets=LAG_BUCKETS)
 RELOADS = counter("gateway_config_reloads", "Config reloads, by result (ok, refused).", ["result"])
 CONFIG = gauge("gateway_config_info", "The config in force: its hash is a label.", ["hash"],
                multiprocess_mode="max")

@@ -186,6 +186,14 @@ def build() -> dict:
     config["options"]["textMode"] = "name"
     grid.add(config, 6, 8)
 
+    grid.row("Process")
+    grid.add(timeseries("Event-loop lag: how late a timer fires (CPU-bound or blocked)",
+                        (f"histogram_quantile(0.99, sum by (le) (rate("
+                         f"gateway_event_loop_lag_seconds_bucket[{RATE}])))", "p99"),
+                        (f"sum(rate(gateway_event_loop_lag_seconds_sum[{RATE}])) / "
+                         f"sum(rate(gateway_event_loop_lag_seconds_count[{RATE}]))", "mean"),
+                        unit="s"), 24, 7)
+
     return {
         "uid": "llm-gateway", "title": "LLM gateway", "tags": ["llm", "gateway"],
         "description": "Traffic, errors, latency, tokens, keys, upstreams and limits of the "

@@ -137,6 +137,17 @@ def test_reloads_are_counted(gateway):
         value(before, "gateway_config_reloads_total", result="ok") + 1
 
 
+def test_event_loop_lag_is_sampled_twice_a_second(gateway):
+    first = wait_for(lambda: value(s := samples(gateway),
+                                   "gateway_event_loop_lag_seconds_count") >= 1 and s,
+                     5, "a first lag sample")
+    count = value(first, "gateway_event_loop_lag_seconds_count")
+    wait_for(lambda: value(samples(gateway), "gateway_event_loop_lag_seconds_count") >= count + 2,
+             5, "two more lag samples")
+    # an idle loop is on time: every sample so far under 100 ms
+    assert value(first, "gateway_event_loop_lag_seconds_bucket", le="0.1") == count
+
+
 def test_log_line_of_a_request(gateway):
     response = httpx.post(gateway.url + CHAT, timeout=10,
                           headers={"Authorization": f"Bearer {KEY}", "x-request-id": "log-me-1"},
