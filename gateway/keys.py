@@ -4,7 +4,9 @@ The key ring answers "which key is this digest?" for every request without a
 store round trip: keys declared in routes.yaml are in the config; keys made
 through the admin API come from the store and are cached in this process.
 Any replica's change to a key is announced by the store and drops the cached
-entry at once; without that message a cached key is re-read after a second
+entry at once (when announcements may have been missed, every entry is read
+again at its next use, and served meanwhile); without that message a cached
+key is re-read after a second
 (and meanwhile admission, which reads a key's revocation in the store itself,
 refuses a revoked key). Unknown digests are remembered for a second too, so a
 flood of bad keys does not become a flood of store reads.
@@ -13,6 +15,7 @@ flood of bad keys does not become a flood of store reads.
 from __future__ import annotations
 
 import asyncio
+import math
 import secrets
 import time
 
@@ -56,10 +59,18 @@ class KeyRing:
         self._refreshing: set[str] = set()
 
     def forget(self, key_id: str | None) -> None:
-        """A key changed somewhere (None: changes may have been missed): drop what is cached."""
+        """A key changed somewhere: drop it from the cache.
+
+        None: changes may have been missed (the store was away). Every cached key is then
+        read again at its next use and served meanwhile, as when a refresh fails: dropping
+        them would make each one's next request wait on a store that has only just come
+        back, and refuse it if that read fails, under either store policy.
+        """
         for digest, (record, _) in list(self.cache.items()):
-            if key_id is None or record is None or record.id == key_id:
+            if record is None or record.id == key_id:
                 self.cache.pop(digest, None)
+            elif key_id is None:
+                self.cache[digest] = (record, -math.inf)
 
     async def lookup(self, digest: str) -> KeyRecord | None:
         """The key with this digest, or None. StoreUnavailable if it cannot be known now."""

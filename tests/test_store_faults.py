@@ -7,11 +7,17 @@ completed is in the usage afterwards, once.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 
 import pytest
 
+from gateway.auth import digest_of
+from gateway.config import load_config
+from gateway.keys import KeyRing
+from gateway.store.base import KeyRecord
+from gateway.store.redis import RedisStore
 from tests.conftest import assert_openai_error
 from tests.delay_proxy import DelayProxy
 from tests.gateway_process import GatewayProcess, serving, wait_for
@@ -130,3 +136,26 @@ def test_an_evicting_redis_is_warned_of_at_start(primary, tmp_path):
                      "the eviction warning")
     finally:
         redis.stop()
+
+
+def test_keys_are_not_unlearned_when_the_store_comes_back(redis, tmp_path):
+    """Back from an outage, the store's key-change messages may have been missed, so every
+    cached key is read again; until that read succeeds the cached key is still served.
+    (The soak found the old way, dropping them all, answering 503s under fail-open: the
+    first reads after a Redis restart can fail.)"""
+    (tmp_path / "routes.yaml").write_text("models: {}\n")
+    secret = "sk-gw-cached-0123456789"
+    record = KeyRecord(id="key_cached", name="cached", digest=digest_of(secret),
+                       prefix="sk-gw-cach", created_at=time.time())
+
+    async def scenario():
+        store = RedisStore(redis.url, timeout=0.2)
+        await store.create_key(record)
+        ring = KeyRing(load_config(tmp_path / "routes.yaml"), store)
+        assert (await ring.lookup(record.digest)).id == "key_cached"
+        redis.kill()
+        ring.forget(None)  # what the store's subscriber does when it reconnects
+        assert (await ring.lookup(record.digest)).id == "key_cached"
+        await store.close()
+
+    asyncio.run(scenario())
