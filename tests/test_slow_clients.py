@@ -88,6 +88,17 @@ def open_descriptors(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def assert_closed_and_released(gateway, idle: list[socket.socket], before: int) -> None:
+    """The gateway closes every one of `idle` and is back to `before` descriptors (give or
+    take 5), without waiting for the clients to hang up."""
+    for sock in idle:
+        sock.setblocking(False)
+    wait_for(lambda: all(closed_by_peer(s) for s in idle), 15,
+             "the gateway to close the idle connections")
+    wait_for(lambda: open_descriptors(gateway.process.pid) <= before + 5, 10,
+             "the gateway to release their descriptors")
+
+
 def test_idle_connections_are_closed_and_do_not_block_others(gateway):
     before = open_descriptors(gateway.process.pid)
     idle = [socket.create_connection(("127.0.0.1", gateway.port)) for _ in range(300)]
@@ -96,12 +107,27 @@ def test_idle_connections_are_closed_and_do_not_block_others(gateway):
         with socket.create_connection(("127.0.0.1", gateway.port), timeout=5) as sock:
             sock.sendall(request_head(len(body)) + body.encode())
             assert read_answer(sock)[0] == 200  # served while 300 connections sit idle
+        assert_closed_and_released(gateway, idle, before)
+    finally:
         for sock in idle:
-            sock.setblocking(False)
-        wait_for(lambda: all(closed_by_peer(s) for s in idle), 10,
-                 "the gateway to close connections that sent no request")
-        wait_for(lambda: open_descriptors(gateway.process.pid) <= before + 5, 10,
-                 "the gateway to release their descriptors")
+            sock.close()
+
+
+def test_a_thousand_idle_keep_alive_connections_are_closed_after_their_answer(gateway):
+    before = open_descriptors(gateway.process.pid)
+    body = json.dumps({"model": "demo", "messages": [{"role": "user", "content": "hi"}]})
+    ask = request_head(len(body)) + body.encode()
+    idle = []
+    try:
+        for _ in range(1000):  # each asks once, keeps the connection and says nothing more
+            sock = socket.create_connection(("127.0.0.1", gateway.port), timeout=5)
+            idle.append(sock)
+            sock.sendall(ask)
+            assert read_answer(sock)[0] == 200
+        with socket.create_connection(("127.0.0.1", gateway.port), timeout=5) as sock:
+            sock.sendall(ask)
+            assert read_answer(sock)[0] == 200  # a newcomer is served meanwhile
+        assert_closed_and_released(gateway, idle, before)
     finally:
         for sock in idle:
             sock.close()
