@@ -38,6 +38,9 @@ from gateway.errors import (
 from gateway.keys import new_id, new_secret, visible_prefix
 from gateway.store.base import KeyConflict, KeyRecord, StoreUnavailable, UsageRow
 
+# A number and a unit, at most a couple of centuries: so every duration this accepts ends
+# before year 9999, and the OpenAPI document can say exactly what is accepted.
+EXPIRES_IN = r"^\s*([0-9]{1,10}\s*s|[0-9]{1,8}\s*m|[0-9]{1,6}\s*h|[0-9]{1,5}\s*d|[0-9]{1,4}\s*w)\s*$"
 _DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _LAST_SECOND = 253402300799  # 9999-12-31T23:59:59Z: later is no date
@@ -51,7 +54,7 @@ class KeyChange(BaseModel):
     models: list[Annotated[str, Field(min_length=1)]] | None = None
     limits: LimitsSpec | None = None
     expires_at: str | float | None = None  # ISO date or time, or a Unix timestamp
-    expires_in: str | None = None  # 30d, 12h, 90m...
+    expires_in: str | None = None  # 30d, 12h, 90m... (EXPIRES_IN)
     metadata: dict[str, str] | None = None
 
 
@@ -267,10 +270,11 @@ def _merge_limits(current: dict, change: KeyChange) -> dict:
 
 def _expiry(change: KeyChange, now: float) -> float | None:
     if change.expires_in is not None:
+        if not re.match(EXPIRES_IN, change.expires_in):
+            raise InvalidRequest("expires_in takes a number and a unit: 90m, 12h, 30d, 2w (at "
+                                 "most 10 digits of seconds, 8 of minutes, 6 of hours, 5 of "
+                                 "days, 4 of weeks).", param="expires_in")
         match = _DURATION.match(change.expires_in.strip())
-        if not match:
-            raise InvalidRequest("expires_in takes a number and a unit: 90m, 12h, 30d, 2w.",
-                                 param="expires_in")
         return now + int(match.group(1)) * _UNITS[match.group(2)]
     value = change.expires_at
     if value is None or value == "":

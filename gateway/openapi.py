@@ -14,7 +14,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.admin import KeyChange
+from gateway.admin import EXPIRES_IN, KeyChange
 from gateway.chat_schema import CHAT_REQUEST
 
 _REF = "#/components/schemas/{model}"
@@ -117,7 +117,7 @@ def build() -> dict:
                                  {"type": "number", "minimum": 0, "maximum": 253402300799},
                                  {"type": "null"}],
                        "description": "An ISO date or time, or a Unix timestamp."},
-        "expires_in": {"anyOf": [{"type": "string", "pattern": r"^\d{1,6}[smhdw]$"},
+        "expires_in": {"anyOf": [{"type": "string", "pattern": EXPIRES_IN},
                                  {"type": "null"}],
                        "description": "A duration: 90m, 12h, 30d, 2w."}}
     name = key_change["properties"]["name"]["anyOf"][0]  # POST needs a name, and not null

@@ -22,6 +22,7 @@ from tests.gateway_process import GatewayProcess, serving, upstream_running
 
 MASTER = "sk-fuzz-master-0123456789"
 EXAMPLES = int(os.environ.get("GATEWAY_FUZZ_EXAMPLES", "30"))
+pytestmark = pytest.mark.timeout(max(120, EXAMPLES))  # a long run takes its time
 
 
 @pytest.fixture(scope="module")

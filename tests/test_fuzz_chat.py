@@ -24,6 +24,7 @@ from tests.gateway_process import GatewayProcess, serving, upstream_running
 
 KEY = "sk-fuzz-chat-0123456789"
 EXAMPLES = int(os.environ.get("GATEWAY_FUZZ_EXAMPLES", "30"))
+pytestmark = pytest.mark.timeout(max(120, EXAMPLES))  # a long run takes its time
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
                 suppress_health_check=list(HealthCheck))
 
