@@ -76,6 +76,7 @@ models:
 """
 ASK = [{"role": "user", "content": "how are you today"}]
 PIECE = chunk({"model": "f"}, {"content": "so "})
+KEYS: dict[str, str] = {}  # key name -> secret, made through the admin API at start
 
 
 def flaky_reply() -> Reply:
@@ -164,9 +165,6 @@ async def one_request(client: httpx.AsyncClient, url: str, books: Books) -> None
     except httpx.HTTPError as exc:
         books.transport_errors += 1
         books.note(key, f"client {type(exc).__name__}", False)
-
-
-KEYS: dict[str, str] = {}
 
 
 async def load(url: str, concurrency: int, until: float, books: Books) -> None:

@@ -83,25 +83,28 @@ class Recorder:
             await self._wake.wait()
             self._wake.clear()
             while self.queue or self.doubtful:
+                operation = "release" if self.doubtful else "settle"
                 try:
-                    if self.doubtful:
-                        leases = self.doubtful[:BATCH]
-                        await self.store.release(leases)
-                        del self.doubtful[:len(leases)]
-                        continue
-                    batch = [self.queue[i] for i in range(min(BATCH, len(self.queue)))]
-                    started = time.perf_counter()
-                    await self.store.settle(batch, time.time())
-                    metrics.child(metrics.STORE_DURATION, "settle").observe(
-                        time.perf_counter() - started)
+                    await (self._release() if self.doubtful else self._settle())
                 except StoreUnavailable:
-                    metrics.child(metrics.STORE_ERRORS, "settle").inc()
+                    metrics.child(metrics.STORE_ERRORS, operation).inc()
                     await asyncio.sleep(backoff)  # keep them; try again
                     backoff = min(backoff * 2, 2.0)
                     continue
                 backoff = 0.05
-                for _ in batch:
-                    self.queue.popleft()
+
+    async def _release(self) -> None:
+        leases = self.doubtful[:BATCH]
+        await self.store.release(leases)
+        del self.doubtful[:len(leases)]
+
+    async def _settle(self) -> None:
+        batch = [self.queue[i] for i in range(min(BATCH, len(self.queue)))]
+        started = time.perf_counter()
+        await self.store.settle(batch, time.time())
+        metrics.child(metrics.STORE_DURATION, "settle").observe(time.perf_counter() - started)
+        for _ in batch:
+            self.queue.popleft()
 
     async def _renew(self) -> None:
         while True:
