@@ -4,13 +4,16 @@ overloaded Redis would.
 Commands reach the server at once; each piece of its answer is held `delay`
 seconds before it is passed on (in order). So a command with a late answer has
 been applied all the same: the case a client cannot tell from a lost one.
-`delay` can be changed while connections are open.
+`delay` can be changed while connections are open. LoadingProxy, below, refuses
+some commands instead, as a Redis still loading its data does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+
+import hiredis
 
 from tests.gateway_process import free_port
 
@@ -88,3 +91,46 @@ class DelayProxy:
                 return
             sink.write(data)
             await sink.drain()
+
+
+class LoadingProxy(DelayProxy):
+    """A proxy that passes Redis commands on one at a time and can answer the next
+    `refuse_scripts` EVALSHA commands itself with Redis' LOADING error, as a Redis that
+    finishes loading its data in the middle of a pipeline would: the first commands of
+    the pipeline refused, the rest applied."""
+
+    def __init__(self, target_port: int) -> None:
+        super().__init__(target_port)
+        self.refuse_scripts = 0
+
+    async def _serve(self, client_in: asyncio.StreamReader, client_out: asyncio.StreamWriter):
+        self.connections += 1
+        server_in, server_out = await asyncio.open_connection("127.0.0.1", self.target_port)
+        commands, replies = hiredis.Reader(), hiredis.Reader()
+        try:
+            while data := await client_in.read(65536):
+                commands.feed(data)
+                while (command := commands.gets()) is not False:
+                    if command[0].upper() == b"EVALSHA" and self.refuse_scripts > 0:
+                        self.refuse_scripts -= 1
+                        client_out.write(b"-LOADING Redis is loading the dataset in memory\r\n")
+                        continue
+                    server_out.write(b"*%d\r\n" % len(command) + b"".join(
+                        b"$%d\r\n%s\r\n" % (len(part), part) for part in command))
+                    client_out.write(await self._one_reply(server_in, replies))
+                await client_out.drain()
+        finally:
+            client_out.close()
+            server_out.close()
+
+    @staticmethod
+    async def _one_reply(server_in: asyncio.StreamReader, replies: hiredis.Reader) -> bytes:
+        answer = b""
+        while True:
+            data = await server_in.read(65536)
+            if not data:
+                raise ConnectionError("redis closed the connection")
+            answer += data
+            replies.feed(data)
+            if replies.gets() is not False:
+                return answer

@@ -20,6 +20,7 @@ from gateway.store.base import (
     StoreUnavailable,
 )
 from gateway.store.redis import RedisStore
+from tests.delay_proxy import LoadingProxy
 from tests.redis_server import RedisCluster, RedisServer
 
 
@@ -318,3 +319,31 @@ def test_a_batch_of_one_keys_settlements_is_applied_whole(make_store):
         await store.close()
 
     run(scenario())
+
+
+def test_a_batch_whose_first_settlements_were_refused_is_applied_whole(servers):
+    """Redis that finishes loading (or stops being full) in the middle of a pipelined batch
+    refuses its first settlements and would apply the rest; the recorder sends the whole
+    batch again, and not one settlement may then be taken for already applied."""
+    servers["redis"].flush()
+    proxy = LoadingProxy(servers["redis"].port).start()
+    day = "2026-11-23"
+
+    async def scenario():
+        store = RedisStore(proxy.url)
+        await store.settle([Settlement("k0", "r0", "m", day, (), number=1)], time.time())
+        batch = [Settlement("k1", f"r{i}", "m", day, (), prompt_tokens=1, number=i + 1)
+                 for i in range(1, 5)]
+        proxy.refuse_scripts = 2
+        with pytest.raises(StoreUnavailable):
+            await store.settle(batch, time.time())
+        assert proxy.refuse_scripts == 0
+        await store.settle(batch, time.time())  # as the recorder does, until it goes through
+        rows = {row.key_id: row for row in await store.usage(day, day)}
+        assert (rows["k1"].requests, rows["k1"].prompt_tokens) == (4, 4)
+        await store.close()
+
+    try:
+        run(scenario())
+    finally:
+        proxy.stop()

@@ -293,7 +293,12 @@ class RedisStore:
         return Verdict(True, outcomes)
 
     async def settle(self, settlements: list[Settlement], now: float) -> None:
-        calls = [self._settlement(s) for s in settlements]
+        before: dict[str, int] = {}  # key id -> number of its last settlement so far in the batch
+        calls = []
+        for s in settlements:
+            calls.append(self._settlement(s, before.get(s.key_id, 0)))
+            if s.number:
+                before[s.key_id] = s.number
         key_ids = {s.key_id for s in settlements}  # every key with usage (config and master too)
 
         async def in_order(batch: list[tuple[list, list]]) -> None:
@@ -317,7 +322,7 @@ class RedisStore:
 
         await self._call(run())
 
-    def _settlement(self, s: Settlement) -> tuple[list, list]:
+    def _settlement(self, s: Settlement, before: int) -> tuple[list, list]:
         tokens = s.prompt_tokens + s.completion_tokens
         keys, changes = [], []
         for check in s.reserved:
@@ -335,7 +340,7 @@ class RedisStore:
         spec = (s.number, changes, s.prompt_tokens, s.completion_tokens, s.reasoning_tokens,
                 round(s.cost * MICRO), 1 if s.error else 0, int(s.retention * 1000),
                 f"{s.day}|{s.model}")
-        return keys, [s.request_id, orjson.dumps(spec)]
+        return keys, [s.request_id, orjson.dumps(spec), before]
 
     async def renew(self, leases: list[tuple[str, str, str]], ttl: float, now: float) -> None:
         by_key: dict[str, list[tuple[str, str]]] = {}

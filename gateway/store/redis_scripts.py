@@ -92,7 +92,10 @@ return result
 # for this key. ARGV[1]: request id; ARGV[2]: JSON [number (0: unnumbered),
 # [[kind, delta], ...] (rate: ms of theoretical arrival time; counter: units; lease: -),
 # prompt, completion, reasoning, cost (micro-dollars), error (0/1), retention (ms), index entry].
+# ARGV[3]: the number of this key's settlement before it in the same batch (0: none).
 # A settlement retried after a lost reply is recognised by its number and not applied twice.
+# One whose predecessor in the batch was refused (Redis loading, or full, for a moment) is
+# refused too: applied, it would make the predecessor look applied when the batch is retried.
 SETTLE = """
 redis.replicate_commands()
 local spec = cjson.decode(ARGV[2])
@@ -100,8 +103,12 @@ local number = spec[1]
 local changes = spec[2]
 local n = #changes
 if number > 0 then
-  if number <= tonumber(redis.call('GET', KEYS[n + 3]) or '0') then
+  local applied = tonumber(redis.call('GET', KEYS[n + 3]) or '0')
+  if number <= applied then
     return 0
+  end
+  if applied < tonumber(ARGV[3] or '0') then
+    return redis.error_reply('OUTOFORDER settlement ' .. number .. ' before ' .. ARGV[3])
   end
   redis.call('SET', KEYS[n + 3], number, 'PX', 86400000)
 end
