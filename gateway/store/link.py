@@ -83,9 +83,14 @@ class RedisLink:
             async with asyncio.timeout(self.timeout):
                 return await self._send(args)
         except TimeoutError:
-            error = LinkError(f"no answer from redis within {self.timeout:g}s")
-            self.broken(error)
-            raise error from None
+            pass
+        # Raised here, outside the handler and held by no variable, the error references
+        # neither the TimeoutError (whose traceback holds the timeout, which holds this
+        # task) nor this frame from a local: no reference cycle, so a Redis outage's
+        # thousands of failed calls are freed at once, not left to the cyclic collector.
+        message = f"no answer from redis within {self.timeout:g}s"
+        self.broken(LinkError(message))
+        raise LinkError(message)
 
     def _send(self, args) -> asyncio.Future:
         loop = asyncio.get_running_loop()
