@@ -15,6 +15,7 @@ import threading
 
 import hiredis
 
+from gateway.store.link import pack
 from tests.gateway_process import free_port
 
 
@@ -115,8 +116,7 @@ class LoadingProxy(DelayProxy):
                         self.refuse_scripts -= 1
                         client_out.write(b"-LOADING Redis is loading the dataset in memory\r\n")
                         continue
-                    server_out.write(b"*%d\r\n" % len(command) + b"".join(
-                        b"$%d\r\n%s\r\n" % (len(part), part) for part in command))
+                    server_out.write(pack(command))
                     client_out.write(await self._one_reply(server_in, replies))
                 await client_out.drain()
         finally:

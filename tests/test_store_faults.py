@@ -17,7 +17,7 @@ import pytest
 from gateway.auth import digest_of
 from gateway.config import load_config
 from gateway.keys import KeyRing
-from gateway.store.base import KeyRecord
+from gateway.store.base import Admission, Check, KeyRecord, Settlement, StoreUnavailable
 from gateway.store.redis import RedisStore
 from tests.conftest import assert_openai_error
 from tests.delay_proxy import DelayProxy
@@ -167,8 +167,6 @@ def test_calls_that_time_out_leave_no_garbage_cycles(redis):
     as they go: left in reference cycles (exception, traceback, frame, timeout, task) they
     wait for the cyclic collector, which the gateway runs rarely (gateway/heap.py), and
     each outage raised the soak's memory. Here: 2,030 objects for 105 calls before the fix, 103 after."""
-    from gateway.store.base import Admission, Check, Settlement, StoreUnavailable
-
     proxy = DelayProxy(redis.port).start()
     check = Check("requests", "rate", limit=5, cost=1, period=60)
     day = "2026-11-24"
