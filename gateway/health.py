@@ -7,7 +7,9 @@ the network to learn it.
 
 The circuit breaker: `failures` failures within `window` seconds open it for
 `cooldown` seconds; then it is half-open and lets one trial request through,
-whose success closes it and whose failure opens it again. A 429 is not a
+whose success closes it and whose failure opens it again. A trial that ends
+any other way (the client left, a 429, a 4xx) frees the slot for the next
+one, or the target would stay half-open, and unused, for good. A 429 is not a
 failure: the target is rested for its `Retry-After` instead.
 """
 
@@ -48,7 +50,7 @@ class TargetState:
         self.failures: deque[float] = deque()
         self.opened_at = 0.0
         self.reopen_at = 0.0
-        self.trial = False  # the half-open trial request is out
+        self.trial: object | None = None  # the half-open trial request that is out
         self.rest_until = 0.0  # honouring the upstream's Retry-After
         self.in_flight = 0
         self.ewma_ttfb: float | None = None
@@ -64,9 +66,9 @@ class TargetState:
             if now < self.reopen_at:
                 return False
             self._become(HALF_OPEN)
-            self.trial = False
+            self.trial = None
         if self.state == HALF_OPEN:
-            return not self.trial
+            return self.trial is None
         return True
 
     def ready_in(self, now: float) -> float:
@@ -76,23 +78,28 @@ class TargetState:
             wait = max(wait, self.reopen_at - now)
         return max(wait, 0.0)
 
-    def begin(self) -> None:
+    def begin(self) -> object:
+        """An attempt starts; its token goes back to `end`."""
         self.in_flight += 1
         metrics.child(metrics.TARGET_IN_FLIGHT, self.key).inc()
         self.sent_since_load += 1
+        attempt = object()
         if self.state == HALF_OPEN:
-            self.trial = True
+            self.trial = attempt
+        return attempt
 
-    def end(self) -> None:
+    def end(self, attempt: object) -> None:
+        """An attempt is over, however it ended: if it was the trial, the slot is free."""
         self.in_flight -= 1
         metrics.child(metrics.TARGET_IN_FLIGHT, self.key).dec()
+        if self.trial is attempt:
+            self.trial = None
 
     def succeeded(self, ttfb: float | None) -> None:
         self.successes += 1
         if self.state != CLOSED:
             self._become(CLOSED)
             self.failures.clear()
-        self.trial = False
         if ttfb is not None:
             previous = self.ewma_ttfb
             self.ewma_ttfb = ttfb if previous is None else (
@@ -117,7 +124,7 @@ class TargetState:
         """The server answers its health check: if open, let a trial request through now."""
         if self.state == OPEN:
             self._become(HALF_OPEN)
-            self.trial = False
+            self.trial = None
 
     def rest(self, seconds: float, now: float) -> None:
         """The upstream asked us to wait (429 with Retry-After)."""
@@ -131,7 +138,7 @@ class TargetState:
         self._become(OPEN)
         self.opened_at = now
         self.reopen_at = now + breaker.cooldown
-        self.trial = False
+        self.trial = None
         self.failures.clear()
 
     def report(self, now: float) -> dict:

@@ -117,7 +117,7 @@ async def relay(ex: Exchange, route: Route, payload: dict, runtime: Runtime, sen
         group = plan.group
         ex.attempts += 1
         state = runtime.health.state(target.key)
-        state.begin()
+        attempt = state.begin()
         started = time.perf_counter()
         outcome = "ok"
         try:
@@ -147,7 +147,7 @@ async def relay(ex: Exchange, route: Route, payload: dict, runtime: Runtime, sen
             outcome = "http_4xx"
             raise
         finally:
-            state.end()
+            state.end(attempt)
             metrics.child(metrics.UPSTREAM, target.key, outcome).inc()
             metrics.child(metrics.UPSTREAM_DURATION, target.key).observe(
                 time.perf_counter() - started)

@@ -65,6 +65,8 @@ models:
     targets: [{{provider: a-hasty, model: hc}}, {{provider: b, model: hc}}]
   breaker:
     targets: [{{provider: a, model: brk}}, {{provider: b, model: brk}}]
+  breaker-trial:
+    targets: [{{provider: a, model: trial}}, {{provider: b, model: trial}}]
   lonely:
     targets: [{{provider: a, model: lonely}}]
   again:
@@ -262,6 +264,22 @@ def test_breaker_opens_then_lets_one_trial_through(gateway, http, a, b):
         trial.join(10)
     assert target_state(http, "a/brk")["state"] == "closed"
     assert http.post(CHAT, json=ask("breaker")).headers["x-gateway-target"] == "a/brk"
+
+
+def test_a_trial_that_neither_passes_nor_fails_frees_the_slot(http, a, b):
+    """A soak found a target half-open and unused for good: its trial got a 4xx."""
+    a.then(Reply(status=500), Reply(status=500))
+    for _ in range(2):
+        assert http.post(CHAT, json=ask("breaker-trial")).headers["x-gateway-target"] == "b/trial"
+    wait_for(lambda: target_state(http, "a/trial")["state"] == "half_open", 5, "the cooldown")
+    a.then(Reply(status=400, json={"error": {"message": "no such option"}}))
+
+    assert_openai_error(http.post(CHAT, json=ask("breaker-trial")), 400)  # the client's own error
+
+    response = http.post(CHAT, json=ask("breaker-trial"))  # the next one is the trial
+    assert response.headers["x-gateway-target"] == "a/trial"
+    assert target_state(http, "a/trial")["state"] == "closed"
+    assert a.models_asked("trial") == 4
 
 
 def test_no_healthy_target_is_503_with_retry_after(http, a):
