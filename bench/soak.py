@@ -237,13 +237,25 @@ def process_figures(pid: int) -> tuple[float, int]:
     return rss / 1024, len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def lag_buckets(url: str) -> dict[float, float]:
+def scrape(url: str) -> tuple[dict[float, float], Counter, dict[str, float]]:
+    """From the gateway's /metrics: event-loop lag buckets, attempts by target, and each
+    target's breaker (0 closed, 1 half open, 2 open): a target that stops getting
+    attempts for good, while its breaker says half open, is a stuck breaker."""
     text = httpx.get(url + "/metrics", timeout=10).text
+    lag: dict[float, float] = {}
+    attempts: Counter = Counter()
+    breakers: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         if family.name == "gateway_event_loop_lag_seconds":
-            return {float(s.labels["le"]): s.value for s in family.samples
-                    if s.name.endswith("_bucket")}
-    return {}
+            lag = {float(s.labels["le"]): s.value for s in family.samples
+                   if s.name.endswith("_bucket")}
+        elif family.name == "gateway_upstream_requests":
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    attempts[sample.labels["target"]] += sample.value
+        elif family.name == "gateway_target_breaker_state":
+            breakers = {s.labels["target"]: s.value for s in family.samples}
+    return lag, attempts, breakers
 
 
 def lag_summary(before: dict, after: dict) -> tuple[str, str]:
@@ -272,7 +284,7 @@ def usage_totals(url: str, key: str) -> dict:
 async def report(gateway: GatewayProcess, books: Books, faults: StoreFaults,
                  upstreams: list[Upstream], until: float, every: float, rows: list) -> None:
     started = time.monotonic()
-    lag_before = lag_buckets(gateway.url)
+    lag_before, attempts_before, _ = scrape(gateway.url)
     last, last_count = started, 0
     while time.monotonic() < until:
         await asyncio.sleep(min(1.0, max(0.0, until - time.monotonic())))
@@ -284,16 +296,18 @@ async def report(gateway: GatewayProcess, books: Books, faults: StoreFaults,
         now = time.monotonic()
         count = sum(books.all_kinds.values())
         rss, fds = process_figures(gateway.process.pid)
-        lag_after = lag_buckets(gateway.url)
+        lag_after, attempts, breakers = scrape(gateway.url)
         p99, worst = lag_summary(lag_before, lag_after)
         row = {"minute": round((now - started) / 60, 1),
                "rps": round((count - last_count) / (now - last), 1), "rss_mb": round(rss, 1),
                "fds": fds, "lag_p99": p99, "lag_worst": worst, "store_fault_now": faults.current,
-               "answers": dict(books.kinds.most_common())}
+               "answers": dict(books.kinds.most_common()),
+               "attempts": {t: int(n - attempts_before[t]) for t, n in sorted(attempts.items())},
+               "breakers": breakers}
         rows.append(row)
         print(json.dumps(row), flush=True)
         books.kinds.clear()
-        lag_before, last, last_count = lag_after, now, count
+        lag_before, attempts_before, last, last_count = lag_after, attempts, now, count
 
 
 def main() -> int:
