@@ -1,11 +1,14 @@
 """Watching upstreams off the request path: active health probes and vLLM load readings.
 
 One task per provider and kind, started with each runtime and stopped when a
-reload replaces it. A failed probe opens the breaker of every target of that
-provider; a good one lets a trial through at once. A local backend's replica
-is probed at /v1/models, which must list the model it was declared to serve.
-Load readings from vLLM's /metrics (running and waiting requests, KV-cache
-use) feed the vllm-load strategy; a request never waits for one.
+reload replaces it. `unhealthy_after` failed probes in a row (default 2) open
+the breaker of every target of that provider; a good one lets a trial through
+at once. One late answer is not enough: a host that pauses for a few seconds
+delays every replica's probe at once, and would otherwise empty the pool. A
+local backend's replica is probed at /v1/models, which must list the model it
+was declared to serve. Load readings from vLLM's /metrics (running and
+waiting requests, KV-cache use) feed the vllm-load strategy; a request never
+waits for one.
 """
 
 from __future__ import annotations
@@ -98,6 +101,7 @@ class Monitor:
         probe = provider.probe
         transport = self.runtime.transports[provider.name]
         healthy = True
+        missed = 0  # failed probes in a row
         while True:
             try:
                 status, body = await transport.get(probe.url, probe.timeout)
@@ -106,17 +110,23 @@ class Monitor:
                     ok, why = check_served(body, provider.served_model)
             except TransportError as exc:
                 ok, why = False, str(exc)
-            now = time.monotonic()
-            for target in self._targets(provider):
-                state = self.runtime.health.state(target.key)
-                if ok:
-                    state.probe_passed()
-                else:
-                    state.probe_failed(self.runtime.config.breaker, now)
-            if ok != healthy:
-                log.warning("provider probe " + ("recovered" if ok else "failed"),
-                            extra={"fields": {"provider": provider.name, "reason": why}})
-                healthy = ok
+            missed = 0 if ok else missed + 1
+            if ok or missed >= probe.unhealthy_after:
+                now = time.monotonic()
+                for target in self._targets(provider):
+                    state = self.runtime.health.state(target.key)
+                    if ok:
+                        state.probe_passed()
+                    else:
+                        state.probe_failed(self.runtime.config.breaker, now)
+                if ok != healthy:
+                    log.warning("provider probe " + ("recovered" if ok else "failed"),
+                                extra={"fields": {"provider": provider.name, "reason": why}})
+                    healthy = ok
+            else:
+                log.info("provider probe missed", extra={"fields": {
+                    "provider": provider.name, "reason": why, "in_row": missed,
+                    "out_after": probe.unhealthy_after}})
             await asyncio.sleep(probe.interval)
 
     async def _read_load(self, provider: Provider) -> None:

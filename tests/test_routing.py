@@ -397,17 +397,42 @@ def test_sighup_reloads_and_a_file_change_is_noticed(http, gateway, config_path)
              "the file watch to notice the model is gone again")
 
 
-def test_active_probe_opens_and_recloses_the_breaker(tmp_path, upstreams):
-    a, _ = upstreams
+def probed_config(tmp_path, upstream) -> Path:
+    """Model `probed` on one provider whose /health is checked every 0.1 s."""
     config = tmp_path / "routes.yaml"
     config.write_text(f"""
 providers:
-  watched: {{profile: vllm, base_url: "{a.url}", probe: {{interval: 0.1, timeout: 1}}}}
+  watched: {{profile: vllm, base_url: "{upstream.url}", probe: {{interval: 0.1, timeout: 1}}}}
 models:
   probed: {{targets: [{{provider: watched, model: p}}]}}
 keys:
   tester: {{key: "{KEY}"}}
 """)
+    return config
+
+
+def test_one_missed_probe_leaves_the_target_in_two_in_a_row_take_it_out(tmp_path, upstreams):
+    """A single late or failed health check (a busy server, a host that paused) is not
+    enough to take a provider out of rotation: `unhealthy_after` (default 2) in a row are."""
+    a, _ = upstreams
+    config = probed_config(tmp_path, a)
+    with GatewayProcess(config) as gateway, httpx.Client(base_url=gateway.url) as http:
+        wait_for(lambda: a.health_checks >= 1, 10, "the first probe")
+        a.health_misses = 1
+        checked = a.health_checks
+        wait_for(lambda: a.health_checks >= checked + 3, 10, "a miss and two good probes")
+        assert target_state(http, "watched/p")["state"] == "closed"
+        assert '"provider probe missed"' in gateway.log()
+        assert '"provider probe failed"' not in gateway.log()
+
+        a.health_misses = 2  # open, then half-open (no request yet) when the next one passes
+        wait_for(lambda: '"provider probe failed"' in gateway.log(), 10, "two misses")
+        assert target_state(http, "watched/p")["state"] in ("open", "half_open")
+
+
+def test_active_probe_opens_and_recloses_the_breaker(tmp_path, upstreams):
+    a, _ = upstreams
+    config = probed_config(tmp_path, a)
     with GatewayProcess(config) as gateway, httpx.Client(base_url=gateway.url) as http:
         a.health_status = 503  # /health fails: no request needed to learn it
         wait_for(lambda: target_state(http, "watched/p")["state"] == "open", 10, "the probe")

@@ -142,6 +142,8 @@ class Upstream:
         # What GET /metrics reports, as a vLLM server would, and what GET /health answers.
         self.load = {"running": 0.0, "waiting": 0.0, "kv_cache": 0.0}
         self.health_status = 200
+        self.health_misses = 0  # the next this many GET /health answer 503, then health_status
+        self.health_checks = 0
         self.metrics_reads = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -165,6 +167,7 @@ class Upstream:
             self.events_sent = 0
             self.load = {"running": 0.0, "waiting": 0.0, "kv_cache": 0.0}
             self.health_status = 200
+            self.health_misses = 0
         self.closed_early.clear()
 
     def models_asked(self, model: str) -> int:
@@ -227,6 +230,10 @@ class Upstream:
         return web.Response(text=text, content_type="text/plain")
 
     async def _health(self, request: web.Request) -> web.Response:
+        self.health_checks += 1
+        if self.health_misses > 0:
+            self.health_misses -= 1
+            return web.Response(status=503)
         return web.Response(status=self.health_status)
 
     async def _models(self, request: web.Request) -> web.Response:

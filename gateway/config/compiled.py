@@ -106,6 +106,7 @@ class Probe:
     url: str
     interval: float
     timeout: float
+    unhealthy_after: int = 2  # failed probes in a row
 
 
 @dataclass(frozen=True, slots=True)

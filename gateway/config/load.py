@@ -400,7 +400,7 @@ def _probe(spec: schema.ProbeSpec | bool, base_url: str, profile: Profile) -> Pr
         return None
     spec = schema.ProbeSpec() if spec is True else spec
     return Probe(urljoin(base_url + "/", spec.path or profile.probe_path), spec.interval,
-                 spec.timeout)
+                 spec.timeout, spec.unhealthy_after)
 
 
 def _digest_files(path: Path) -> str:

@@ -129,6 +129,9 @@ class ProbeSpec(Strict):
     path: str | None = None  # default: the profile's probe path
     interval: Seconds = 10.0
     timeout: Seconds = 2.0
+    # Failed probes in a row that take the provider out: one late answer (a busy server,
+    # a paused host) must not empty a pool whose every member it delayed at once.
+    unhealthy_after: Annotated[int, Field(ge=1, le=100)] = 2
 
 
 class ProviderSpec(Strict):
