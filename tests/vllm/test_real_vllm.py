@@ -264,7 +264,8 @@ def test_load_aware_routing_sends_work_to_the_idle_replica(fleet):
     processes for tens of seconds, long enough for the queue to drain unseen."""
     busy = f"http://127.0.0.1:{fleet['ports'][0]}"
     gateway = fleet["gateway"]
-    long_request = {"model": "tiny", "max_tokens": 1500, "stream": True, **SAMPLING,
+    # Long enough that the queue cannot drain unseen during a stall (12 x 20,000 tokens).
+    long_request = {"model": "tiny", "max_tokens": 20000, "stream": True, **SAMPLING,
                     "messages": [{"role": "user", "content": "Keep going."}]}
     stop = threading.Event()
     status = json.loads(backends(fleet["config"], "status", "tiny", "--json").stdout)
@@ -275,6 +276,7 @@ def test_load_aware_routing_sends_work_to_the_idle_replica(fleet):
         with httpx.Client(timeout=SLOW * 3) as http, http.stream(
                 "POST", busy + "/v1/chat/completions", json=long_request) as response:
             response.raise_for_status()
+            answered.append(1)
             for _line in response.iter_lines():
                 if stop.is_set():
                     return  # closing the stream aborts it in vLLM
@@ -283,11 +285,28 @@ def test_load_aware_routing_sends_work_to_the_idle_replica(fleet):
         targets = httpx.get(gateway.url + "/readyz", timeout=SLOW).json()["targets"]
         return targets["tiny#0/tiny"].get("load") or {}
 
+    answered: list[int] = []
+    began = time.monotonic()
     with ThreadPoolExecutor(12) as pool:
         jobs = [pool.submit(occupy, i) for i in range(12)]
         try:
-            wait_for(lambda: metric(replica_metrics(fleet, 0), "vllm:num_requests_waiting") >= 3,
-                     SLOW, "replica 0's queue")
+            vllm_said: list[tuple[float, float, float]] = []
+
+            def queued() -> bool:
+                ended = [repr(job.exception()) for job in jobs if job.done()]
+                assert not ended, f"occupying streams ended early: {ended}"
+                text = replica_metrics(fleet, 0)
+                vllm_said.append((round(time.monotonic() - began, 1),
+                                  metric(text, "vllm:num_requests_running"),
+                                  metric(text, "vllm:num_requests_waiting")))
+                return vllm_said[-1][2] >= 3
+
+            try:
+                wait_for(queued, SLOW, "replica 0's queue")
+            except AssertionError as error:
+                raise AssertionError(f"{error}; (seconds, running, waiting) from replica 0: "
+                                     f"{vllm_said[:3]} ... {vllm_said[-3:]}; streams answered: "
+                                     f"{answered}") from None
             for pid in engine:
                 os.kill(pid, signal.SIGSTOP)
             seen: list[dict] = []
@@ -302,17 +321,34 @@ def test_load_aware_routing_sends_work_to_the_idle_replica(fleet):
                              for name in ("running", "waiting")}
                 raise AssertionError(f"{error}; last readings: {seen[-3:]}; "
                                      f"vLLM says {vllm_says}; occupiers ended: {failed}") from None
-            targets = []
+            targets, unavailable = [], 0
             with httpx.Client(base_url=gateway.url, timeout=SLOW) as http:
+                def ask(i: int) -> httpx.Response:
+                    return http.post("/v1/chat/completions",
+                                     headers={"authorization": f"Bearer {KEY}"},
+                                     json={"model": "tiny-chat", "max_tokens": 4, **SAMPLING,
+                                           "messages": [{"role": "user", "content": str(i)}]})
+
                 for i in range(6):
-                    response = http.post("/v1/chat/completions",
-                                         headers={"authorization": f"Bearer {KEY}"},
-                                         json={"model": "tiny-chat", "max_tokens": 4, **SAMPLING,
-                                               "messages": [{"role": "user", "content": str(i)}]})
-                    assert response.status_code == 200
+                    response = ask(i)
+                    # If a machine stall made both replicas miss two probes in a row, the
+                    # gateway answers 503 with Retry-After for a moment; a client waits and
+                    # asks again. Which replica answers is what this test checks.
+                    deadline = time.monotonic() + 60
+                    while (response.status_code == 503 and "no_healthy_target" in response.text
+                           and time.monotonic() < deadline):
+                        unavailable += 1
+                        time.sleep(float(response.headers.get("retry-after", "1")))
+                        response = ask(i)
+                    assert response.status_code == 200, (
+                        f"{response.status_code} {response.text}; /readyz: "
+                        f"{http.get('/readyz').json()['targets']}; gateway log: "
+                        + "".join(line for line in gateway.log().splitlines(True)[-200:]
+                                  if "probe" in line or "breaker" in line))
                     targets.append(response.headers["x-gateway-target"])
             assert load_of_replica_0().get("waiting", 0) >= 3  # still busy at the end
-            assert targets == ["tiny#1/tiny"] * 6
+            assert targets == ["tiny#1/tiny"] * 6, f"{targets}; 503s retried: {unavailable}"
+            print(f"\nload-aware: 6 of 6 to the idle replica; 503s retried: {unavailable}")
         finally:
             for pid in engine:
                 os.kill(pid, signal.SIGCONT)
