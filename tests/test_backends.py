@@ -115,6 +115,23 @@ def test_the_vllm_command_line(tmp_path):
     assert launch.environment(backend, second, {})["CUDA_VISIBLE_DEVICES"] == "1"
 
 
+def test_a_cpu_replica_confined_to_its_cores(tmp_path):
+    """`cpus` runs the whole replica on those CPUs (set before exec, so every process
+    and thread vLLM starts inherits it) and, on the CPU, binds vLLM's threads to them."""
+    backend = load_config(write(tmp_path, "models: {}", tiny="""
+        model: /models/tiny
+        replicas:
+          - {port: 8001, device: cpu, cpus: "0-3, 8"}
+          - {port: 8002, device: cpu, cpus: 4, env: {VLLM_CPU_OMP_THREADS_BIND: "4-5"}}
+    """), {}).backends["tiny"]
+    first, second = backend.replicas
+    argv = launch.command(backend, first, {launch.PYTHON_ENV: "/opt/vllm/bin/python"})
+    assert argv[:6] == [sys.executable, "-m", "gateway.backends.pin", "0-3,8", "--",
+                        "/opt/vllm/bin/python"]
+    assert launch.environment(backend, first, {})["VLLM_CPU_OMP_THREADS_BIND"] == "0-3,8"
+    assert launch.environment(backend, second, {})["VLLM_CPU_OMP_THREADS_BIND"] == "4-5"
+
+
 @pytest.mark.parametrize("routes, backend, expected", [
     ("models: {chat: {targets: [{backend: qwne}]}}", QWEN,
      "routes.yaml:1: models.chat.targets[0].backend: unknown backend 'qwne'; known backends: qwen"),
@@ -129,6 +146,12 @@ def test_the_vllm_command_line(tmp_path):
     ("models: {}", "model: m\nreplicas: []", "qwen.yaml:2: replicas: list should have at least 1"),
     ("models: {chat: {targets: [{backend: qwen, model: x}]}}", QWEN,
      "models.chat.targets[0]: give either 'backend' or 'provider' and 'model'"),
+    ("models: {}", "model: m\nreplicas: [{port: 8001, cpus: '0-3,x'}]",
+     "qwen.yaml:2: replicas[0].cpus: 'x' is not a CPU number or range (like 0-3,8)"),
+    ("models: {}", "model: m\nreplicas: [{port: 8001, cpus: '0-99999999'}]",
+     "qwen.yaml:2: replicas[0].cpus: CPU 99999999 is past 8191"),
+    ("models: {}", "model: m\nreplicas: [{url: 'http://h:8000', cpus: 0}]",
+     "qwen.yaml:2: replicas[0]: 'device', 'cpus' and 'env' are for replicas launched here"),
 ])
 def test_bad_backends_are_refused_with_the_file_and_place(tmp_path, routes, backend, expected):
     assert expected in refused(tmp_path, routes, qwen=backend)
@@ -219,7 +242,7 @@ def launched(tmp_path) -> Iterator[Path]:
         alias: tiny-chat
         command: {json.dumps(STANDIN)}
         vllm: {{max_model_len: 2048, enforce_eager: true}}
-        replicas: [{{port: {ports[0]}}}, {{port: {ports[1]}}}]
+        replicas: [{{port: {ports[0]}, cpus: "0"}}, {{port: {ports[1]}}}]
         restart: {{backoff: 0.2}}
         probe_interval: 0.2
         metrics_interval: 0.2
@@ -235,6 +258,8 @@ def test_up_launches_the_replicas_and_the_gateway_serves_them(launched):
     status = json.loads(cli(launched, "status", "--json").stdout)
     assert [(r["process"], r["healthy"], r["served"]) for r in status] == [
         ("healthy", True, ["tiny"])] * 2
+    # replica 0 declares cpus: "0"; replica 1 may run anywhere this process may
+    assert [os.sched_getaffinity(r["pid"]) for r in status] == [{0}, os.sched_getaffinity(0)]
 
     with GatewayProcess(launched) as gateway, httpx.Client(base_url=gateway.url) as http:
         targets = [http.post(CHAT, headers={"authorization": f"Bearer {KEY}"}, json={
@@ -283,6 +308,19 @@ def test_a_replica_that_cannot_start_fails_up_with_its_log(tmp_path):
     assert up.returncode == 1
     assert "broken#0 exited with code 3 while starting" in up.stderr
     assert "failing on purpose" in up.stderr  # the replica's own last words
+
+
+def test_a_replica_on_cpus_the_machine_lacks_fails_up_and_says_so(tmp_path):
+    config = write(tmp_path, "models: {}", pinned=f"""
+        model: m
+        command: {json.dumps(STANDIN)}
+        replicas: [{{port: {free_port()}, cpus: "8191"}}]
+        restart: false
+    """)
+    up = cli(config, "up", "pinned")
+    assert up.returncode == 1
+    assert "pinned#0 exited with code 2 while starting" in up.stderr
+    assert "cannot run on CPUs 8191" in up.stderr
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from gateway.backends.pin import parse_cpus
 from gateway.config import schema
 from gateway.config.compiled import Affinity, Backend, Replica, RestartPolicy
 from gateway.config.errors import ConfigError, Problem
@@ -62,14 +63,22 @@ def compile_backend(name: str, spec: schema.BackendSpec, file: Path, lines: Line
             if not r.url.startswith(("http://", "https://")):
                 fail(place + ("url",), "must start with http:// or https://")
                 continue
-            if r.device is not None or r.env:
-                fail(place, "'device' and 'env' are for replicas launched here (with 'port')")
+            if r.device is not None or r.env or r.cpus is not None:
+                fail(place, "'device', 'cpus' and 'env' are for replicas launched here "
+                     "(with 'port')")
             url = r.url.rstrip("/")
             url = url[:-3] if url.endswith("/v1") else url
             replicas.append(Replica(i, url))
         else:
+            cpus = None
+            if r.cpus is not None:
+                try:
+                    parse_cpus(str(r.cpus))
+                    cpus = str(r.cpus).replace(" ", "")
+                except ValueError as error:
+                    fail(place + ("cpus",), str(error))
             replicas.append(Replica(i, f"http://{r.host}:{r.port}", r.port, r.host, r.device,
-                                    dict(r.env)))
+                                    dict(r.env), cpus))
     args = list(_args(spec.vllm, file.parent, fail))
     if problems:
         raise ConfigError(file, problems)

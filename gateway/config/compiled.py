@@ -216,6 +216,7 @@ class Replica:
     host: str = "127.0.0.1"
     device: str | None = None
     env: Mapping[str, str] = field(default_factory=dict)
+    cpus: str | None = None  # "0-3,8": the CPUs its processes may run on
 
     @property
     def launched(self) -> bool:

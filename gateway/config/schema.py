@@ -317,6 +317,8 @@ class ReplicaSpec(Strict):
     port: Annotated[int, Field(gt=0, lt=65536)] | None = None
     host: str = "127.0.0.1"
     device: str | None = None  # GPUs for CUDA_VISIBLE_DEVICES ("0", "2,3"), or "cpu"
+    # CPUs its processes may run on ("0-3,8"); with device cpu, also vLLM's thread binding.
+    cpus: str | int | None = None
     env: dict[str, str] = {}
 
 
