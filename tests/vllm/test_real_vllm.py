@@ -63,6 +63,8 @@ def fleet(tmp_path_factory):
                    capture_output=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     built = time.monotonic() - started
     ports = [free_port(), free_port()]
+    cores = sorted(os.sched_getaffinity(0))
+    pins = [f', cpus: "{core}"' for core in cores[:2]] if len(cores) > 1 else ["", ""]
     (root / "backends").mkdir()
     (root / "backends" / "tiny.yaml").write_text(textwrap.dedent(f"""
         model: {model}
@@ -78,9 +80,9 @@ def fleet(tmp_path_factory):
           HF_HUB_OFFLINE: "1"
           VLLM_CPU_KVCACHE_SPACE: "1"
           OMP_NUM_THREADS: "1"
-        replicas:                  # one core each, so that one's work does not slow the other
-          - {{port: {ports[0]}, device: cpu, env: {{VLLM_CPU_OMP_THREADS_BIND: "0"}}}}
-          - {{port: {ports[1]}, device: cpu, env: {{VLLM_CPU_OMP_THREADS_BIND: "1"}}}}
+        replicas:   # one core each: a busy replica leaves the other cores to everyone else
+          - {{port: {ports[0]}, device: cpu{pins[0]}}}
+          - {{port: {ports[1]}, device: cpu{pins[1]}}}
         probe_interval: 0.5
         metrics_interval: 0.5
         startup_timeout: 600
