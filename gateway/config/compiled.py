@@ -106,7 +106,7 @@ class Probe:
     url: str
     interval: float
     timeout: float
-    unhealthy_after: int = 2  # failed probes in a row
+    unhealthy_after: int  # failed probes in a row that take the provider out
 
 
 @dataclass(frozen=True, slots=True)
