@@ -247,6 +247,17 @@ def test_a_client_that_leaves_a_stream_aborts_it_in_vllm(fleet):
     assert 0 < generated < 30000
 
 
+def vllm_queue(fleet, index: int) -> tuple[float, float]:
+    """(running, waiting) requests, as replica `index` reports them."""
+    text = replica_metrics(fleet, index)
+    return (metric(text, "vllm:num_requests_running"),
+            metric(text, "vllm:num_requests_waiting"))
+
+
+def ended_early(jobs) -> list[str]:
+    return [repr(job.exception()) for job in jobs if job.done()]
+
+
 def engine_processes(pid: int) -> list[int]:
     """Every process under a vLLM server's: its engine and the engine's workers."""
     found = []
@@ -295,12 +306,8 @@ def test_load_aware_routing_sends_work_to_the_idle_replica(fleet):
             vllm_said: list[tuple[float, float, float]] = []
 
             def queued() -> bool:
-                ended = [repr(job.exception()) for job in jobs if job.done()]
-                assert not ended, f"occupying streams ended early: {ended}"
-                text = replica_metrics(fleet, 0)
-                vllm_said.append((round(time.monotonic() - began, 1),
-                                  metric(text, "vllm:num_requests_running"),
-                                  metric(text, "vllm:num_requests_waiting")))
+                assert not ended_early(jobs), f"occupying streams ended: {ended_early(jobs)}"
+                vllm_said.append((round(time.monotonic() - began, 1), *vllm_queue(fleet, 0)))
                 return vllm_said[-1][2] >= 3
 
             try:
@@ -317,12 +324,9 @@ def test_load_aware_routing_sends_work_to_the_idle_replica(fleet):
                          or seen[-1].get("waiting", 0) >= 3, SLOW,
                          "the gateway to read replica 0's load")
             except AssertionError as error:
-                failed = [repr(job.exception()) for job in jobs if job.done()]
-                text = replica_metrics(fleet, 0)
-                vllm_says = {name: metric(text, f"vllm:num_requests_{name}")
-                             for name in ("running", "waiting")}
-                raise AssertionError(f"{error}; last readings: {seen[-3:]}; "
-                                     f"vLLM says {vllm_says}; occupiers ended: {failed}") from None
+                raise AssertionError(f"{error}; last readings: {seen[-3:]}; vLLM says "
+                                     f"(running, waiting) {vllm_queue(fleet, 0)}; occupiers "
+                                     f"ended: {ended_early(jobs)}") from None
             targets, unavailable = [], 0
             with httpx.Client(base_url=gateway.url, timeout=SLOW) as http:
                 def ask(i: int) -> httpx.Response:
