@@ -10,6 +10,9 @@ from gateway.deadline import Deadline
 from gateway.errors import ClientDisconnected, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
 
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
+# Media types whose body is parsed as JSON (curl -d sends the second one unless told otherwise).
+SEND_JSON = "Send a JSON object, with the header 'Content-Type: application/json'."
+_READ_AS_JSON = frozenset({b"application/json", b"application/x-www-form-urlencoded", b""})
 
 
 @dataclass(slots=True)
@@ -66,19 +69,21 @@ def read_headers(scope: dict) -> Incoming:
 
 
 def require_json(content_type: bytes | None) -> None:
-    """Refuse a body declared as something other than JSON, as OpenAI and vLLM do (curl's
-    `-d` sends form encoding unless told otherwise). No Content-Type at all is taken as JSON;
-    parameters (`; charset=utf-8`) are ignored."""
+    """Refuse a body that cannot be JSON: multipart forms and other declared media types.
+
+    No Content-Type, and curl's default for `-d` (`application/x-www-form-urlencoded`), are
+    read as JSON: `curl -d '{...}'` without `-H 'Content-Type: application/json'` is how most
+    people try an API first, and a body that is not JSON after all gets a 400 that says how
+    to send it. Parameters (`; charset=utf-8`) are ignored.
+    """
     if content_type is None:
         return
     media = content_type.partition(b";")[0].strip().lower()
-    if media == b"application/json" or (media.startswith(b"application/")
-                                        and media.endswith(b"+json")):
+    if media in _READ_AS_JSON or (media.startswith(b"application/") and media.endswith(b"+json")):
         return
     shown = content_type.decode("latin-1")[:100]
     raise UnsupportedMediaType(
-        f"Unsupported content type '{shown}': send the body as JSON, with the header "
-        "'Content-Type: application/json'.", code="unsupported_content_type")
+        f"Unsupported content type '{shown}'. {SEND_JSON}", code="unsupported_content_type")
 
 
 async def read_body(receive, incoming: Incoming, limit: int, timeout: float) -> bytes:

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.accept import read_headers, require_json
+from gateway.accept import SEND_JSON, read_headers, require_json
 from gateway.auth import authenticate
 from gateway.config import ConfigError
 from gateway.config.load import digest_key
@@ -219,6 +219,9 @@ async def _body(request: Request) -> KeyChange:
         return KeyChange.model_validate_json(raw or b"{}")
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
+        if err["type"] == "json_invalid":
+            raise InvalidRequest(f"The request body is not valid JSON. {SEND_JSON}",
+                                 code="invalid_json") from None
         where = ".".join(str(p) for p in err["loc"]) or "body"
         raise InvalidRequest(f"Invalid '{where}': {err['msg']}.", param=where or None,
                              code="invalid_value") from None

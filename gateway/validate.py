@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import from_json
 
+from gateway.accept import SEND_JSON
 from gateway.chat_schema import CHAT_REQUEST
 from gateway.errors import InvalidRequest
 
@@ -39,7 +40,8 @@ def _explain(exc: ValidationError, body: bytes) -> InvalidRequest:
     errors = exc.errors(include_url=False)
     if errors[0]["type"] == "json_invalid":
         detail = errors[0]["ctx"].get("error", "") if errors[0].get("ctx") else ""
-        return InvalidRequest(f"The request body is not valid JSON: {detail}.", code="invalid_json")
+        return InvalidRequest(f"The request body is not valid JSON: {detail}. {SEND_JSON}",
+                              code="invalid_json")
     document = _document(body)
     located = [(_path(document, err), err) for err in errors]
     # The deepest error is the most specific; others at the same place are union alternatives.

@@ -102,7 +102,6 @@ def test_compressed_body_is_refused(http):
 
 
 @pytest.mark.parametrize("content_type", [
-    "application/x-www-form-urlencoded",  # curl -d without -H
     "multipart/form-data; boundary=x",
     "text/plain",
 ])
@@ -117,11 +116,20 @@ def test_a_body_declared_as_not_json_is_refused(http, primary, content_type):
 @pytest.mark.parametrize("content_type", [
     None, "application/json", "application/json; charset=utf-8", "Application/JSON",
     "application/vnd.api+json",
+    "application/x-www-form-urlencoded",  # what curl -d sends without -H: read as JSON
 ])
 def test_json_content_types_are_accepted(http, content_type):
     headers = auth() | ({"content-type": content_type} if content_type else {})
     response = http.post(CHAT, headers=headers, content=json.dumps({"model": "gpt-test", "messages": HELLO}))
     assert response.status_code == 200, response.text
+
+
+def test_a_form_body_that_is_not_json_says_how_to_send_json(http, primary):
+    headers = {**auth(), "content-type": "application/x-www-form-urlencoded"}
+    response = http.post(CHAT, headers=headers, content=b"model=gpt-test&messages=hi")
+    error = assert_openai_error(response, 400, code="invalid_json")
+    assert "'Content-Type: application/json'" in error["message"]
+    assert primary.requests == []
 
 
 def test_unknown_path_and_wrong_method(http):

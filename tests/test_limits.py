@@ -268,7 +268,12 @@ def test_admin_api_needs_the_master_key(gateway):
     form = httpx.post(gateway.url + "/admin/keys", content="name=x",
                       headers={"Authorization": f"Bearer {MASTER}",
                                "Content-Type": "application/x-www-form-urlencoded"})
-    assert_openai_error(form, 415, code="unsupported_content_type")
+    assert "'Content-Type: application/json'" in assert_openai_error(
+        form, 400, code="invalid_json")["message"]
+    multipart = httpx.post(gateway.url + "/admin/keys", content="x",
+                           headers={"Authorization": f"Bearer {MASTER}",
+                                    "Content-Type": "multipart/form-data; boundary=b"})
+    assert_openai_error(multipart, 415, code="unsupported_content_type")
 
 
 @pytest.mark.parametrize("expiry", [

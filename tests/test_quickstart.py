@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from collections.abc import Iterator
 
 import httpx
@@ -94,3 +95,36 @@ def test_health_readiness_and_metrics(quickstart, sdk):
     assert ('gateway_requests_total{key="demo",model="demo",status="2xx",target="demo/demo"}'
             in metrics.text)
     assert "gateway_request_duration_seconds_bucket" in metrics.text
+
+
+def readme_curl_commands() -> list[str]:
+    """Every `curl` command in README.md's shell blocks, continuation lines joined."""
+    readme = (REPO / "README.md").read_text()
+    commands = []
+    for block in readme.split("```sh\n")[1:]:
+        text = block.split("```", 1)[0].replace("\\\n", " ")
+        commands += [line.strip() for line in text.splitlines() if line.strip().startswith("curl ")]
+    return commands
+
+
+def test_the_readme_has_curl_commands():
+    commands = readme_curl_commands()
+    assert len(commands) >= 2 and all("127.0.0.1:8080" in c for c in commands), commands
+
+
+@pytest.mark.parametrize("command", readme_curl_commands())
+def test_every_curl_command_in_the_readme_works_as_written(quickstart, command):
+    """Run as a new user runs it, in a shell: only the port is the test gateway's."""
+    shown = command.replace("127.0.0.1:8080", f"127.0.0.1:{quickstart.port}")
+    result = subprocess.run(["bash", "-c", shown], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    output = result.stdout
+    assert '"error"' not in output, output
+    if " -N " in shown or '"stream": true' in shown:
+        events = [line[6:] for line in output.splitlines() if line.startswith("data: ")]
+        assert events[-1] == "[DONE]"
+        text = "".join(json.loads(e)["choices"][0]["delta"].get("content") or ""
+                       for e in events[:-1] if json.loads(e)["choices"])
+    else:
+        text = json.loads(output)["choices"][0]["message"]["content"]
+    assert 'You said: "Hello!"' in text
