@@ -28,6 +28,7 @@ from gateway.config.load import digest_key
 from gateway.config.schema import LimitsSpec
 from gateway.endpoints import error_response, json_response
 from gateway.errors import (
+    Conflict,
     Forbidden,
     GatewayError,
     InvalidRequest,
@@ -233,8 +234,9 @@ async def _find(request: Request, writable: bool = False) -> KeyRecord:
     for record in runtime.config.keys.values():
         if wanted in (record.id, record.name):
             if writable:
-                raise GatewayError(
-                    f"Key '{record.name}' is declared in routes.yaml; change it there.",
+                raise Conflict(
+                    f"Key '{record.name}' is declared in {runtime.config.source.name}: change or "
+                    "remove it there (then reload); the admin API changes only keys it made.",
                     code="key_in_config")
             return record
     record = await runtime.store.find_key(wanted)
@@ -243,10 +245,8 @@ async def _find(request: Request, writable: bool = False) -> KeyRecord:
     return record
 
 
-def _conflict(name: str) -> GatewayError:
-    error = GatewayError(f"A key named '{name}' exists already.", code="key_exists")
-    error.status, error.type = 409, "invalid_request_error"
-    return error
+def _conflict(name: str) -> Conflict:
+    return Conflict(f"A key named '{name}' exists already.", code="key_exists")
 
 
 def _limits(change: KeyChange) -> dict:

@@ -52,6 +52,13 @@ class NotFound(GatewayError):
     type = "invalid_request_error"
 
 
+class Conflict(GatewayError):
+    """The request is fine but the resource's state refuses it (a name taken, a key in the file)."""
+
+    status = 409
+    type = "invalid_request_error"
+
+
 class PayloadTooLarge(GatewayError):
     status = 413
     type = "invalid_request_error"

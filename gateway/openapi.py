@@ -66,6 +66,16 @@ def _errors(*statuses: int) -> dict:
     return {str(s): error for s in statuses} | {"default": error}
 
 
+_IN_CONFIG = ("The key is declared in routes.yaml (code `key_in_config`): it is changed or "
+              "revoked there")
+
+
+def _error_doc(description: str) -> dict:
+    """An error status with its own description, in the one Error shape."""
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": _REF.format(model="Error")}}}}
+
+
 def _op(summary: str, responses: dict, *, secured: bool = True, body: dict | None = None,
         parameters: list | None = None, tag: str = "openai") -> dict:
     op: dict = {"summary": summary, "tags": [tag], "responses": responses}
@@ -169,10 +179,12 @@ def build() -> dict:
             "get": _op("One key.", {"200": _json(ref["Key"])} | _errors(401, 403, 404),
                        parameters=key, **admin),
             "patch": _op("Change a key's name, models, limits, expiry or metadata.",
-                         {"200": _json(ref["Key"])} | _errors(400, 401, 403, 404, 409, 415),
+                         {"200": _json(ref["Key"])} | _errors(400, 401, 403, 404, 415)
+                         | {"409": _error_doc(f"{_IN_CONFIG}, or the new name is taken.")},
                          body=ref["KeyChange"], parameters=key, **admin),
             "delete": _op("Revoke a key; its record and usage stay.",
-                          {"200": _json(ref["Key"])} | _errors(401, 403, 404),
+                          {"200": _json(ref["Key"])} | _errors(401, 403, 404)
+                          | {"409": _error_doc(f"{_IN_CONFIG}.")},
                           parameters=key, **admin)},
         "/admin/usage": {"get": _op("Usage, filtered and grouped.", {"200": _json(_object({
             "object": {"const": "list"}, "since": {"type": "string"}, "until": {"type": "string"},

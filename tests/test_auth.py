@@ -92,3 +92,21 @@ def test_keys_never_reach_the_log(http, gateway):
     assert '"key":"team-a"' in log  # the key's name is logged...
     for secret in (TEAM_KEY, MASTER_KEY, "sk-wrong-key-in-log", "sk-upstream-primary-secret"):
         assert secret not in log  # ...never a key
+
+
+@pytest.mark.parametrize("method", ["PATCH", "DELETE"])
+def test_a_key_declared_in_routes_yaml_is_changed_there_not_through_the_admin_api(http, method):
+    master = {"Authorization": f"Bearer {MASTER_KEY}"}
+    body = {"json": {"models": ["demo"]}} if method == "PATCH" else {}
+    response = http.request(method, "/admin/keys/team-a", headers=master, **body)
+
+    error = assert_openai_error(response, 409, code="key_in_config")
+    assert "declared in routes.yaml" in error["message"]
+    still = http.post(CHAT, headers={"Authorization": f"Bearer {TEAM_KEY}"}, json=BODY)
+    assert still.status_code == 200, still.text
+
+
+def test_the_openapi_document_says_when_a_key_change_is_a_conflict(http):
+    operations = http.get("/openapi.json").json()["paths"]["/admin/keys/{key}"]
+    for method in ("patch", "delete"):
+        assert "routes.yaml" in operations[method]["responses"]["409"]["description"]
