@@ -6,7 +6,9 @@ a time: thousands of those would hold the gateway's file descriptors for
 ever. Here a connection has `GATEWAY_HEADER_TIMEOUT` seconds (server.header_timeout,
 set by `gateway serve`) from when it opens, or from its last answer, to send a
 whole request head; then it is closed. A head larger than `MAX_HEAD_BYTES`
-is refused with a 431 (httptools itself takes any size).
+is refused with a 431 (httptools itself takes any size), however its bytes
+arrive: counted as they are received while the head is incomplete, and again
+from what the parser hands over, since one read can hold a whole head.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self.header_timeout = float(os.environ.get(HEADER_TIMEOUT_ENV, "10"))
         self._head_due = 0.0
         self._head_bytes = 0  # received of the head being read; -1 once it is complete
+        self._head_size = 0  # of the head being parsed: its URL and headers, as parsed
+        self._refused = False  # a head was too large: the rest of the connection is ignored
         # The deadlines' shared ticker, not a timer per request: a set insert and removal.
         self._ticker = ticker_of(self.loop)
 
@@ -40,6 +44,8 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._await_head()
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
         reading_head = self._head_bytes >= 0
         super().data_received(data)
         # Still in the head after this data: all of it was head (a body after a complete
@@ -47,13 +53,41 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         if reading_head and self._head_bytes >= 0 and not self.transport.is_closing():
             self._head_bytes += len(data)
             if self._head_bytes > MAX_HEAD_BYTES:
-                self.transport.write(_TOO_LARGE % (len(_TOO_LARGE_BODY), _TOO_LARGE_BODY))
-                self.transport.close()
+                self._refuse_head()
+
+    def on_message_begin(self) -> None:
+        self._head_size = 0
+        super().on_message_begin()
+
+    def on_url(self, url: bytes) -> None:
+        self._head_size += len(url) + 14  # the method and "HTTP/1.1", roughly
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_size += len(name) + len(value) + 4  # ": " and CRLF
+        super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
         self._ticker.deadlines.discard(self)
         self._head_bytes = -1
+        if self._head_size > MAX_HEAD_BYTES:
+            self._refuse_head()  # the request never reaches the app
+            return
         super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if not self._refused:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if not self._refused:
+            super().on_message_complete()
+
+    def _refuse_head(self) -> None:
+        self._refused = True
+        if not self.transport.is_closing():
+            self.transport.write(_TOO_LARGE % (len(_TOO_LARGE_BODY), _TOO_LARGE_BODY))
+            self.transport.close()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()

@@ -161,6 +161,27 @@ def test_headers_too_large_are_a_431(gateway):
     assert answer["error"]["code"] == "headers_too_large"
 
 
+def test_a_whole_request_with_a_100_kb_header_in_one_write_is_a_431(gateway):
+    """The head arrives complete in one read: it must be refused all the same."""
+    body = json.dumps({"model": "demo", "messages": [{"role": "user", "content": "hi"}]})
+    head = request_head(len(body)).replace(b"\r\n\r\n", b"\r\nX-Big: " + b"b" * 100_000
+                                           + b"\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=5) as sock:
+        sock.sendall(head + body.encode())
+        status, answer = read_answer(sock)
+    assert status == 431
+    assert answer["error"]["code"] == "headers_too_large"
+
+
+def test_many_headers_over_the_limit_in_one_write_are_a_431(gateway):
+    body = json.dumps({"model": "demo", "messages": [{"role": "user", "content": "hi"}]})
+    many = b"".join(b"X-H%d: %s\r\n" % (i, b"h" * 1000) for i in range(80))
+    head = request_head(len(body)).replace(b"\r\n\r\n", b"\r\n" + many + b"\r\n")
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=5) as sock:
+        sock.sendall(head + body.encode())
+        assert read_answer(sock)[0] == 431
+
+
 def test_large_headers_within_the_limit_are_served(gateway):
     body = json.dumps({"model": "demo", "messages": [{"role": "user", "content": "hi"}]})
     head = request_head(len(body)).replace(b"\r\n\r\n", b"\r\nX-Trace: " + b"t" * 30_000
