@@ -26,6 +26,7 @@ from gateway.auth import authenticate
 from gateway.config import ConfigError
 from gateway.config.load import digest_key
 from gateway.config.schema import LimitsSpec
+from gateway.echo import echo
 from gateway.endpoints import error_response, json_response
 from gateway.errors import (
     Conflict,
@@ -241,7 +242,7 @@ async def _find(request: Request, writable: bool = False) -> KeyRecord:
             return record
     record = await runtime.store.find_key(wanted)
     if record is None:
-        raise NotFound(f"No key '{wanted[:128]}'.", code="key_not_found")
+        raise NotFound(f"No key '{echo(wanted)}'.", code="key_not_found")
     return record
 
 

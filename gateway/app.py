@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
@@ -22,8 +23,9 @@ from gateway import admin, endpoints, heap, lag, metrics, openapi
 from gateway.accept import request_id_of
 from gateway.config import Config, ConfigError, load_config
 from gateway.drain import Drain
+from gateway.echo import echo
 from gateway.errors import GatewayError, InvalidRequest, NotFound
-from gateway.logs import REQUEST_ID, log, setup_logging
+from gateway.logs import REQUEST_ID, log, log_request, setup_logging
 from gateway.pipeline import ChatCompletions
 from gateway.reload import Reloader
 from gateway.runtime import start_runtime, stop_runtime
@@ -136,24 +138,37 @@ def _reload_on_signal(reloader: Reloader) -> None:
     asyncio.ensure_future(reload())
 
 
+# Probes and scrapes come every few seconds from machines: their answers are their record.
+_UNLOGGED = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
 async def _with_request_id(app, scope, receive, send) -> None:
+    """Every answer carries the request id; every request but probes writes one log line."""
     request_id = request_id_of(scope)
     token = REQUEST_ID.set(request_id)
+    started = time.perf_counter()
+    status = 0
 
     async def send_with_id(message) -> None:
+        nonlocal status
         if message["type"] == "http.response.start":
+            status = message["status"]
             message["headers"] = [*message.get("headers", ()), (b"x-request-id", request_id.encode())]
         await send(message)
 
     try:
         await app(scope, receive, send_with_id)
     finally:
+        if scope["path"] not in _UNLOGGED:
+            log_request({"method": scope["method"], "path": echo(scope["path"], 200),
+                         "status": status,
+                         "latency_ms": round((time.perf_counter() - started) * 1000, 1)})
         REQUEST_ID.reset(token)
 
 
 async def _http_error(request: Request, exc: HTTPException) -> Response:
     if exc.status_code == 404:
-        error: GatewayError = NotFound(f"Unknown path: {request.method} {request.url.path[:200]}",
+        error: GatewayError = NotFound(f"Unknown path: {request.method} {echo(request.url.path)}",
                                        code="unknown_url")
     else:
         error = InvalidRequest(exc.detail or "Bad request.")

@@ -12,6 +12,7 @@ from starlette.responses import Response
 from gateway import metrics
 from gateway.accept import read_headers
 from gateway.auth import Principal, authenticate
+from gateway.echo import echo
 from gateway.errors import GatewayError, NotFound
 from gateway.route import visible_models
 
@@ -53,7 +54,7 @@ async def get_model(request: Request) -> Response:
     alias = request.path_params["model"]
     if config.route_for(alias) is None or not principal.allows(alias):
         return error_response(NotFound(
-            f"The model '{alias[:200]}' does not exist or you do not have access to it.",
+            f"The model '{echo(alias)}' does not exist or you do not have access to it.",
             param="model", code="model_not_found"))
     return json_response(_model_object(alias, config.created))
 

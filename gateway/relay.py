@@ -24,6 +24,7 @@ from gateway import metrics
 from gateway.adapt import DONE_EVENT, Answer, StreamAdapter, encoded, scrub
 from gateway.config import Route, Target
 from gateway.deadline import Deadline
+from gateway.echo import echo
 from gateway.errors import (
     GatewayError,
     NoHealthyTarget,
@@ -160,7 +161,7 @@ async def relay(ex: Exchange, route: Route, payload: dict, runtime: Runtime, sen
     if not failures:
         wait = plan.ready_in()
         raise NoHealthyTarget(
-            f"No target of model '{payload['model'][:200]}' is available now: each has "
+            f"No target of model '{echo(payload['model'])}' is available now: each has "
             "failed recently or asked to be left alone; try again shortly.",
             headers={"retry-after": str(max(1, math.ceil(wait)))})
     raise _give_up(payload["model"], failures)
@@ -387,7 +388,7 @@ def _give_up(model: str, failures: list[Failure]) -> GatewayError:
     if failures and len(rejections) == len(failures):
         return rejections[0]  # every target refuses the request as written: the client's to fix
     detail = "; ".join(str(f) for f in failures)
-    message = f"No upstream could answer for model '{model[:200]}': {detail}"
+    message = f"No upstream could answer for model '{echo(model)}': {detail}"
     if failures and all(f.status == 429 for f in failures):
         waits = [f.retry_after for f in failures if f.retry_after is not None]
         headers = {"retry-after": str(int(min(waits) + 0.999))} if waits else None

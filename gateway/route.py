@@ -15,6 +15,7 @@ import time
 from gateway.auth import Principal
 from gateway.balance import pick
 from gateway.config import Config, Route, Target
+from gateway.echo import echo
 from gateway.errors import NotFound
 from gateway.health import Health
 
@@ -39,7 +40,7 @@ def resolve(config: Config, model: str, principal: Principal) -> Route:
     if len(available) > _LISTED:
         listed += f" and {len(available) - _LISTED} more (GET /v1/models lists them)"
     raise NotFound(
-        f"The model '{model[:200]}' does not exist or you do not have access to it. "
+        f"The model '{echo(model)}' does not exist or you do not have access to it. "
         f"Models available to this key: {listed}.",
         param="model", code="model_not_found")
 
