@@ -27,14 +27,18 @@ def test_first_byte_limit():
 
 
 def test_touches_keep_a_stream_alive_past_the_idle_limit():
-    async def attempt():
-        async with Deadline(first_byte=0.2, idle=0.1, total=10) as deadline:
-            for _ in range(8):  # 0.4 s in all, never 0.1 s without data
-                await asyncio.sleep(0.05)
-                deadline.touch()
-        return deadline
+    idle = 0.2
 
-    assert not run(attempt()).expired
+    async def attempt():
+        async with Deadline(first_byte=idle, idle=idle, total=10) as deadline:
+            started = time.monotonic()
+            while time.monotonic() - started < 4 * idle:  # data every 20 ms, 4 idle limits long
+                await asyncio.sleep(0.02)
+                deadline.touch()
+        return deadline, time.monotonic() - started
+
+    deadline, lived = run(attempt())
+    assert not deadline.expired and lived >= 4 * idle
 
 
 def test_idle_limit_after_data_stopped():

@@ -166,11 +166,16 @@ def test_leases_of_running_requests_can_be_renewed(make_store):
 
     async def scenario():
         store = make_store()
-        assert (await admit(store, lease, request_id="long", lease_ttl=0.5)).allowed
-        for _ in range(4):  # 0.8 s in all: longer than the lease, renewed as it goes
-            await store.renew([("k1", "", "long")], 0.5, time.time())
-            await asyncio.sleep(0.2)
-        assert not (await admit(store, lease, request_id="other")).allowed
+        ttl = 0.5
+        assert (await admit(store, lease, request_id="long", lease_ttl=ttl)).allowed
+        admitted = time.monotonic()
+        # Renewed every 50 ms until it has lived 2.5 times its TTL: the slot stays taken
+        # throughout, which only the renewals can explain.
+        while time.monotonic() - admitted < 2.5 * ttl:
+            await store.renew([("k1", "", "long")], ttl, time.time())
+            assert not (await admit(store, lease, request_id="other")).allowed
+            await asyncio.sleep(0.05)
+        assert time.monotonic() - admitted >= 2.5 * ttl
         await store.close()
 
     run(scenario())
@@ -272,7 +277,11 @@ def test_other_replicas_hear_of_key_changes(make_store):
         writer, reader = make_store(), make_store()
         heard = []
         reader.on_key_change(heard.append)
-        await asyncio.sleep(0.2)  # let the subscription start
+        deadline = time.monotonic() + 5
+        while "listening?" not in heard:  # the subscription is live once it hears something
+            assert time.monotonic() < deadline, "the key-change subscription never started"
+            await writer.redis.publish(f"{writer.prefix}:events", "listening?")
+            await asyncio.sleep(0.02)
         await writer.create_key(key())
         await writer.update_key(replace(key(), revoked_at=time.time()))
         deadline = time.monotonic() + 1
