@@ -41,7 +41,7 @@ async def list_models(request: Request) -> Response:
     except GatewayError as error:
         return error_response(error)
     config = request.app.state.runtime.config
-    data = [_model_object(a, config.created) for a in visible_models(config, principal)]
+    data = [_model_object(a, config.created[a]) for a in visible_models(config, principal)]
     return json_response({"object": "list", "data": data})
 
 
@@ -52,11 +52,12 @@ async def get_model(request: Request) -> Response:
         return error_response(error)
     config = request.app.state.runtime.config
     alias = request.path_params["model"]
-    if config.route_for(alias) is None or not principal.allows(alias):
+    route = config.route_for(alias)
+    if route is None or not principal.allows(alias):
         return error_response(NotFound(
             f"The model '{echo(alias)}' does not exist or you do not have access to it.",
             param="model", code="model_not_found"))
-    return json_response(_model_object(alias, config.created))
+    return json_response(_model_object(alias, config.created[route.alias]))
 
 
 async def healthz(request: Request) -> Response:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from gateway import heap, metrics
@@ -49,6 +50,9 @@ class Reloader:
                           extra={"fields": {"reason": reason, "problems": str(error)}})
                 raise
             old = self.state.runtime
+            # A model that was served before keeps its `created`: clients cache model lists.
+            config = replace(config, created={alias: old.config.created.get(alias, when)
+                                              for alias, when in config.created.items()})
             metrics.child(metrics.RELOADS, "ok").inc()
             metrics.config_loaded(config.digest, old.config.digest)
             new = start_runtime(config, previous=old)

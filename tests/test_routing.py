@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -382,19 +383,49 @@ def test_reload_under_load_loses_no_request(gateway, config_path, a, b):
     assert set(statuses) == {200}
 
 
-def test_sighup_reloads_and_a_file_change_is_noticed(http, gateway, config_path):
+def test_a_file_change_is_noticed_without_a_signal(http, config_path):
     good = config_path.read_text()
-    extra = "  added-by-sighup:\n    targets: [{provider: b, model: new}]\n"
+    extra = "  added-by-edit:\n    targets: [{provider: b, model: new}]\n"
     try:
-        config_path.write_text(good.replace("keys:\n", "keys:\n", 1).replace(
-            '  "openai/*":', extra + '  "openai/*":'))
-        gateway.process.send_signal(signal.SIGHUP)
-        wait_for(lambda: http.post(CHAT, json=ask("added-by-sighup")).status_code == 200, 10,
-                 "the new model after SIGHUP (or the file watch)")
+        config_path.write_text(good.replace('  "openai/*":', extra + '  "openai/*":'))
+        wait_for(lambda: http.post(CHAT, json=ask("added-by-edit")).status_code == 200, 10,
+                 "the file watch to notice the new model")
     finally:
         config_path.write_text(good)
-    wait_for(lambda: http.post(CHAT, json=ask("added-by-sighup")).status_code == 404, 10,
+    wait_for(lambda: http.post(CHAT, json=ask("added-by-edit")).status_code == 404, 10,
              "the file watch to notice the model is gone again")
+
+
+def test_sighup_reloads_with_the_file_watch_off(tmp_path, upstreams):
+    """Only the signal can reload here (`watch_config: 0`). A model served before the reload
+    keeps its `created` in /v1/models."""
+    a, _ = upstreams
+    config = tmp_path / "routes.yaml"
+    before = f"""
+server: {{watch_config: 0}}
+providers:
+  a: {{profile: vllm, base_url: "{a.url}"}}
+models:
+  kept: {{targets: [{{provider: a, model: k}}]}}
+keys:
+  tester: {{key: "{KEY}"}}
+"""
+    config.write_text(before)
+    with GatewayProcess(config) as gateway, httpx.Client(
+            base_url=gateway.url, headers={"Authorization": f"Bearer {KEY}"}) as http:
+        listed = {m["id"]: m["created"] for m in http.get("/v1/models").json()["data"]}
+        config.write_text(before.replace(
+            "keys:", "  added-by-sighup: {targets: [{provider: a, model: n}]}\nkeys:"))
+        assert http.post(CHAT, json=ask("added-by-sighup")).status_code == 404
+        # `created` is in whole seconds: reload in a later one, or a fresh stamp looks kept.
+        wait_for(lambda: time.time() >= listed["kept"] + 1, 2, "the next second")
+        gateway.process.send_signal(signal.SIGHUP)
+        wait_for(lambda: http.post(CHAT, json=ask("added-by-sighup")).status_code == 200, 10,
+                 "the new model after SIGHUP")
+        after = {m["id"]: m["created"] for m in http.get("/v1/models").json()["data"]}
+        assert after["kept"] == listed["kept"]
+        assert after["added-by-sighup"] > after["kept"]  # a new model is stamped when it appears
+        assert http.get("/v1/models/kept").json()["created"] == listed["kept"]
 
 
 def probed_config(tmp_path, upstream) -> Path:

@@ -256,7 +256,8 @@ class Backend:
 class Config:
     source: Path
     digest: str
-    created: int
+    # Per alias, when this process first served it: /v1/models' `created`, kept across reloads.
+    created: Mapping[str, int]
     max_body_bytes: int
     body_timeout: float
     header_timeout: float

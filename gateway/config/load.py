@@ -282,7 +282,7 @@ def _compile(spec: schema.ConfigSpec, path: Path, lines: Lines,
     return Config(
         source=path,
         digest=_digest_files(path),
-        created=int(time.time()),
+        created=dict.fromkeys(routes, int(time.time())),
         max_body_bytes=spec.server.max_body_bytes,
         body_timeout=spec.server.body_timeout,
         header_timeout=spec.server.header_timeout,
