@@ -98,6 +98,25 @@ def test_requests_per_minute_with_openai_headers(gateway):
     assert 19 <= int(refused.headers["retry-after"]) <= 20
 
 
+def test_rate_limit_headers_are_sent_for_the_per_minute_limits_a_key_has(gateway):
+    """As the README says: each per-minute limit of the key gives its three headers; a key
+    with none gets none, and neither does the streamed answer of one without them."""
+    def ratelimit_headers(answer: httpx.Response) -> set[str]:
+        return {h for h in answer.headers if h.startswith("x-ratelimit-")}
+
+    plain = new_key(gateway, "no-rate-limits", tokens_per_day=100_000)
+    requests_only = new_key(gateway, "requests-only", requests_per_minute=100)
+    both = new_key(gateway, "both-rates", requests_per_minute=100, tokens_per_minute=100_000)
+
+    assert ratelimit_headers(ask(gateway, plain)) == set()
+    assert ratelimit_headers(ask(gateway, plain, stream=True)) == set()
+    assert ratelimit_headers(ask(gateway, requests_only)) == {
+        "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests"}
+    assert ratelimit_headers(ask(gateway, both, stream=True)) == {
+        f"x-ratelimit-{what}-{name}" for what in ("limit", "remaining", "reset")
+        for name in ("requests", "tokens")}
+
+
 def test_tokens_per_minute_reserves_then_reconciles(gateway, primary):
     key = new_key(gateway, "tpm-team", tokens_per_minute=6000)
 
