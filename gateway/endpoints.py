@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import time
 
 import orjson
@@ -11,9 +12,9 @@ from starlette.responses import Response
 
 from gateway import metrics
 from gateway.accept import read_headers
-from gateway.auth import Principal, authenticate
+from gateway.auth import Principal, authenticate, digest_of
 from gateway.echo import echo
-from gateway.errors import GatewayError, NotFound
+from gateway.errors import GatewayError, NotFound, Unauthorized
 from gateway.route import visible_models
 
 
@@ -91,5 +92,16 @@ async def readyz(request: Request) -> Response:
 
 
 async def prometheus(request: Request) -> Response:
+    """The Prometheus text; behind `server.metrics_key` (or the master key) when one is set."""
+    config = request.app.state.runtime.config
+    if config.metrics_digest is not None:
+        presented = read_headers(request.scope).key
+        digest = digest_of(presented) if presented else ""
+        if not any(wanted is not None and hmac.compare_digest(digest, wanted)
+                   for wanted in (config.metrics_digest, config.master_digest)):
+            return error_response(Unauthorized(
+                "/metrics needs the metrics key (server.metrics_key) as "
+                "'Authorization: Bearer KEY'.", code="metrics_key_required",
+                headers={"www-authenticate": "Bearer"}))
     body, content_type = metrics.render()
     return Response(body, media_type=content_type)

@@ -158,9 +158,11 @@ def build() -> dict:
                                {"200": _json({"type": "object"}),
                                 "503": _json({"type": "object"}, "Not ready")},
                                secured=False, tag="operations")},
-        "/metrics": {"get": _op("Prometheus metrics.", {"200": {
+        "/metrics": {"get": _op("Prometheus metrics; with `server.metrics_key` set, that key "
+                                "(or the master key) is needed as a bearer token.", {"200": {
             "description": "The Prometheus text format.",
-            "content": {"text/plain": {"schema": {"type": "string"}}}}},
+            "content": {"text/plain": {"schema": {"type": "string"}}}}}
+            | {"401": _error_doc("server.metrics_key is set and was not sent.")},
             secured=False, tag="operations")},
         "/openapi.json": {"get": _op("This document.", {"200": _json({"type": "object"})},
                                      secured=False, tag="operations")},

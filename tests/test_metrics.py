@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.gateway_process import GatewayProcess, wait_for
+from tests.gateway_process import GatewayProcess, serving, wait_for
 from tests.upstream import Reply
 
 KEY = "sk-metrics-tests-0123456789"
@@ -198,3 +200,41 @@ keys: {{t: {{key: "{KEY}"}}}}
             counted = value(samples(gateway), "gateway_requests_total", model="chat",
                             target="a/m", key="t", status="2xx")
             assert counted == 20
+
+
+def test_metrics_key_guards_the_metrics_endpoint(tmp_path):
+    """With server.metrics_key set, /metrics answers only that key or the master key, as
+    Prometheus sends it (`authorization: {credentials: ...}`): key names are visible there."""
+    scrape_key = "sk-metrics-scrape-0123456789"
+    master = "sk-metrics-master-0123456789"
+    config = f"""
+        server: {{metrics_key: "${{SCRAPE_KEY}}"}}
+        providers:
+          demo: {{profile: demo}}
+        models:
+          demo: {{targets: [{{provider: demo, model: demo}}]}}
+        keys:
+          team: {{key: "{KEY}"}}
+    """
+    env = {"SCRAPE_KEY": scrape_key, "GATEWAY_MASTER_KEY": master}
+    with serving(tmp_path, config, env) as gateway:
+        def scrape(key: str | None) -> httpx.Response:
+            headers = {"Authorization": f"Bearer {key}"} if key else {}
+            return httpx.get(gateway.url + "/metrics", headers=headers)
+
+        for refused in (scrape(None), scrape(scrape_key + "x"), scrape(KEY)):
+            assert refused.status_code == 401
+            assert refused.json()["error"]["code"] == "metrics_key_required"
+            assert "gateway_requests_in_flight" not in refused.text
+        for key in (scrape_key, master):
+            allowed = scrape(key)
+            assert allowed.status_code == 200 and "gateway_requests_in_flight" in allowed.text
+
+
+def test_a_short_metrics_key_is_refused_at_start(tmp_path):
+    config = tmp_path / "routes.yaml"
+    config.write_text('server: {metrics_key: "short"}\n')
+    result = subprocess.run([sys.executable, "-m", "gateway", "check", "--config", str(config)],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert "server.metrics_key" in result.stderr and "16" in result.stderr

@@ -265,6 +265,7 @@ class Config:
     routes: Mapping[str, Route]
     keys: Mapping[str, KeyRecord] = field(repr=False)  # declared in the file, by SHA-256 (hex)
     master_digest: str | None = field(repr=False)
+    metrics_digest: str | None = field(default=None, repr=False)  # server.metrics_key's SHA-256
     store: StoreSettings = StoreSettings(url=None)
     limits: dict = field(default_factory=dict)  # DefaultLimitsSpec fields: every key's defaults
     wildcards: tuple[Route, ...] = ()  # longest prefix first

@@ -290,6 +290,7 @@ def _compile(spec: schema.ConfigSpec, path: Path, lines: Lines,
         routes=routes,
         keys=keys,
         master_digest=digest_key(master) if master else None,
+        metrics_digest=digest_key(spec.server.metrics_key) if spec.server.metrics_key else None,
         store=StoreSettings(
             url=store.url or environ.get(REDIS_URL_ENV) or None, cluster=store.cluster,
             prefix=store.prefix, timeout=store.timeout, on_failure=store.on_failure,

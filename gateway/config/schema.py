@@ -100,6 +100,10 @@ class ServerSpec(Strict):
     # sending), then seconds that requests and streams in flight have to finish.
     drain_seconds: Annotated[float, Field(ge=0)] = 5.0
     shutdown_grace: Annotated[float, Field(ge=0)] = 60.0
+    # When set, GET /metrics needs it (or the master key) as a bearer token: key and model
+    # names are visible there. Empty ("${VAR:-}" unset) means not set.
+    metrics_key: Annotated[str | None, BeforeValidator(lambda v: v or None),
+                           Field(min_length=16)] = None
 
 
 class RetrySpec(Strict):
