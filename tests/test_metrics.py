@@ -237,4 +237,13 @@ def test_a_short_metrics_key_is_refused_at_start(tmp_path):
     result = subprocess.run([sys.executable, "-m", "gateway", "check", "--config", str(config)],
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
-    assert "server.metrics_key" in result.stderr and "16" in result.stderr
+    assert "server.metrics_key: string should have at least 16 characters" in result.stderr
+
+
+def test_an_empty_metrics_key_leaves_metrics_open(tmp_path):
+    """`"${GATEWAY_METRICS_KEY:-}"` with the variable unset: not set, not an error."""
+    config = tmp_path / "routes.yaml"
+    config.write_text('server: {metrics_key: "${NO_SUCH_METRICS_KEY:-}"}\n')
+    result = subprocess.run([sys.executable, "-m", "gateway", "check", "--config", str(config)],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr

@@ -102,8 +102,8 @@ class ServerSpec(Strict):
     shutdown_grace: Annotated[float, Field(ge=0)] = 60.0
     # When set, GET /metrics needs it (or the master key) as a bearer token: key and model
     # names are visible there. Empty ("${VAR:-}" unset) means not set.
-    metrics_key: Annotated[str | None, BeforeValidator(lambda v: v or None),
-                           Field(min_length=16)] = None
+    metrics_key: Annotated[Annotated[str, Field(min_length=16)] | None,
+                           BeforeValidator(lambda v: v or None)] = None
 
 
 class RetrySpec(Strict):
