@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from gateway.deadline import Deadline
 from gateway.errors import ClientDisconnected, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
@@ -38,7 +40,7 @@ def request_id_of(scope: dict) -> str:
     return new_request_id()
 
 
-def read_headers(scope: dict) -> Incoming:
+def read_headers(scope: Mapping[str, Any]) -> Incoming:
     """The key (Bearer, Api-Key, x-api-key or api-key), the request id, and the body's framing."""
     key = alt_key = None
     request_id = None

@@ -227,7 +227,7 @@ class StreamAdapter:
 
     def _usage_event(self, data: dict | None) -> dict | None:
         usage = data.get("usage") if data else None
-        if type(usage) is not dict:
+        if data is None or type(usage) is not dict:
             return None
         self.usage = usage
         if self._show_usage:
@@ -247,11 +247,11 @@ class StreamAdapter:
         """The usage event a client asked for when the upstream sent none: an estimate."""
         prompt = estimate_tokens(self._answer.prompt_bytes)
         completion = max(1, self.events - 2)  # about one token an event, less role and finish
+        self.usage = {"prompt_tokens": prompt, "completion_tokens": completion,
+                      "total_tokens": prompt + completion, "estimated": True}
         event = {"id": "chatcmpl-gateway", "object": "chat.completion.chunk",
                  "created": int(time.time()), "model": self._answer.alias, "choices": [],
-                 "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
-                           "total_tokens": prompt + completion, "estimated": True}}
-        self.usage = event["usage"]
+                 "usage": self.usage}
         return b"data: " + orjson.dumps(event) + b"\n\n"
 
 

@@ -256,6 +256,7 @@ def _limits(change: KeyChange) -> dict:
 
 def _merge_limits(current: dict, change: KeyChange) -> dict:
     """PATCH semantics: the fields given replace those of the key; null removes one."""
+    assert change.limits is not None  # the caller merges only limits that were given
     merged = dict(current)
     for field, value in change.limits.model_dump(exclude_unset=True).items():
         if field == "models" and value is not None:
@@ -279,6 +280,7 @@ def _expiry(change: KeyChange, now: float) -> float | None:
                                  "most 10 digits of seconds, 8 of minutes, 6 of hours, 5 of "
                                  "days, 4 of weeks).", param="expires_in")
         match = _DURATION.match(change.expires_in.strip())
+        assert match is not None  # EXPIRES_IN matched it
         return now + int(match.group(1)) * _UNITS[match.group(2)]
     value = change.expires_at
     if value is None or value == "":

@@ -124,7 +124,8 @@ def _starlette(config: Config) -> Starlette:
             Route("/admin/usage", admin.usage, methods=["GET"]),
         ],
         lifespan=lifespan,
-        exception_handlers={HTTPException: _http_error, Exception: _server_error},
+        # Starlette types every handler as taking any Exception; it calls this one for HTTPException.
+        exception_handlers={HTTPException: _http_error, Exception: _server_error},  # type: ignore[dict-item]
     )
 
 

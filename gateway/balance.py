@@ -21,6 +21,7 @@ conversation's prefix in its cache instead of computing it again.
 
 from __future__ import annotations
 
+import math
 from hashlib import blake2b
 
 from gateway.config import Affinity, Group, Target
@@ -109,14 +110,14 @@ def _round_robin(group_key: str, candidates: list[Target], current: dict) -> Tar
     if len(candidates) == 1:
         return candidates[0]
     total = 0.0
-    best: Target | None = None
-    best_weight = 0.0
+    best = candidates[0]
+    best_weight = -math.inf
     for target in candidates:
         key = (group_key, target.key)
         weight = current.get(key, 0.0) + target.weight
         current[key] = weight
         total += target.weight
-        if best is None or weight > best_weight:
+        if weight > best_weight:
             best, best_weight = target, weight
     current[(group_key, best.key)] -= total
     return best

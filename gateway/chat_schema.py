@@ -212,7 +212,7 @@ class ChatRequest(TypedDict):
     function_call: NotRequired[str | dict[str, Any] | None]
 
 
-CHAT_REQUEST = TypeAdapter(ChatRequest)
+CHAT_REQUEST: TypeAdapter[ChatRequest] = TypeAdapter(ChatRequest)
 
 # Parameters the request path itself owns; profiles do not rule on them.
 CORE_PARAMS = frozenset({"model", "messages", "stream", "stream_options"})

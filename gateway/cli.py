@@ -139,7 +139,8 @@ def serve_forever(config: Config, args: argparse.Namespace) -> int:
         log_level=args.log_level,
         access_log=False,
         server_header=False,
-        timeout_graceful_shutdown=config.shutdown_grace,
+        # Typed int, used as asyncio.wait_for's timeout: a float works.
+        timeout_graceful_shutdown=config.shutdown_grace,  # type: ignore[arg-type]
     )
     return 0
 

@@ -13,8 +13,17 @@ block turns that cancellation into `TimeoutError`, as `asyncio.timeout` does.
 from __future__ import annotations
 
 import asyncio
+from typing import Literal, Protocol
 
 TICK = 0.025  # how late a timeout may fire, at most
+
+
+class _Due(Protocol):
+    """What the ticker checks: a Deadline here, a request head in serve_protocol.py."""
+
+    def _when(self) -> float: ...
+
+    def _expire(self) -> None: ...
 
 
 class _Ticker:
@@ -27,10 +36,10 @@ class _Ticker:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.deadlines: set = set()
+        self.deadlines: set[_Due] = set()
         self.armed = False
 
-    def add(self, deadline: Deadline) -> None:
+    def add(self, deadline: _Due) -> None:
         self.deadlines.add(deadline)
         if not self.armed:
             self.armed = True
@@ -66,7 +75,7 @@ class Deadline:
         self._end = now + total
         self._idle = idle
         self._last = now + first_byte - idle  # until the first byte, the first-byte limit holds
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task  # the task in the block, from entry on
         self._ticker = ticker_of(self._loop)
         self.expired = False
         self.phase = "first_byte"
@@ -88,11 +97,13 @@ class Deadline:
         self._task.cancel()
 
     async def __aenter__(self) -> Deadline:
-        self._task = asyncio.current_task()
+        task = asyncio.current_task()
+        assert task is not None  # `async with` runs in a task
+        self._task = task
         self._ticker.add(self)
         return self
 
-    async def __aexit__(self, kind, error, traceback) -> bool:
+    async def __aexit__(self, kind, error, traceback) -> Literal[False]:
         self._ticker.deadlines.discard(self)
         if self.expired and kind is asyncio.CancelledError and self._task.uncancel() == 0:
             raise TimeoutError from error

@@ -22,6 +22,7 @@ from gateway.errors import ClientDisconnected
 async def until_disconnect(receive, work: Awaitable[None]) -> None:
     """Await `work`; raise ClientDisconnected, with `work` cancelled, if the client leaves first."""
     task = asyncio.current_task()
+    assert task is not None  # called from a coroutine, in its task
     state = {"working": True, "disconnected": False}
 
     async def watch() -> None:

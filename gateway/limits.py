@@ -203,6 +203,7 @@ class Limiter:
             raise Unauthorized("This API key was revoked or expired.", code="revoked_api_key")
         headers = rate_headers(verdict)
         if not verdict.allowed:
+            assert verdict.denied is not None  # a refusal names the check that refused
             check = verdict.denied
             metrics.child(metrics.RATE_LIMITED, route.alias, principal.name, check.name).inc()
             wait = max(1, math.ceil(verdict.retry_after))

@@ -31,8 +31,9 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = {"ts": round(record.created, 3), "level": record.levelname.lower(),
                 "logger": record.name, "msg": record.getMessage()}
-        if record.request_id:
-            line["request_id"] = record.request_id
+        request_id = getattr(record, "request_id", None)  # set by _RequestIdFilter
+        if request_id:
+            line["request_id"] = request_id
         fields = getattr(record, "fields", None)
         if fields:
             line.update(fields)
@@ -45,8 +46,9 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
         parts = [stamp, record.levelname.lower().ljust(7), record.getMessage()]
-        if record.request_id:
-            parts.append(f"request_id={record.request_id}")
+        request_id = getattr(record, "request_id", None)  # set by _RequestIdFilter
+        if request_id:
+            parts.append(f"request_id={request_id}")
         for key, value in (getattr(record, "fields", None) or {}).items():
             if value is not None:
                 parts.append(f"{key}={value}")
@@ -84,7 +86,7 @@ def setup_logging(level: str = "info", fmt: str = "auto") -> None:
     Every request writes a line, so records skip what no line here shows: the caller's
     file and line (a stack walk per record), thread and process names.
     """
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from bisect import bisect_left
+from typing import Literal, cast
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -102,10 +103,10 @@ class _Family:
         self._children.pop(values, None)
 
     def inc(self, amount: float = 1) -> None:
-        self.labels().inc(amount)
+        cast(_Number, self.labels()).inc(amount)  # a counter's or gauge's child
 
     def observe(self, value: float) -> None:
-        self.labels().observe(value)
+        cast(_Buckets, self.labels()).observe(value)  # a histogram's child
 
     def describe(self):
         return [self._empty()]
@@ -118,7 +119,7 @@ class _Family:
     def collect(self):
         family = self._empty()
         for values, child in list(self._children.items()):
-            if self.kind == "histogram":
+            if isinstance(child, _Buckets):  # a histogram's
                 running, cumulative = 0, []
                 for bound, count in zip((*self.buckets, float("inf")), child.counts, strict=True):
                     running += count
@@ -135,7 +136,8 @@ def counter(name: str, documentation: str, labelnames=()):
     return _Family("counter", name, documentation, labelnames)
 
 
-def gauge(name: str, documentation: str, labelnames=(), multiprocess_mode: str = "all"):
+def gauge(name: str, documentation: str, labelnames=(),
+          multiprocess_mode: Literal["all", "max", "livesum"] = "all"):  # prometheus-client's
     if MULTIPROCESS:
         return SharedGauge(name, documentation, labelnames, multiprocess_mode=multiprocess_mode)
     return _Family("gauge", name, documentation, labelnames)

@@ -20,6 +20,7 @@ import time
 import orjson
 
 from gateway.config import Provider
+from gateway.config.compiled import Probe
 from gateway.health import Load
 from gateway.logs import log
 from gateway.runtime import Runtime
@@ -79,9 +80,9 @@ class Monitor:
                          if g.strategy == "vllm-load" for t in g.targets}
         for provider in config.providers.values():
             if provider.probe is not None:
-                self.tasks.append(asyncio.create_task(self._probe(provider)))
+                self.tasks.append(asyncio.create_task(self._probe(provider, provider.probe)))
             if provider.metrics_url is not None and provider.name in load_balanced:
-                self.tasks.append(asyncio.create_task(self._read_load(provider)))
+                self.tasks.append(asyncio.create_task(self._read_load(provider, provider.metrics_url)))
 
     async def stop(self) -> None:
         for task in self.tasks:
@@ -97,8 +98,7 @@ class Monitor:
                     seen.add(target.key)
                     yield target
 
-    async def _probe(self, provider: Provider) -> None:
-        probe = provider.probe
+    async def _probe(self, provider: Provider, probe: Probe) -> None:
         transport = self.runtime.transports[provider.name]
         healthy = True
         missed = 0  # failed probes in a row
@@ -129,12 +129,12 @@ class Monitor:
                     "out_after": probe.unhealthy_after}})
             await asyncio.sleep(probe.interval)
 
-    async def _read_load(self, provider: Provider) -> None:
+    async def _read_load(self, provider: Provider, url: str) -> None:
         transport = self.runtime.transports[provider.name]
         stale = max(5 * provider.metrics_interval, 5.0)  # a reading older than this is dropped
         while True:
             try:
-                status, body = await transport.get(provider.metrics_url,
+                status, body = await transport.get(url,
                                                    timeout=max(provider.metrics_interval, 1.0))
                 text = body.decode(errors="replace") if status == 200 else ""
             except TransportError:

@@ -9,6 +9,7 @@ are open (extra fields pass), exact where clients depend on them.
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import orjson
 from starlette.requests import Request
@@ -136,7 +137,7 @@ def build() -> dict:
     schemas |= {"ChatRequest": chat, "KeyChange": key_change, "KeyCreate": key_create, "Error": _ERROR,
                 "ChatCompletion": _COMPLETION, "Model": _MODEL, "Key": _KEY}
     ref = {name: {"$ref": _REF.format(model=name)} for name in schemas}
-    admin = {"tag": "admin"}
+    admin: dict[str, Any] = {"tag": "admin"}  # keyword arguments of _op
     key = [_path_param("key", "The key's id or name.")]
     paths = {
         "/v1/chat/completions": {"post": _op(

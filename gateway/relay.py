@@ -179,12 +179,14 @@ async def _try(ex: Exchange, route: Route, target: Target, payload: dict, runtim
     if translation.fanout > 1:
         from gateway.fanout import fan_out
 
-        return await fan_out(ex, target, translation, answer, transport, send)
+        await fan_out(ex, target, translation, answer, transport, send)
+        return None  # several answers: no single time to first byte
     return await _attempt(ex, target, translation, answer, transport, send)
 
 
 async def _attempt(ex: Exchange, target: Target, translation: Translation, answer: Answer,
-                   transport: Transport, send) -> None:
+                   transport: Transport, send) -> float | None:
+    """One request to the upstream, relayed to the client; its time to first byte."""
     limits = target.provider.timeouts
     response: UpstreamResponse | None = None
     deadline = Deadline(min(limits.first_byte, limits.total), limits.idle, limits.total)

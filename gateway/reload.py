@@ -79,7 +79,7 @@ class Reloader:
     def _files_stamp(self) -> tuple:
         files = [self.path, *sorted((self.path.parent / "providers").glob("*.yaml")),
                  *sorted((self.path.parent / "backends").glob("*.yaml"))]
-        stamp = []
+        stamp: list[tuple[str, int | None, int | None]] = []
         for file in files:
             try:
                 info = os.stat(file)

@@ -42,10 +42,11 @@ def start_runtime(config: Config, previous: Runtime | None = None) -> Runtime:
     transports = {}
     for name, provider in config.providers.items():
         old = previous.config.providers.get(name) if previous else None
-        if old is not None and old.connection == provider.connection:
+        if previous is not None and old is not None and old.connection == provider.connection:
             transports[name] = previous.transports[name]
         else:
             transports[name] = open_transport(provider)
+    fallback: Store
     if previous is None:
         store = open_store(config.store)
         recorder, fallback, health, cache = Recorder(store), MemoryStore(), Health(), {}

@@ -8,10 +8,10 @@ instead.`).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from pydantic import ValidationError
-from pydantic_core import from_json
+from pydantic_core import ErrorDetails, from_json
 
 from gateway.accept import SEND_JSON
 from gateway.chat_schema import CHAT_REQUEST
@@ -31,7 +31,8 @@ def validate_chat(body: bytes) -> dict:
             "The request body is empty; expected a JSON object with 'model' and 'messages'.",
             code="invalid_json")
     try:
-        return CHAT_REQUEST.validate_json(body)
+        # A ChatRequest is a plain dict at run time, with every extra parameter kept.
+        return cast(dict, CHAT_REQUEST.validate_json(body))
     except ValidationError as exc:
         raise _explain(exc, body) from None
 
@@ -90,7 +91,7 @@ def _document(body: bytes) -> Any:
         return None
 
 
-def _path(document: Any, err: dict) -> tuple:
+def _path(document: Any, err: ErrorDetails) -> tuple:
     """The error's location in the request, without pydantic's union-member tags."""
     loc = err["loc"]
     last = len(loc) - 1 if err["type"] == "missing" else len(loc)

@@ -76,6 +76,19 @@ def test_demo_calls_tools_and_speaks_json(sdk):
     assert json.loads(as_json.choices[0].message.content)["model"] == "demo"
 
 
+def test_demo_fills_in_optional_and_untyped_parameters(sdk):
+    """OpenAI's strict mode writes an optional parameter's type as a list; a schema may be `true`."""
+    tools = [{"type": "function", "function": {"name": "find", "strict": True, "parameters": {
+        "type": "object", "properties": {"q": {"type": ["string", "null"]},
+                                         "limit": {"type": ["null", "integer"]}, "extra": True},
+        "required": ["q", "limit", "extra"], "additionalProperties": False}}}]
+    called = sdk.chat.completions.create(
+        model="demo", messages=[{"role": "user", "content": "find it"}], tools=tools)
+
+    call = called.choices[0].message.tool_calls[0]
+    assert json.loads(call.function.arguments) == {"q": "demo", "limit": 1, "extra": "demo"}
+
+
 def test_demo_key_may_use_only_demo(quickstart):
     response = httpx.post(quickstart.url + "/v1/chat/completions",
                           headers={"Authorization": f"Bearer {DEMO_KEY}"},

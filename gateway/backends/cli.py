@@ -112,15 +112,15 @@ def _up(backend: Backend, state_dir: Path, args: argparse.Namespace) -> int:
             print(f"gateway: the supervisor of '{backend.name}' exited; see "
                   f"{log_file(state_dir, backend.name, 'supervisor')}", file=sys.stderr)
             return 1
-        states = [r["state"] for r in (state or {}).get("replicas", [])]
+        replicas = (state or {}).get("replicas", [])
+        states = [r["state"] for r in replicas]
         if states and all(s == "healthy" for s in states):
             print(f"{backend.name}: {len(states)} replica(s) healthy in "
                   f"{time.monotonic() - started:.1f} s; serving '{backend.served_model}'"
                   + (f" as '{backend.alias}'" if backend.alias else ""))
             return 0
         if any(s in ("down", "failed", "restarting") for s in states):
-            failed = next(r for r in state["replicas"] if r["state"] in ("down", "failed",
-                                                                           "restarting"))
+            failed = next(r for r in replicas if r["state"] in ("down", "failed", "restarting"))
             print(f"gateway: {backend.name}#{failed['index']} exited with code "
                   f"{failed['exit_code']} while starting; last lines of its log:\n"
                   + _tail(log_file(state_dir, backend.name, failed["index"])), file=sys.stderr)

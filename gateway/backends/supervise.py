@@ -17,6 +17,7 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -51,6 +52,7 @@ class Supervisor:
         self.backend = backend
         self.state_dir = state_dir
         self.replicas = [r for r in backend.replicas if r.launched]
+        self.report: dict[int, dict[str, Any]]  # by replica index: the state file's replicas
         self.report = {r.index: {"index": r.index, "url": r.url, "state": "starting", "pid": None,
                                  "restarts": 0, "exit_code": None, "since": time.time()}
                        for r in self.replicas}

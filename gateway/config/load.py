@@ -222,7 +222,7 @@ def _compile(spec: schema.ConfigSpec, path: Path, lines: Lines,
         tiers = ([tier(t, ("targets", i), backends) for i, t in enumerate(m.targets)]
                  if m.targets is not None else
                  [(g.strategy, g.targets, ("groups", gi, "targets"), g.affinity)
-                  for gi, g in enumerate(m.groups)])
+                  for gi, g in enumerate(m.groups or ())])  # one of the two is set: checked above
         groups = []
         count = 0
         for strategy, specs, where, affinity in tiers:
@@ -257,10 +257,13 @@ def _compile(spec: schema.ConfigSpec, path: Path, lines: Lines,
 
     keys: dict[str, KeyRecord] = {}
     for name, k in spec.keys.items():
-        if (k.key is None) == (k.key_hash is None):
+        if k.key is not None and k.key_hash is None:
+            digest = digest_key(k.key)
+        elif k.key_hash is not None and k.key is None:
+            digest = k.key_hash.split(":", 1)[1]
+        else:
             fail(("keys", name), "give exactly one of 'key' (the secret, from ${ENV}) or 'key_hash'")
             continue
-        digest = digest_key(k.key) if k.key else k.key_hash.split(":", 1)[1]
         if digest in keys:
             fail(("keys", name), f"same secret as key '{keys[digest].name}'")
             continue
@@ -320,6 +323,7 @@ def _add_backend(backend: Backend, spec: schema.BackendSpec, lines: Lines,
     rules = _rules(spec.params, ("params",), lines, problems)
     if problems:
         raise ConfigError(backend.file, problems)
+    assert profile is not None  # else a problem was raised above
     for replica in backend.replicas:
         name = backend.provider_name(replica)
         pspec = schema.ProviderSpec(

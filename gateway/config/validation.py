@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from gateway.config import schema
 from gateway.config.env import expand_env
@@ -38,7 +39,7 @@ def _known_keys() -> set[str]:
     return names
 
 
-def _explain(err: dict, lines: Lines) -> Problem:
+def _explain(err: ErrorDetails, lines: Lines) -> Problem:
     """Turn one pydantic error into words an admin reads; never echo the value (it may be a secret)."""
     loc = tuple(err["loc"])
     kind = err["type"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
+from typing import Any
 
 import hiredis
 from redis.asyncio.connection import parse_url
@@ -67,7 +68,8 @@ class _Protocol(asyncio.Protocol):
 
 class RedisLink:
     def __init__(self, url: str, timeout: float) -> None:
-        self.options = parse_url(url)
+        # redis-py types the result with a few keys; it holds the URL's query options too.
+        self.options: dict[str, Any] = dict(parse_url(url))
         self.tls = url.startswith("rediss://")
         self.timeout = timeout
         self.protocol: _Protocol | None = None
@@ -104,8 +106,9 @@ class RedisLink:
     def _flush(self) -> None:
         """One write (one system call) for every command issued in this loop turn."""
         data, self._outgoing = b"".join(self._outgoing), []
-        if self.protocol is not None and data:
-            self.protocol.transport.write(data)
+        protocol = self.protocol
+        if protocol is not None and protocol.transport is not None and data:
+            protocol.transport.write(data)
 
     async def _connect(self) -> None:
         if self._connecting is None:
@@ -126,7 +129,7 @@ class RedisLink:
                     _, self.protocol = await loop.create_connection(
                         lambda: _Protocol(self), options.get("host", "127.0.0.1"),
                         options.get("port", 6379), ssl=context)
-                    setup = []
+                    setup: list[tuple] = []
                     if options.get("password"):
                         setup.append(("AUTH", options["username"], options["password"])
                                      if options.get("username") else ("AUTH", options["password"]))

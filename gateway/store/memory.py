@@ -7,6 +7,7 @@ two pass the same test suite.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from gateway.store.base import (
     Admission,
@@ -105,8 +106,8 @@ class MemoryStore:
         record = self.keys.get(admission.key_id)
         if record is not None and not record.usable(now):
             return Verdict(False, key_invalid=True)
-        writes = []
-        outcomes = []
+        writes: list[tuple[str, tuple, Any]] = []  # the value's type follows the kind
+        outcomes: list[Outcome] = []
         for check in admission.checks:
             place = (admission.key_id, check.scope, check.name, check.bucket)
             if check.kind == "rate":
@@ -134,13 +135,13 @@ class MemoryStore:
                 outcome = Outcome(check.name, check.scope, check.limit,
                                   check.limit - len(leases) - 1, 0.0)
             outcomes.append(outcome)
-        for kind, place, value in writes:  # all limits passed: reserve them all
+        for kind, place, reserved in writes:  # all limits passed: reserve them all
             if kind == "rate":
-                self.tats[place] = value
+                self.tats[place] = reserved
             elif kind == "counter":
-                self.counters[place] = value
+                self.counters[place] = reserved
             else:
-                self.leases.setdefault(place, {})[admission.request_id] = value
+                self.leases.setdefault(place, {})[admission.request_id] = reserved
         return Verdict(True, tuple(outcomes))
 
     def _leases(self, place: tuple, now: float) -> dict[str, float]:
@@ -193,8 +194,9 @@ class MemoryStore:
             self.leases.get((key_id, scope, "in_flight", ""), {}).pop(request_id, None)
 
     async def usage(self, since: str, until: str) -> list[UsageRow]:
-        return [UsageRow(key_id, model, day, **{k: (round(v, 6) if k == "cost" else int(v))
-                                                for k, v in row.items()})
+        return [UsageRow(key_id, model, day, int(row["requests"]), int(row["prompt_tokens"]),
+                         int(row["completion_tokens"]), int(row["reasoning_tokens"]),
+                         round(row["cost"], 6), int(row["errors"]))
                 for (key_id, day, model), row in sorted(self.usage_rows.items())
                 if since <= day <= until]
 

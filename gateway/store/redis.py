@@ -28,6 +28,7 @@ import json
 import math
 import secrets
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 import hiredis
 import orjson
@@ -53,6 +54,10 @@ from gateway.store.base import (
 from gateway.store.link import LinkError, RedisLink
 from gateway.store.redis_scripts import ADMIT, RENEW, SETTLE
 
+if TYPE_CHECKING:
+    from redis.asyncio.cluster import RedisCluster
+    from redis.typing import EncodableT, FieldT
+
 MICRO = 1_000_000  # cost is stored in micro-dollars (integers)
 
 
@@ -66,6 +71,8 @@ class RedisStore:
                    "socket_connect_timeout": timeout,
                    "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
                    "retry_on_error": [RedisConnectionError, RedisTimeoutError]}
+        self.redis: aioredis.Redis | RedisCluster
+        self._events: aioredis.Redis
         if cluster:
             from redis.asyncio.cluster import RedisCluster
 
@@ -126,14 +133,17 @@ class RedisStore:
         it once and send the whole batch again: retrying each call alone would reorder
         them, and a settlement's running number must not overtake an earlier one (the
         calls that did run are not applied twice: their numbers are already recorded)."""
+        link = self.link
+        assert link is not None  # called only when there is a link
+
         def send():
-            return asyncio.gather(*(self.link.call("EVALSHA", script.sha, len(keys), *keys, *args)
+            return asyncio.gather(*(link.call("EVALSHA", script.sha, len(keys), *keys, *args)
                                     for keys, args in calls))
         try:
             replies = await send()
             if any(isinstance(r, hiredis.ReplyError) and str(r).startswith("NOSCRIPT")
                    for r in replies):
-                await self.link.call("SCRIPT", "LOAD", text)
+                await link.call("SCRIPT", "LOAD", text)
                 replies = await send()
         except LinkError as exc:
             raise StoreUnavailable(f"redis: {exc}") from None
@@ -218,7 +228,7 @@ class RedisStore:
         await self._write(record)
 
     async def _write(self, record: KeyRecord) -> None:
-        valid = {"revoked": "1" if record.revoked_at is not None else "0"}
+        valid: dict[FieldT, EncodableT] = {"revoked": "1" if record.revoked_at is not None else "0"}
         if record.expires_at is not None:
             valid["expires"] = str(int(record.expires_at * 1000))
 

@@ -3,6 +3,8 @@
 Which one a provider uses is data: its profile's `transport`.
 """
 
+from collections.abc import Callable
+
 from gateway.config import Provider
 from gateway.upstream.base import (
     ConnectFailed,
@@ -16,7 +18,7 @@ from gateway.upstream.base import (
 from gateway.upstream.demo import DemoTransport
 from gateway.upstream.http import HttpTransport
 
-TRANSPORTS = {"http": HttpTransport, "demo": DemoTransport}
+TRANSPORTS: dict[str, Callable[[Provider], Transport]] = {"http": HttpTransport, "demo": DemoTransport}
 
 
 def open_transport(provider: Provider) -> Transport:

@@ -63,15 +63,27 @@ def _prompt_tokens(messages: list[dict]) -> int:
     return total
 
 
+_SAMPLES: dict[str, Any] = {"string": "demo", "integer": 1, "number": 1.0, "boolean": True,
+                            "array": [], "object": {}}
+
+
 def _example_arguments(schema: Any) -> dict:
     """Arguments that satisfy a function's JSON schema: its required properties, filled in."""
-    samples = {"string": "demo", "integer": 1, "number": 1.0, "boolean": True,
-               "array": [], "object": {}}
     if not isinstance(schema, dict):
         return {}
-    props = schema.get("properties") or {}
-    return {name: samples.get((props.get(name) or {}).get("type"), "demo")
-            for name in schema.get("required") or ()}
+    props = schema.get("properties")
+    props = props if isinstance(props, dict) else {}
+    return {name: _example(props.get(name))
+            for name in schema.get("required") or () if isinstance(name, str)}
+
+
+def _example(prop: Any) -> Any:
+    """A value for one property. Its `type` may be a list (`["string", "null"]`, as OpenAI's
+    strict mode writes an optional one), and a schema may be a boolean (`true`: anything)."""
+    kind = prop.get("type") if isinstance(prop, dict) else None
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), None)
+    return _SAMPLES.get(kind, "demo") if isinstance(kind, str) else "demo"
 
 
 def _choose_tool(request: dict) -> dict | None:

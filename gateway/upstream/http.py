@@ -22,7 +22,7 @@ class HttpResponse:
     def __init__(self, response: aiohttp.ClientResponse) -> None:
         self._response = response
         self.status = response.status
-        self.headers = response.headers
+        self.headers: Mapping[str, str] = response.headers  # what the seam promises
 
     async def read(self, limit: int) -> bytes:
         declared = self._response.content_length
