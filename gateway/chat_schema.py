@@ -14,7 +14,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, NotRequired
 
-from pydantic import BeforeValidator, ConfigDict, Discriminator, Field, Tag, TypeAdapter
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    TypeAdapter,
+)
+from pydantic_core import PydanticCustomError
 from typing_extensions import TypedDict
 
 # Extra fields pass (providers take extras); types are strict at every level (no "yes" for true).
@@ -119,17 +128,34 @@ class UnknownRoleMessage(TypedDict):
     role: Literal[ROLES]  # type: ignore[valid-type]
 
 
+# What only an assistant's turn can carry: the gateway reads some of these (the tool calls'
+# arguments for the token estimate, the reasoning to rename it) and must find them checked.
+ASSISTANT_ONLY = ("tool_calls", "function_call", "reasoning_content", "reasoning")
+
+
+def _no_assistant_fields(message: dict) -> dict:
+    """A system, user or tool message with tool calls or reasoning is refused, naming the
+    field; null or an empty list (what some clients send for every field) is nothing."""
+    for field in ASSISTANT_ONLY:
+        value = message.get(field)
+        if value is not None and value != []:
+            raise PydanticCustomError("assistant_only", "only assistant messages may have '{field}'",
+                                      {"field": field})
+    return message
+
+
 def _message_kind(message: Any) -> str:
     role = message.get("role") if isinstance(message, dict) else None
     if role in ("system", "developer", "user"):
-        return "content"
+        return "system_or_user"
     if role in ("assistant", "function"):
         return "assistant"
     return "tool" if role == "tool" else "unknown"
 
 
 Message = Annotated[
-    Annotated[ContentMessage, Tag("content")] | Annotated[ToolMessage, Tag("tool")]
+    Annotated[ContentMessage, AfterValidator(_no_assistant_fields), Tag("system_or_user")]
+    | Annotated[ToolMessage, AfterValidator(_no_assistant_fields), Tag("tool")]
     | Annotated[AssistantMessage, Tag("assistant")] | Annotated[UnknownRoleMessage, Tag("unknown")],
     Discriminator(_message_kind),
 ]
@@ -160,6 +186,19 @@ Tool = Annotated[
     Discriminator(lambda t: "function" if isinstance(t, dict) and t.get("type") == "function"
                   else "other"),
 ]
+
+
+class ToolChoiceFunction(TypedDict):
+    __pydantic_config__ = OPEN  # type: ignore[misc]
+    name: str
+
+
+class ToolChoice(TypedDict):
+    """{"type": "function", "function": {"name": ...}}, or another type passed on as it is."""
+
+    __pydantic_config__ = OPEN  # type: ignore[misc]
+    type: str
+    function: NotRequired[ToolChoiceFunction]
 
 
 class ResponseFormat(TypedDict):
@@ -194,7 +233,7 @@ class ChatRequest(TypedDict):
     user: NotRequired[str | None]
     seed: NotRequired[Int64 | None]
     tools: NotRequired[list[Tool] | None]
-    tool_choice: NotRequired[str | dict[str, Any] | None]
+    tool_choice: NotRequired[str | ToolChoice | None]
     parallel_tool_calls: NotRequired[bool | None]
     response_format: NotRequired[ResponseFormat | None]
     reasoning_effort: NotRequired[str | None]

@@ -58,6 +58,11 @@ def _explain(exc: ValidationError, body: bytes) -> InvalidRequest:
         return InvalidRequest(
             f"The request body must be a JSON object, but got {_kind(value)} instead.",
             code="invalid_type")
+    if kind == "assistant_only":
+        field = err["ctx"]["field"]
+        return InvalidRequest(f"Invalid parameter '{param}.{field}': only assistant messages "
+                              f"may have '{field}'.", param=f"{param}.{field}",
+                              code="invalid_value")
     if kind == "literal_error":
         expected = err["ctx"]["expected"]
         return InvalidRequest(

@@ -36,8 +36,10 @@ def gateway(tmp_path_factory) -> Iterator[GatewayProcess]:
         routing: {{breaker: {{failures: 1000000}}}}
         providers:
           up: {{profile: vllm, base_url: "{upstream.url}"}}
+          demo: {{profile: demo}}
         models:
           m: {{targets: [{{provider: up, model: m}}]}}
+          demo: {{targets: [{{provider: demo, model: demo}}]}}
         keys:
           team: {{key: "{KEY}"}}
     """) as process:
@@ -94,6 +96,58 @@ requests = st.fixed_dictionaries({"model": st.just("m") | json_values, "messages
 @given(request=requests)
 def test_any_json_request_gets_a_completion_or_a_4xx(http, request):
     check(http, json.dumps(request).encode())
+
+
+# Every field a message may carry, and shapes close to right (a tool call whose parts are
+# anything), so that each field is reached on each role, not only on the roles that are typical.
+MESSAGE_FIELDS = ("content", "tool_calls", "function_call", "name", "tool_call_id",
+                  "reasoning_content", "reasoning", "refusal", "audio", "role")
+near_tool_calls = st.lists(st.fixed_dictionaries({}, optional={
+    "id": json_values, "type": json_values,
+    "function": json_values | st.fixed_dictionaries({}, optional={
+        "name": json_values, "arguments": json_values})}) | json_values, max_size=3)
+BASE = {"system": {"content": "be brief"}, "developer": {"content": "be brief"},
+        "user": {"content": "hi"}, "assistant": {"content": "hello"},
+        "tool": {"content": "42", "tool_call_id": "call_1"}, "function": {"content": "42",
+                                                                           "name": "f"}}
+
+
+@FUZZ
+@given(role=st.sampled_from(sorted(BASE)), field=st.sampled_from(MESSAGE_FIELDS),
+       value=json_values | near_tool_calls | content_parts, model=st.sampled_from(["m", "demo"]),
+       stream=st.booleans(), where=st.sampled_from(["first", "last"]))
+def test_any_json_value_in_any_message_field_on_any_role(http, role, field, value, model,
+                                                          stream, where):
+    message = {"role": role, **BASE[role], field: value}
+    others = [{"role": "user", "content": "hi"}]
+    messages = [message, *others] if where == "first" else [*others, message]
+    check(http, json.dumps({"model": model, "messages": messages, "stream": stream}).encode())
+
+
+@pytest.mark.parametrize("field,value", [
+    ("tool_calls", [1]), ("tool_calls", "abc"), ("tool_calls", [{"function": "f"}]),
+    ("reasoning_content", {"a": 1}), ("function_call", 7),
+])
+@pytest.mark.parametrize("role", ["user", "system", "tool"])
+def test_assistant_fields_on_other_roles_are_a_400_naming_the_field(http, role, field, value):
+    """Found by a probe: these crashed the prompt estimate (a 500)."""
+    message = {"role": role, **BASE[role], field: value}
+    response = http.post("/v1/chat/completions", headers={"Authorization": f"Bearer {KEY}"},
+                         json={"model": "m", "messages": [message]})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == f"messages[0].{field}"
+
+
+@FUZZ
+@given(tools=json_values | st.lists(st.fixed_dictionaries({"type": st.just("function")}, optional={
+    "function": json_values | st.fixed_dictionaries({"name": json_values}, optional={
+        "parameters": json_values})}), max_size=3),
+       tool_choice=json_values | st.sampled_from(["auto", "none", "required"])
+       | st.fixed_dictionaries({"type": json_values}, optional={"function": json_values}),
+       stream=st.booleans())
+def test_any_tools_and_tool_choice_on_the_demo_model(http, tools, tool_choice, stream):
+    check(http, json.dumps({"model": "demo", "messages": [{"role": "user", "content": "hi"}],
+                            "tools": tools, "tool_choice": tool_choice, "stream": stream}).encode())
 
 
 @FUZZ
