@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from gateway.config import Config
 from gateway.health import Health
-from gateway.keys import KeyRing
+from gateway.keys import KeyCache, KeyRing
 from gateway.limits import Limiter
 from gateway.logs import log
 from gateway.recorder import Recorder
@@ -49,7 +49,7 @@ def start_runtime(config: Config, previous: Runtime | None = None) -> Runtime:
     fallback: Store
     if previous is None:
         store = open_store(config.store)
-        recorder, fallback, health, cache = Recorder(store), MemoryStore(), Health(), {}
+        recorder, fallback, health, cache = Recorder(store), MemoryStore(), Health(), KeyCache()
         recorder.start()
     else:
         store, recorder, fallback, health = (previous.store, previous.recorder, previous.fallback,

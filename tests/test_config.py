@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config import ConfigError, digest_key, load_config
+from gateway.store import open_store
 from tests.conftest import REPO
 from tests.gateway_process import free_port
 
@@ -115,6 +116,13 @@ def test_unknown_provider_points_at_the_target(tmp_path):
      server: {max_body_bytes: lots}
      """, "server.max_body_bytes: expected a size"),
     ("""
+     store:
+       pool_size: 0
+     """, "routes.yaml:3: store.pool_size: input should be greater than 0"),
+    ("""
+     store: {pool_size: many}
+     """, "store.pool_size: input should be a valid integer"),
+    ("""
      keys:
        k: {models: [demo]}
      """, "keys.k: give exactly one of 'key'"),
@@ -122,6 +130,15 @@ def test_unknown_provider_points_at_the_target(tmp_path):
 ])
 def test_bad_configs_are_refused_with_the_place(tmp_path, text, expected):
     assert expected in str(refused(tmp_path, text))
+
+
+def test_the_store_pool_size_reaches_the_redis_pool(tmp_path):
+    config = load_config(write(tmp_path, """
+        store: {url: "redis://127.0.0.1:9/0", pool_size: 8}
+    """), {})
+    store = open_store(config.store)  # opens no connection until a call
+    assert store.redis.connection_pool.max_connections == 8
+    assert load_config(write(tmp_path, "models: {}\n"), {}).store.pool_size == 50
 
 
 def test_every_problem_is_reported_at_once(tmp_path):

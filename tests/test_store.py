@@ -356,3 +356,21 @@ def test_a_batch_whose_first_settlements_were_refused_is_applied_whole(servers):
         run(scenario())
     finally:
         proxy.stop()
+
+
+@pytest.mark.parametrize("kind", ["redis", "cluster"])
+def test_calls_beyond_the_pool_wait_for_a_connection(servers, kind):
+    """More concurrent calls than `pool_size` connections: they wait their turn (within the
+    store timeout) instead of failing at once, as redis-py's own pools make them."""
+    servers[kind].flush()
+
+    async def scenario():
+        store = RedisStore(servers[kind].url, cluster=kind == "cluster", pool_size=2)
+        await store.create_key(key())
+        found = await asyncio.gather(*(store.find_key("team-a") for _ in range(200)),
+                                     return_exceptions=True)
+        await store.close()
+        return found
+
+    found = run(scenario())
+    assert [getattr(f, "id", f) for f in found] == ["k1"] * 200

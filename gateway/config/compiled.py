@@ -189,12 +189,13 @@ class StoreSettings:
     cluster: bool = False
     prefix: str = "gw"
     timeout: float = 0.5
+    pool_size: int = 50
     on_failure: str = "fail-closed"
     retention: float = 90 * 86400.0
 
     @property
     def connection(self) -> tuple:
-        return (self.url, self.cluster, self.prefix, self.timeout)
+        return (self.url, self.cluster, self.prefix, self.timeout, self.pool_size)
 
 
 @dataclass(frozen=True, slots=True)

@@ -238,6 +238,7 @@ class StoreSpec(Strict):
     cluster: bool = False
     prefix: str = "gw"
     timeout: Seconds = 0.5  # per Redis command
+    pool_size: Annotated[int, Field(gt=0, le=10_000)] = 50  # connections for all but the request path
     on_failure: Literal["fail-closed", "fail-open"] = "fail-closed"
     retention_days: Annotated[int, Field(gt=0)] = 90
 

@@ -15,7 +15,7 @@ def open_store(settings) -> Store:
     from gateway.store.redis import RedisStore
 
     return RedisStore(settings.url, prefix=settings.prefix, timeout=settings.timeout,
-                      cluster=settings.cluster)
+                      cluster=settings.cluster, pool_size=settings.pool_size)
 
 
 __all__ = ["MemoryStore", "Store", "open_store"]

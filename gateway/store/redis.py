@@ -65,7 +65,7 @@ class RedisStore:
     kind = "redis"
 
     def __init__(self, url: str, *, prefix: str = "gw", timeout: float = 0.5,
-                 cluster: bool = False) -> None:
+                 cluster: bool = False, pool_size: int = 50) -> None:
         # A stale pooled connection (Redis restarted) fails once: retry on a fresh one.
         options = {"decode_responses": True, "socket_timeout": timeout,
                    "socket_connect_timeout": timeout,
@@ -73,16 +73,26 @@ class RedisStore:
                    "retry_on_error": [RedisConnectionError, RedisTimeoutError]}
         self.redis: aioredis.Redis | RedisCluster
         self._events: aioredis.Redis
+        # At most pool_size commands at a time; more wait for a connection, up to the
+        # store timeout (redis-py's own pools refuse the one beyond at once).
+        self._connections: asyncio.Semaphore | None = None  # a Cluster's: see _call
         if cluster:
             from redis.asyncio.cluster import RedisCluster
 
-            self.redis = RedisCluster.from_url(url, **options)
-            # The async Cluster client has no pub/sub; a Cluster delivers PUBLISH to every
-            # node, so a plain connection to the configured node hears every change.
-            self._events = aioredis.from_url(url, **options | {"socket_timeout": None})
+            # Its pools cannot wait (a node's full pool raises): this semaphore waits instead.
+            self.redis = RedisCluster.from_url(url, max_connections=pool_size, **options)
+            self._connections = asyncio.Semaphore(pool_size)
         else:
-            self.redis = aioredis.from_url(url, health_check_interval=10, **options)
-            self._events = self.redis
+            pool = aioredis.BlockingConnectionPool.from_url(
+                url, max_connections=pool_size, timeout=timeout, health_check_interval=10,
+                **options)
+            self.redis = aioredis.Redis.from_pool(pool)
+        # Key changes are heard on a connection of their own, outside the pool. (The async
+        # Cluster client has no pub/sub; a Cluster delivers PUBLISH to every node, so a
+        # plain connection to the configured node hears every change.)
+        self._events = aioredis.from_url(url, health_check_interval=10,
+                                         **options | {"socket_timeout": None})
+        self.timeout = timeout
         self.prefix = prefix
         self.cluster = cluster
         self.replica = secrets.token_hex(8)  # this process: settlement numbers are its own
@@ -108,8 +118,21 @@ class RedisStore:
         return self._k(key_id, "l", check.scope)
 
     async def _call(self, coroutine):
+        """One redis-py call (a command, a script, a pipeline); its failure as StoreUnavailable."""
         try:
-            return await coroutine
+            if self._connections is None:
+                return await coroutine
+            try:
+                async with asyncio.timeout(self.timeout):
+                    await self._connections.acquire()
+            except TimeoutError:
+                coroutine.close()
+                raise StoreUnavailable(f"redis: no connection free within {self.timeout:g}s"
+                                       ) from None
+            try:
+                return await coroutine
+            finally:
+                self._connections.release()
         except (TimeoutError, RedisError, OSError) as exc:
             raise StoreUnavailable(f"redis: {type(exc).__name__}: {exc}") from None
 
@@ -181,15 +204,18 @@ class RedisStore:
             self._subscriber.cancel()
             await asyncio.gather(self._subscriber, return_exceptions=True)
         await self.redis.aclose()
-        if self._events is not self.redis:
-            await self._events.aclose()
+        await self._events.aclose()
         if self.link is not None:
             await self.link.close()
 
     # keys
 
     async def get_key(self, digest: str) -> KeyRecord | None:
-        data = await self._call(self.redis.get(f"{self.prefix}:key:{digest}"))
+        # On the link where there is one: this is the request path's read, and the link
+        # pipelines any number of concurrent ones on one connection.
+        data = await self._command("GET", f"{self.prefix}:key:{digest}")
+        if isinstance(data, hiredis.ReplyError):
+            raise StoreUnavailable(f"redis refused the read: {data}")
         return _record(data) if data else None
 
     async def find_key(self, id_or_name: str) -> KeyRecord | None:
@@ -315,22 +341,20 @@ class RedisStore:
             for keys, args in batch:
                 await self._script(self._settle, SETTLE, keys, args)
 
-        async def run() -> None:
-            if self.link is not None:  # one connection, pipelined: one round trip, in order
-                sends = [self._in_order(self._settle, SETTLE, calls)]
-            else:
-                # A cluster client spreads concurrent calls over several connections, so
-                # their order on the server is not theirs: one key's settlements go one
-                # after another, or a higher running number could land first and make
-                # the lower one look like a retry already applied.
-                by_key: dict[str, list[tuple[list, list]]] = {}
-                for s, call in zip(settlements, calls, strict=True):
-                    by_key.setdefault(s.key_id, []).append(call)
-                sends = [in_order(batch) for batch in by_key.values()]
-            await asyncio.gather(*sends,
-                                 self._command("SADD", f"{self.prefix}:usage-keys", *key_ids))
-
-        await self._call(run())
+        # Not wrapped in _call: each call reports its own failure, and on a Cluster a wrapper
+        # would hold one of the pool's connections while the calls inside wait for others.
+        if self.link is not None:  # one connection, pipelined: one round trip, in order
+            sends = [self._in_order(self._settle, SETTLE, calls)]
+        else:
+            # A cluster client spreads concurrent calls over several connections, so
+            # their order on the server is not theirs: one key's settlements go one
+            # after another, or a higher running number could land first and make
+            # the lower one look like a retry already applied.
+            by_key: dict[str, list[tuple[list, list]]] = {}
+            for s, call in zip(settlements, calls, strict=True):
+                by_key.setdefault(s.key_id, []).append(call)
+            sends = [in_order(batch) for batch in by_key.values()]
+        await asyncio.gather(*sends, self._command("SADD", f"{self.prefix}:usage-keys", *key_ids))
 
     def _settlement(self, s: Settlement, before: int) -> tuple[list, list]:
         tokens = s.prompt_tokens + s.completion_tokens
@@ -360,19 +384,13 @@ class RedisStore:
         calls = [([self._k(key_id, "l", scope) for scope, _ in held],
                   [int(ttl * 1000), *(r for _, r in held)]) for key_id, held in by_key.items()]
 
-        async def run() -> None:  # one script per key (one slot each), sent together
-            await asyncio.gather(*(self._script(self._renew, RENEW, k, a) for k, a in calls))
-
-        if by_key:
-            await self._call(run())
+        # one script per key (one slot each), sent together
+        await asyncio.gather(*(self._script(self._renew, RENEW, k, a) for k, a in calls))
 
     async def release(self, leases: list[tuple[str, str, str]]) -> None:
-        async def run() -> None:  # ZREM needs no script: one command per lease, sent together
-            await asyncio.gather(*(self._command("ZREM", self._k(key_id, "l", scope), request_id)
-                                   for key_id, scope, request_id in leases))
-
-        if leases:
-            await self._call(run())
+        # ZREM needs no script: one command per lease, sent together
+        await asyncio.gather(*(self._command("ZREM", self._k(key_id, "l", scope), request_id)
+                               for key_id, scope, request_id in leases))
 
     async def usage(self, since: str, until: str) -> list[UsageRow]:
         rows = []
