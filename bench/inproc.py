@@ -1,10 +1,12 @@
 """CPU cost of the gateway's own code per request, without sockets, uvicorn or aiohttp.
 
-    python bench/inproc.py [--requests 20000]
+    python bench/inproc.py [--requests 20000] [--events 20] [--reads whole|event]
 
 Drives the ASGI app in-process with an upstream transport that answers from
 memory, and reports CPU microseconds per request for a JSON and a streamed
-(22-event) answer. Network benchmarks on a shared VM are noisy; this one is
+answer (20 content events, a finish and a usage event by default), read from
+the upstream in one piece or, with `--reads event`, an event a read, as from
+an upstream that writes each token as it makes it. Network benchmarks on a shared VM are noisy; this one is
 steady enough to compare two commits of the request path: it runs 10 rounds
 and reports the quickest, as timeit does, to leave out time other work took.
 """
@@ -41,28 +43,35 @@ HEADERS = [(b"host", b"gateway"), (b"content-type", b"application/json"),
 class Canned:
     """An upstream response from memory."""
 
-    def __init__(self, body: bytes, stream: bool) -> None:
+    def __init__(self, body: bytes, stream: bool, per_event: bool = False) -> None:
         self.status = 200
         self.headers = {"content-type": "text/event-stream" if stream else "application/json"}
         self._body = body
+        self._per_event = per_event
 
     async def read(self, limit: int) -> bytes:
         return self._body
 
     async def chunks(self):
-        yield self._body
+        if not self._per_event:
+            yield self._body
+            return
+        for event in self._body.split(b"\n\n")[:-1]:
+            yield event + b"\n\n"
 
     def close(self) -> None:
         pass
 
 
 class CannedTransport:
-    def __init__(self) -> None:
+    def __init__(self, events: int = 20, per_event: bool = False) -> None:
         self.json = json.dumps(run.COMPLETION).encode()
-        self.sse = run.sse_stream().encode()
+        self.sse = run.sse_stream(events).encode()
+        self.per_event = per_event
 
     async def send(self, url, headers, body):
-        return Canned(self.sse if b'"stream":true' in body else self.json, b'"stream":true' in body)
+        stream = b'"stream":true' in body
+        return Canned(self.sse if stream else self.json, stream, self.per_event)
 
     async def aclose(self) -> None:
         pass
@@ -96,7 +105,8 @@ async def one(app, body: bytes) -> int:
 
 
 async def measure(requests: int, rounds: int = 10, modes: tuple = ("json", "stream"),
-                  redis: str | None = None) -> dict:
+                  redis: str | None = None, transport: CannedTransport | None = None,
+                  warmup: int = 500) -> dict:
     config = CONFIG
     if redis:  # limits that never refuse: every request is admitted and settled through Redis
         config += (f'store: {{url: "{redis}"}}\n'
@@ -115,13 +125,14 @@ async def measure(requests: int, rounds: int = 10, modes: tuple = ("json", "stre
     stderr, sys.stderr = sys.stderr, open(os.devnull, "w")
     setup_logging("info", "json")  # a request line each, as in production, to nowhere
     sys.stderr = stderr
-    app.state.runtime = replace(start_runtime(app.config), transports={"mock": CannedTransport()})
+    app.state.runtime = replace(start_runtime(app.config),
+                                transports={"mock": transport or CannedTransport()})
     results = {}
     for mode in modes:
         stream = mode == "stream"
         body = json.dumps({"model": "bench", "stream": stream,
                            "messages": [{"role": "user", "content": "Hello"}]}).encode()
-        for _ in range(500):
+        for _ in range(warmup):
             await one(app, body)
         best = float("inf")
         for _ in range(rounds):  # the quickest round: the least disturbed by other work
@@ -138,17 +149,24 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20000, help="in 10 rounds; the best counts")
     parser.add_argument("--mode", choices=["json", "stream", "both"], default="both")
     parser.add_argument("--redis", metavar="URL", help="admit and settle through this Redis")
+    parser.add_argument("--events", type=int, default=20, help="content events in a stream")
+    parser.add_argument("--reads", choices=["whole", "event"], default="whole",
+                        help="the stream in one upstream read, or an event a read")
+    parser.add_argument("--warmup", type=int, default=500, help="requests before measuring")
     args = parser.parse_args()
     modes = ("json", "stream") if args.mode == "both" else (args.mode,)
+    transport = CannedTransport(args.events, args.reads == "event")
     parser_loop = os.environ.get("BENCH_LOOP", "uvloop")
     try:  # the loop the gateway serves on
         if parser_loop != "uvloop":
             raise ImportError
         import uvloop
 
-        results = uvloop.run(measure(args.requests, modes=modes, redis=args.redis))
+        results = uvloop.run(measure(args.requests, modes=modes, redis=args.redis,
+                                     transport=transport, warmup=args.warmup))
     except ImportError:
-        results = asyncio.run(measure(args.requests, modes=modes, redis=args.redis))
+        results = asyncio.run(measure(args.requests, modes=modes, redis=args.redis,
+                                      transport=transport, warmup=args.warmup))
     for mode, micros in results.items():
         print(f"{mode:<7} {micros:7.1f} us CPU per request (gateway code only)")
 

@@ -2,9 +2,10 @@
 
 Metrics and the request's log line, and the usage that replaces the request's
 reservation (written by recorder.py, off the request path). A request without
-usage from its upstream is charged what can be known: a client that left a
-stream pays for the prompt and the events it was sent; a request no upstream
-answered pays nothing.
+usage from its upstream is charged what can be known: a stream that ended early
+(the client left, the upstream broke off) pays for the prompt and the text it
+was sent, counted on the way (gateway/tally.py); a request no upstream answered
+pays nothing.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from gateway.exchange import Exchange
 from gateway.limits import _calendar
 from gateway.logs import log_request
 from gateway.store.base import Settlement
+from gateway.tally import charged
 
 
 async def settle(runtime, ex: Exchange) -> None:
@@ -49,8 +51,10 @@ async def _record_usage(runtime, ex: Exchange, usage: dict) -> None:
     prompt = usage.get("prompt_tokens")
     completion = usage.get("completion_tokens")
     if type(prompt) is not int or type(completion) is not int:
-        if ex.committed or ex.status == 499:  # answered in part, or the client left
-            prompt, completion = admitted.prompt_estimate, max(0, ex.stream_events - 2)
+        if ex.tallies:  # a stream the client was sent part of
+            prompt, completion = charged(ex.tallies, admitted.prompt_estimate)
+        elif ex.committed or ex.status == 499:  # answered in part, or the client left
+            prompt, completion = admitted.prompt_estimate, 0
         else:  # no upstream answered: nothing was used
             prompt = completion = 0
     details = usage.get("completion_tokens_details")

@@ -22,6 +22,7 @@ import orjson
 from gateway.config import Route
 from gateway.config.compiled import Dialect
 from gateway.errors import UpstreamError
+from gateway.tally import Tally, charged, text_tokens
 from gateway.upstream.base import MalformedStream, ResponseTooLarge
 
 # Only a key can match `"name"\s*:` : quotes inside a string are escaped, and a string
@@ -40,25 +41,20 @@ DEFAULT_FINISH_MAP = {"eos": "stop", "end_turn": "stop", "stop_sequence": "stop"
 _REASONING = ("reasoning_content", "reasoning")
 
 
-def estimate_tokens(size: int) -> int:
-    """Tokens in `size` bytes of text, roughly (4 bytes a token), for when an upstream reports none."""
-    return max(1, (size + 3) // 4)
-
-
 class Answer:
     """How one attempt's answer is adapted: the same for a whole answer and for a stream."""
 
-    __slots__ = ("alias", "reasoning", "upstream_reasoning", "finish_map", "prompt_bytes",
+    __slots__ = ("alias", "reasoning", "upstream_reasoning", "finish_map", "prompt_estimate",
                  "secrets")
 
-    def __init__(self, route: Route, dialect: Dialect, prompt_bytes: int,
+    def __init__(self, route: Route, dialect: Dialect, prompt_estimate: int,
                  model: str | None = None, secrets: tuple[str, ...] = ()) -> None:
         self.alias = model or route.alias  # what the client asked for (a wildcard's full name)
         self.secrets = encoded(secrets)  # the provider's keys: never relayed
         self.reasoning = route.reasoning_field
         self.upstream_reasoning = dialect.profile.reasoning_field
         self.finish_map = {**DEFAULT_FINISH_MAP, **dialect.profile.finish_reasons}
-        self.prompt_bytes = prompt_bytes
+        self.prompt_estimate = prompt_estimate  # tokens, from admission: when no usage says
 
     def finish_reason(self, reason):
         if reason is None or reason in FINISH_REASONS:
@@ -97,7 +93,7 @@ class Answer:
             raise UpstreamError("The upstream answered with JSON that is not a chat completion.")
         upstream_model = answer.get("model")
         answer["model"] = self.alias
-        produced = 0
+        produced: list[str] = []
         for choice in answer["choices"]:
             if type(choice) is not dict:
                 continue
@@ -105,12 +101,16 @@ class Answer:
             message = choice.get("message")
             if type(message) is dict:
                 self.fix_reasoning(message)
-                produced += sum(len(str(message.get(k) or "")) for k in ("content", *_REASONING))
-                if message.get("tool_calls"):
-                    produced += len(orjson.dumps(message["tool_calls"]))
+                produced += (str(message.get(k) or "") for k in ("content", *_REASONING))
+                calls = message.get("tool_calls")
+                for call in calls if type(calls) is list else ():
+                    function = call.get("function") if type(call) is dict else None
+                    if type(function) is dict:
+                        produced += (str(function.get(k) or "") for k in ("name", "arguments"))
         usage = answer.get("usage")
-        if type(usage) is not dict:
-            prompt, completion = estimate_tokens(self.prompt_bytes), estimate_tokens(produced)
+        if type(usage) is not dict:  # the same count as for a stream's text (gateway/tally.py)
+            prompt = self.prompt_estimate
+            completion = max(1, round(text_tokens("".join(produced).encode(errors="replace"))))
             usage = answer["usage"] = {"prompt_tokens": prompt, "completion_tokens": completion,
                                        "total_tokens": prompt + completion, "estimated": True}
         return answer, usage, upstream_model if type(upstream_model) is str else None
@@ -119,9 +119,9 @@ class Answer:
 class StreamAdapter:
     """Splits an upstream SSE byte stream into whole events and rewrites them for the client."""
 
-    __slots__ = ("_answer", "_literal", "_max_event", "_model", "_rename", "_rest", "_seen",
-                 "_show_usage", "done", "events", "finished", "truncated", "upstream_model",
-                 "usage")
+    __slots__ = ("_answer", "_literal", "_max_event", "_model", "_rename", "_reported", "_rest",
+                 "_seen", "_show_usage", "done", "finished", "tally", "truncated",
+                 "upstream_model", "usage")
 
     def __init__(self, answer: Answer, show_usage: bool = True,
                  max_event: int = 64 * 2**20) -> None:
@@ -141,7 +141,8 @@ class StreamAdapter:
         self.done = False
         self.finished = False  # a choice said why it ended: the answer is whole
         self.truncated = False  # the upstream stopped in the middle of an event
-        self.events = 0
+        self.tally = Tally()  # what the client was sent: its charge if no usage comes
+        self._reported = False  # this read held an upstream usage with a completion count
         self.upstream_model: str | None = None
         self.usage: dict | None = None
 
@@ -189,7 +190,7 @@ class StreamAdapter:
     def _rewrite(self, events: bytes) -> bytes:
         _check_json(events)
         events = scrub(events, self._answer.secrets)
-        self.events += events.count(b"\n\n")
+        raw = events
         if self.upstream_model is None:
             match = _MODEL.search(events)
             if match is not None:
@@ -211,8 +212,13 @@ class StreamAdapter:
                 events = _each_event(events, _matches(_REASONING_KEY, events), self._both_names)
             else:
                 events = self._rename[0].sub(self._rename[1], events)
+        counted = raw
         if b'"usage"' in events:  # a usage object, not the `"usage": null` of every chunk
+            self._reported = False
             events = _each_event(events, _matches(_USAGE, events), self._usage_event)
+            if self._reported:  # the upstream's count covers its event and those before it
+                counted = raw[_after_last_usage(raw):]
+        self.tally.add(counted)
         if b"[DONE]" in events:
             events = _each_event(events, _done_lines(events), self._done)
         return events
@@ -230,6 +236,8 @@ class StreamAdapter:
         if data is None or type(usage) is not dict:
             return None
         self.usage = usage
+        if self.tally.usage_seen(usage):
+            self._reported = True
         if self._show_usage:
             return None
         if not data.get("choices"):
@@ -244,9 +252,9 @@ class StreamAdapter:
         return data
 
     def _estimated_usage(self) -> bytes:
-        """The usage event a client asked for when the upstream sent none: an estimate."""
-        prompt = estimate_tokens(self._answer.prompt_bytes)
-        completion = max(1, self.events - 2)  # about one token an event, less role and finish
+        """The usage event a client asked for when the upstream sent none: what it was sent,
+        counted as a client that leaves is charged (gateway/tally.py)."""
+        prompt, completion = charged([self.tally], self._answer.prompt_estimate)
         self.usage = {"prompt_tokens": prompt, "completion_tokens": completion,
                       "total_tokens": prompt + completion, "estimated": True}
         event = {"id": "chatcmpl-gateway", "object": "chat.completion.chunk",
@@ -256,6 +264,15 @@ class StreamAdapter:
 
 
 _REASONING_KEY = re.compile(rb'"reasoning(?:_content)?"\s*:')
+
+
+def _after_last_usage(events: bytes) -> int:
+    """Where the event after the last one with a usage object starts."""
+    at = events.rfind(b'"usage"')
+    if _USAGE.match(events, at) is None:  # the last is a `"usage": null`: look for the object
+        at = max((match.end() for match in _USAGE.finditer(events)), default=len(events))
+    end = events.find(b"\n\n", at)
+    return len(events) if end < 0 else end + 2
 
 
 def _matches(pattern: re.Pattern, events: bytes):

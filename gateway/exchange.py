@@ -26,5 +26,5 @@ class Exchange:
     route: Any = None  # the Route, once resolved
     admitted: Any = None  # limits.Admitted, once the request is admitted
     limit_headers: dict = field(default_factory=dict)  # x-ratelimit-*, on every answer
-    stream_events: int = 0  # events relayed so far: what a client who leaves is charged
+    tallies: list = field(default_factory=list)  # tally.Tally of each stream the client got
     messages: Any = None  # the prompt, kept only when server.log_prompts asks for it

@@ -99,9 +99,11 @@ async def _streams(ex: Exchange, target: Target, translation: Translation, answe
     limits = target.provider.timeouts
     queue: asyncio.Queue[bytes | None] = asyncio.Queue()
     usages: list[dict] = []
+    adapters = [StreamAdapter(answer, show_usage=True, max_event=target.provider.max_response_bytes)
+                for _ in bodies]
 
     async def pump(index: int, body: bytes) -> None:
-        adapter = StreamAdapter(answer, show_usage=True, max_event=target.provider.max_response_bytes)
+        adapter = adapters[index]
         deadline = Deadline(min(limits.first_byte, limits.total), limits.idle, limits.total)
         async with deadline:
             response = await open_upstream(transport, target, body, ex.request_id)
@@ -130,6 +132,7 @@ async def _streams(ex: Exchange, target: Target, translation: Translation, answe
                 continue
             if not ex.committed:
                 ex.target, ex.status, ex.committed = target.name, 200, True
+                ex.tallies.extend(adapter.tally for adapter in adapters)
                 await send({"type": "http.response.start", "status": 200, "headers":
                             response_headers(SSE_HEADERS, ex, target, translation, None)})
                 ex.ttft = time.perf_counter() - ex.started

@@ -50,7 +50,8 @@ class ChatCompletions:
             ex.limit_headers = admitted.headers
             runtime.recorder.hold(ex.request_id, [(admitted.key_id, c.scope, ex.request_id)
                                                   for c in admitted.checks if c.kind == "lease"])
-            await until_disconnect(receive, relay(ex, route, payload, runtime, send, len(body)))
+            answered = relay(ex, route, payload, runtime, send, admitted.prompt_estimate)
+            await until_disconnect(receive, answered)
         except GatewayError as error:
             ex.status, ex.error = error.status, error.message
             if not ex.committed:

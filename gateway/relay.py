@@ -95,7 +95,7 @@ class Failure(Exception):
 
 
 async def relay(ex: Exchange, route: Route, payload: dict, runtime: Runtime, send,
-                prompt_bytes: int) -> None:
+                prompt_estimate: int) -> None:
     """Answer the request from the route's targets; raise the OpenAI error if none can."""
     route = route.for_model(payload["model"])
     plan = Plan(route, runtime.health, payload)
@@ -122,7 +122,7 @@ async def relay(ex: Exchange, route: Route, payload: dict, runtime: Runtime, sen
         started = time.perf_counter()
         outcome = "ok"
         try:
-            ttfb = await _try(ex, route, target, payload, runtime, send, prompt_bytes)
+            ttfb = await _try(ex, route, target, payload, runtime, send, prompt_estimate)
             if ex.error is not None:
                 outcome = "broken"  # after its first byte
         except asyncio.CancelledError:
@@ -168,13 +168,14 @@ async def relay(ex: Exchange, route: Route, payload: dict, runtime: Runtime, sen
 
 
 async def _try(ex: Exchange, route: Route, target: Target, payload: dict, runtime: Runtime,
-               send, prompt_bytes: int) -> float | None:
+               send, prompt_estimate: int) -> float | None:
     """One attempt on one target, translated for it; its time to first byte."""
     try:
         translation = translate(payload, target, ex.stream)
     except Rejected as rejection:
         raise Failure(target, rejection.message, rejection=rejection) from None
-    answer = Answer(route, target.dialect, prompt_bytes, payload["model"], target.provider.secrets)
+    answer = Answer(route, target.dialect, prompt_estimate, payload["model"],
+                    target.provider.secrets)
     transport = runtime.transports[target.provider.name]
     if translation.fanout > 1:
         from gateway.fanout import fan_out
@@ -298,6 +299,7 @@ async def _stream(ex: Exchange, target: Target, translation: Translation, answer
         deadline.touch()
         out = adapter.feed(chunk)
     ex.target, ex.status, ex.committed = target.name, 200, True
+    ex.tallies.append(adapter.tally)  # from here on the client is sent text: charged if it leaves
     await send({"type": "http.response.start", "status": 200, "headers": response_headers(
         SSE_HEADERS, ex, target, translation, adapter.upstream_model)})
     if out:
@@ -306,14 +308,12 @@ async def _stream(ex: Exchange, target: Target, translation: Translation, answer
     async for chunk in chunks:
         deadline.touch()
         out = adapter.feed(chunk)
-        ex.stream_events = adapter.events
         if out:
             if ex.ttft is None:
                 ex.ttft = time.perf_counter() - ex.started
             await send({"type": "http.response.body", "body": out, "more_body": True})
     tail = adapter.finish()
-    ex.usage = adapter.usage
-    if adapter.truncated:
+    if adapter.truncated:  # no ex.usage: a usage seen on the way may not cover what followed
         if tail:
             await send({"type": "http.response.body", "body": tail, "more_body": True})
         await end_stream(ex, send, UpstreamError(
@@ -325,6 +325,7 @@ async def _stream(ex: Exchange, target: Target, translation: Translation, answer
         await end_stream(ex, send, UpstreamError(
             "The upstream stream ended before the answer did (no finish_reason, no [DONE])."))
         return
+    ex.usage = adapter.usage
     await send({"type": "http.response.body", "body": tail + DONE_EVENT, "more_body": False})
 
 

@@ -13,12 +13,12 @@ from gateway.errors import UpstreamError
 
 def answer(alias: str = "my-alias", *, client_reasoning: str = "reasoning_content",
            upstream_reasoning: str = "reasoning_content", finish_reasons: dict | None = None,
-           prompt_bytes: int = 400) -> Answer:
+           prompt_estimate: int = 100) -> Answer:
     profile = Profile(name="p", description="", transport="http", chat_path="/chat/completions",
                       auth_header="authorization", auth_scheme="Bearer",
                       reasoning_field=upstream_reasoning, finish_reasons=finish_reasons or {})
     route = Route(alias, "", (), reasoning_field=client_reasoning)
-    return Answer(route, Dialect(profile, "prov", {}, "drop"), prompt_bytes)
+    return Answer(route, Dialect(profile, "prov", {}, "drop"), prompt_estimate)
 
 
 def event(data: dict) -> bytes:
@@ -86,10 +86,10 @@ def test_usage_on_a_content_event_is_stripped_not_dropped():
 
 
 def test_missing_usage_is_estimated_for_a_client_that_asked():
-    adapter = StreamAdapter(answer(prompt_bytes=400), show_usage=True)
+    adapter = StreamAdapter(answer(prompt_estimate=100), show_usage=True)
     out = run(adapter, [event({"model": "m", "choices": [{"delta": {"content": "w"}}]})] * 5)
     usage = parsed(out)[-1]["usage"]
-    assert usage["prompt_tokens"] == 100 and usage["completion_tokens"] == 3
+    assert usage["prompt_tokens"] == 100 and usage["completion_tokens"] == 5  # a token an event
     assert usage["estimated"] is True
 
 
@@ -162,10 +162,10 @@ def test_completion_gets_the_alias_reasoning_field_and_finish_reason():
 
 
 def test_completion_without_usage_gets_an_estimate():
-    body, usage, _ = answer(prompt_bytes=40).completion(json.dumps({
+    body, usage, _ = answer(prompt_estimate=10).completion(json.dumps({
         "choices": [{"message": {"role": "assistant", "content": "x" * 40}}]}).encode())
-    assert usage == {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20,
-                     "estimated": True}
+    assert usage == {"prompt_tokens": 10, "completion_tokens": 9, "total_tokens": 19,
+                     "estimated": True}  # 40 letters, 0.23 a token (gateway/tally.py)
     assert json.loads(body)["usage"] == usage
 
 

@@ -14,14 +14,16 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
 
+from gateway.limits import estimate_prompt
 from tests.conftest import assert_openai_error
 from tests.gateway_process import GatewayProcess, wait_for
 from tests.redis_server import RedisServer
-from tests.upstream import Gate, Reply, chunk
+from tests.upstream import Gate, Reply, chunk, token_stream
 
 MASTER = "sk-limits-master-0123456789"
 CHAT = "/v1/chat/completions"
@@ -150,26 +152,117 @@ def test_day_reservation_is_replaced_by_real_usage(gateway, mode):
     assert totals["cost"] > 0  # priced: $1 and $2 per million
 
 
-def test_client_that_disconnects_is_charged_for_what_it_was_sent(gateway, primary):
-    key = new_key(gateway, "leaver", tokens_per_day=100_000)
-    request = {"model": "um"}
-    gate = Gate()
-    primary.then(Reply(events=[chunk(request, {"content": f"t{i} "}) for i in range(40)]
-                       + [gate]))
+TOKENS = json.loads((Path(__file__).parent / "tokens.json").read_text())  # o200k_base's
+PROMPT = [{"role": "user", "content": "hi"}]
+
+
+def stream(gateway, key: str, leave_after: int | None = None, **extra) -> list[dict]:
+    """Stream a completion; leave once `leave_after` events have come (None: read to the end)."""
+    body = {"model": "m", "stream": True, "max_tokens": 5000, "messages": PROMPT, **extra}
+    received = []
     with httpx.Client(base_url=gateway.url, timeout=10) as client:
         with client.stream("POST", CHAT, headers={"Authorization": f"Bearer {key}"},
-                           json={"model": "m", "stream": True, "max_tokens": 5000,
-                                 "messages": [{"role": "user", "content": "hi"}]}) as response:
-            received = 0
+                           json=body) as response:
             for line in response.iter_lines():
-                received += line.startswith("data: ")
-                if received == 40:
+                if line.startswith("data: {"):
+                    received.append(json.loads(line[6:]))
+                if len(received) == leave_after:
                     break
+    return received
+
+
+def charge(gateway, name: str) -> dict:
+    return wait_for(lambda: (t := usage_of(gateway, name))["requests"] and t, 5, "the charge")
+
+
+@pytest.mark.parametrize("per_event", [1, 4])
+@pytest.mark.parametrize("field", ["content", "reasoning_content", "arguments"])
+def test_a_client_that_leaves_a_stream_is_charged_the_tokens_it_was_sent(gateway, primary, field,
+                                                                          per_event):
+    """The upstream sends 240 known tokens, one or four an event, and waits; the client reads
+    them all and leaves before any usage comes. It pays for those tokens (within 10%), not
+    the 5000 it reserved, and the prompt at the admission's estimate."""
+    name = f"leaver-{field}-{per_event}"
+    key = new_key(gateway, name, tokens_per_day=100_000)
+    tokens = TOKENS["arguments" if field == "arguments" else "prose"][:240]
+    events = token_stream({"model": "um"}, tokens, per_event, field)
+    gate = Gate()
+    primary.then(Reply(events=[*events, gate]))
+
+    stream(gateway, key, leave_after=len(events))
     gate.open()
-    totals = wait_for(lambda: (t := usage_of(gateway, "leaver"))["requests"] and t, 5,
-                      "the charge for the abandoned stream")
-    assert 30 <= totals["completion_tokens"] <= 45  # what it was sent, not its 5000 reserved
-    assert totals["prompt_tokens"] > 0
+
+    totals = charge(gateway, name)
+    assert abs(totals["completion_tokens"] - 240) <= 24, totals
+    assert totals["prompt_tokens"] == estimate_prompt({"messages": PROMPT})
+
+
+def test_a_stream_that_breaks_off_is_charged_the_tokens_it_relayed(gateway, primary):
+    tokens = TOKENS["prose"][:300]
+    key = new_key(gateway, "broken-off", tokens_per_day=100_000)
+    primary.then(Reply(events=token_stream({"model": "um"}, tokens, 5), done=False))
+
+    assert len(stream(gateway, key)) == 1 + 60 + 1  # the role, 60 of text, the error event
+
+    assert abs(charge(gateway, "broken-off")["completion_tokens"] - 300) <= 30
+
+
+def test_a_usage_on_the_way_does_not_cover_what_came_after_it(gateway, primary):
+    """100 tokens with the usage so far on each event, 100 more without, then the stream
+    breaks: the charge is the upstream's 100 and the 100 counted after them."""
+    key = new_key(gateway, "usage-then-more", tokens_per_day=100_000)
+    tokens = TOKENS["prose"][:200]
+    events = (token_stream({"model": "um"}, tokens[:100], 4, usage_prompt=50)
+              + token_stream({"model": "um"}, tokens[100:], 4)[1:])
+    primary.then(Reply(events=events, done=False))
+
+    stream(gateway, key)
+
+    totals = charge(gateway, "usage-then-more")
+    assert totals["prompt_tokens"] == 50 and abs(totals["completion_tokens"] - 200) <= 10
+
+
+def test_usage_a_client_asked_for_counts_what_it_was_sent_as_the_charge_does(gateway, primary):
+    """No usage from the upstream: the usage event the gateway adds is the same count."""
+    tokens = TOKENS["prose"][:300]
+    key = new_key(gateway, "estimated", tokens_per_day=100_000)
+    events = token_stream({"model": "um"}, tokens, 6) + [chunk({"model": "um"}, {}, "stop")]
+    primary.then(Reply(events=events))
+
+    usage = stream(gateway, key, stream_options={"include_usage": True})[-1]["usage"]
+
+    assert usage["estimated"] is True and abs(usage["completion_tokens"] - 300) <= 30
+    totals = charge(gateway, "estimated")
+    assert (totals["prompt_tokens"], totals["completion_tokens"]) == (
+        usage["prompt_tokens"], usage["completion_tokens"])
+
+
+@pytest.mark.parametrize("usage", ["continuous", "first event"])
+def test_a_prompt_count_the_upstream_sent_on_the_way_is_charged(gateway, primary, usage):
+    """vLLM's continuous_usage_stats put the usage so far on every event; some upstreams send
+    the prompt's count first. A client that leaves pays the real prompt, and with continuous
+    usage the upstream's own completion count."""
+    name = f"real-prompt-{usage.replace(' ', '-')}"
+    key = new_key(gateway, name, tokens_per_day=100_000)
+    tokens = TOKENS["prose"][:200]
+    request = {"model": "um"}
+    if usage == "continuous":
+        events = token_stream(request, tokens, 4, usage_prompt=777)
+    else:
+        events = token_stream(request, tokens, 4)
+        events.insert(0, {**chunk(request, {}), "choices": [], "usage": {"prompt_tokens": 777}})
+    gate = Gate()
+    primary.then(Reply(events=[*events, gate]))
+
+    stream(gateway, key, leave_after=len(events) - (usage == "first event"))  # no usage shown
+    gate.open()
+
+    totals = charge(gateway, name)
+    assert totals["prompt_tokens"] == 777
+    if usage == "continuous":
+        assert totals["completion_tokens"] == 200
+    else:
+        assert abs(totals["completion_tokens"] - 200) <= 20
 
 
 def test_in_flight_limit_under_concurrency(gateway, primary):

@@ -84,6 +84,30 @@ def chunk(request: dict, delta: dict, finish: str | None = None, **extra: Any) -
             **extra}
 
 
+def token_stream(request: dict, tokens: list[str], per_event: int, field: str = "content",
+                 usage_prompt: int | None = None) -> list[dict]:
+    """A stream of known tokens (a real tokenizer's, from tests/tokens.json), `per_event` of
+    them an event, as `content`, `reasoning_content` or tool-call `arguments`. With
+    `usage_prompt`, every event carries its usage so far, as vLLM's `continuous_usage_stats`."""
+    events = [chunk(request, {"role": "assistant", "content": ""})]
+    if field == "arguments":
+        events.append(chunk(request, {"tool_calls": [{"index": 0, "id": "call_1", "type": "function",
+                                                      "function": {"name": "lookup", "arguments": ""}}]}))
+    for at in range(0, len(tokens), per_event):
+        text = "".join(tokens[at:at + per_event])
+        if field == "arguments":
+            delta = {"tool_calls": [{"index": 0, "function": {"arguments": text}}]}
+        else:
+            delta = {field: text}
+        extra = {}
+        if usage_prompt is not None:
+            sent = min(at + per_event, len(tokens))
+            extra["usage"] = {"prompt_tokens": usage_prompt, "completion_tokens": sent,
+                              "total_tokens": usage_prompt + sent}
+        events.append(chunk(request, delta, **extra))
+    return events
+
+
 def _last_user_text(request: dict) -> str:
     for message in reversed(request.get("messages") or []):
         if message.get("role") == "user":
