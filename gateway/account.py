@@ -27,13 +27,13 @@ async def settle(runtime, ex: Exchange) -> None:
     if ex.in_flight:
         metrics.child(metrics.IN_FLIGHT, ex.alias).dec()
     usage = ex.usage or {}
-    if ex.admitted is not None:
-        await _record_usage(runtime, ex, usage)
+    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    if ex.admitted is not None:  # the line shows what was charged
+        prompt, completion = await _record_usage(runtime, ex, usage)
     fields = {
         "key": ex.key_name, "model": ex.alias, "target": ex.target, "stream": ex.stream,
         "status": ex.status, "attempts": ex.attempts,
-        "prompt_tokens": usage.get("prompt_tokens"),
-        "completion_tokens": usage.get("completion_tokens"),
+        "prompt_tokens": prompt, "completion_tokens": completion,
         "latency_ms": round(seconds * 1000, 1),
         "ttft_ms": round(ex.ttft * 1000, 1) if ex.ttft is not None else None,
     }
@@ -46,7 +46,8 @@ async def settle(runtime, ex: Exchange) -> None:
     log_request(fields)
 
 
-async def _record_usage(runtime, ex: Exchange, usage: dict) -> None:
+async def _record_usage(runtime, ex: Exchange, usage: dict) -> tuple[int, int]:
+    """Record what the request is charged; (prompt, completion) tokens."""
     admitted = ex.admitted
     prompt = usage.get("prompt_tokens")
     completion = usage.get("completion_tokens")
@@ -76,3 +77,4 @@ async def _record_usage(runtime, ex: Exchange, usage: dict) -> None:
     runtime.recorder.record(Settlement(reserved=reserved, number=runtime.recorder.number(),
                                        **fields))
     metrics.count_tokens(ex.alias, ex.key_name, prompt, completion, fields["reasoning_tokens"])
+    return prompt, completion

@@ -156,13 +156,15 @@ TOKENS = json.loads((Path(__file__).parent / "tokens.json").read_text())  # o200
 PROMPT = [{"role": "user", "content": "hi"}]
 
 
-def stream(gateway, key: str, leave_after: int | None = None, **extra) -> list[dict]:
+def stream(gateway, key: str, leave_after: int | None = None, request_id: str = "",
+           **extra) -> list[dict]:
     """Stream a completion; leave once `leave_after` events have come (None: read to the end)."""
     body = {"model": "m", "stream": True, "max_tokens": 5000, "messages": PROMPT, **extra}
+    headers = {"Authorization": f"Bearer {key}"} | ({"x-request-id": request_id} if request_id
+                                                   else {})
     received = []
     with httpx.Client(base_url=gateway.url, timeout=10) as client:
-        with client.stream("POST", CHAT, headers={"Authorization": f"Bearer {key}"},
-                           json=body) as response:
+        with client.stream("POST", CHAT, headers=headers, json=body) as response:
             for line in response.iter_lines():
                 if line.startswith("data: {"):
                     received.append(json.loads(line[6:]))
@@ -202,9 +204,14 @@ def test_a_stream_that_breaks_off_is_charged_the_tokens_it_relayed(gateway, prim
     key = new_key(gateway, "broken-off", tokens_per_day=100_000)
     primary.then(Reply(events=token_stream({"model": "um"}, tokens, 5), done=False))
 
-    assert len(stream(gateway, key)) == 1 + 60 + 1  # the role, 60 of text, the error event
+    received = stream(gateway, key, request_id="broken-off-1")
+    assert len(received) == 1 + 60 + 1  # the role, 60 of text, the error event
 
-    assert abs(charge(gateway, "broken-off")["completion_tokens"] - 300) <= 30
+    charged = charge(gateway, "broken-off")
+    assert abs(charged["completion_tokens"] - 300) <= 30
+    line = wait_for(lambda: gateway.request_log("broken-off-1"), 5, "the request's log line")
+    assert (line["prompt_tokens"], line["completion_tokens"]) == (
+        charged["prompt_tokens"], charged["completion_tokens"])  # the line says what was charged
 
 
 def test_a_usage_on_the_way_does_not_cover_what_came_after_it(gateway, primary):
