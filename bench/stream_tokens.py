@@ -37,7 +37,7 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gateway.adapt import Answer, StreamAdapter  # noqa: E402
+from gateway.apis.chat.adapt import Answer, StreamAdapter  # noqa: E402
 from gateway.config.compiled import Dialect, Profile, Route  # noqa: E402
 from gateway.tally import WEIGHTS, char_classes  # noqa: E402
 
@@ -161,7 +161,7 @@ def sse(kind_field: str, texts: list[str], rng: random.Random) -> bytes:
 
 def counted(stream: bytes, rng: random.Random) -> int:
     """What the gateway charges for `stream`, fed to its StreamAdapter in random-sized reads."""
-    profile = Profile(name="bench", description="", transport="http", chat_path="/chat/completions",
+    profile = Profile(name="bench", description="", transport="http", apis={"chat": "/chat/completions"},
                       auth_header="authorization", auth_scheme="Bearer")
     adapter = StreamAdapter(Answer(Route("m", "", ()), Dialect(profile, "bench", {}, "drop"), 0),
                             show_usage=False)

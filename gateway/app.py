@@ -1,8 +1,8 @@
-"""Wire the stages to ASGI: chat completions straight to the pipeline, the rest through Starlette.
+"""Wire the stages to ASGI: each client API straight to its pipeline, the rest through Starlette.
 
-The chat route is the hot path, so the entry point sends it to the pipeline
-with one string comparison; Starlette's router, middleware and request
-objects serve the other endpoints, where their cost does not matter.
+The client APIs' POST routes are the hot path, so the entry point sends them to
+their pipeline with one dict lookup; Starlette's router, middleware and
+request objects serve the other endpoints, where their cost does not matter.
 """
 
 from __future__ import annotations
@@ -21,18 +21,19 @@ from starlette.routing import Route
 
 from gateway import admin, endpoints, heap, lag, metrics, openapi
 from gateway.accept import request_id_of
+from gateway.apis.chat.surface import CHAT
 from gateway.config import Config, ConfigError, load_config
 from gateway.drain import Drain
 from gateway.echo import echo
 from gateway.errors import GatewayError, InvalidRequest, NotFound
 from gateway.logs import REQUEST_ID, log, log_request, setup_logging
-from gateway.pipeline import ChatCompletions
+from gateway.pipeline import Pipeline
 from gateway.reload import Reloader
 from gateway.runtime import start_runtime, stop_runtime
 from gateway.store.base import StoreUnavailable
 
 CONFIG_ENV = "GATEWAY_CONFIG"
-CHAT_PATHS = ("/v1/chat/completions", "/chat/completions")
+SURFACES = (CHAT,)  # the client APIs served, each on its own paths
 
 
 class Gateway:
@@ -42,13 +43,16 @@ class Gateway:
         self.config = config
         self.site = _starlette(config)
         self.state = self.site.state  # `.runtime` is set at startup and swapped on reload
-        self.chat = ChatCompletions(self.state)
+        self.pipelines = {path: Pipeline(self.state, surface)
+                          for surface in SURFACES for path in surface.paths}
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return await self.site(scope, receive, send)
-        if scope["path"] in CHAT_PATHS and scope["method"] == "POST":
-            return await self.chat(scope, receive, send)
+        if scope["method"] == "POST":
+            pipeline = self.pipelines.get(scope["path"])
+            if pipeline is not None:
+                return await pipeline(scope, receive, send)
         await _with_request_id(self.site, scope, receive, send)
 
 
@@ -103,12 +107,13 @@ def _starlette(config: Config) -> Starlette:
             await reloader.stop()
             await stop_runtime(app.state.runtime)
 
-    async def chat_wrong_method(request: Request) -> Response:
+    async def wrong_method(request: Request) -> Response:  # a client API's path, not POSTed
         raise HTTPException(405)
 
     return Starlette(
         routes=[
-            Route("/v1/chat/completions", chat_wrong_method, methods=["POST"]),
+            *(Route(path, wrong_method, methods=["POST"]) for surface in SURFACES
+              for path in surface.paths if path.startswith("/v1/")),
             Route("/v1/models", endpoints.list_models, methods=["GET"]),
             Route("/v1/models/{model:path}", endpoints.get_model, methods=["GET"]),
             Route("/healthz", endpoints.healthz, methods=["GET"]),

@@ -22,21 +22,25 @@ conversation's prefix in its cache instead of computing it again.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from hashlib import blake2b
 
 from gateway.config import Affinity, Group, Target
 from gateway.health import Health
 
+Session = Callable[[Affinity], "bytes | None"]  # a request's session key, for a group's affinity
+
 
 def pick(group: Group, group_key: str, candidates: list[Target], health: Health,
-         payload: dict | None = None) -> Target:
-    """`group_key` names the group across reloads (route alias and position)."""
+         session: Session | None = None) -> Target:
+    """`group_key` names the group across reloads (route alias and position); `session` gives
+    the request's session key for a group with affinity (the surface knows how to find it)."""
     if len(candidates) == 1:
         return candidates[0]
-    if group.affinity is not None and payload is not None:
-        session = affinity_key(group.affinity, payload)
-        if session is not None:
-            home = _home(session, candidates)
+    if group.affinity is not None and session is not None:
+        key = session(group.affinity)
+        if key is not None:
+            home = _home(key, candidates)
             busy = _busy(group.strategy, health)
             if busy(home) - min(busy(t) for t in candidates) <= group.affinity.max_extra_load:
                 return home
@@ -50,25 +54,21 @@ def pick(group: Group, group_key: str, candidates: list[Target], health: Health,
     return _round_robin(group_key, candidates, health.round_robin)
 
 
-def affinity_key(affinity: Affinity, payload: dict) -> bytes | None:
-    """What identifies the session: the `user` field, or the prompt's first characters."""
+def session_key(affinity: Affinity, user: object, texts: Iterable[str]) -> bytes | None:
+    """What identifies a session: the `user` field, or the prompt's first characters (`texts`,
+    in order: the messages, the prompt, the input)."""
     if affinity.by != "prefix":
-        user = payload.get("user")
         if type(user) is str and user:
             return b"u:" + user.encode()
     if affinity.by == "user":
         return None
     parts: list[str] = []
     size = 0
-    for message in payload.get("messages") or ():
-        content = message.get("content") if type(message) is dict else None
-        if type(content) is list:
-            content = "".join(p.get("text") or "" for p in content if type(p) is dict)
-        if type(content) is str:
-            parts.append(content)
-            size += len(content)
-            if size >= affinity.prefix_chars:
-                break
+    for text in texts:
+        parts.append(text)
+        size += len(text)
+        if size >= affinity.prefix_chars:
+            break
     if size < affinity.min_prefix_chars:
         return None
     return b"p:" + "\x00".join(parts)[:affinity.prefix_chars].encode()

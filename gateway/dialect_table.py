@@ -6,7 +6,7 @@ test regenerates it so the page cannot drift from providers/*.yaml.
 
 from __future__ import annotations
 
-from gateway.chat_schema import KNOWN_PARAMS, ChatRequest
+from gateway.apis.chat.schema import KNOWN_PARAMS, ChatRequest
 from gateway.config.compiled import Profile, Rule
 
 ACTIONS = {"clamp": "clamped", "drop": "else not sent", "reject": "else refused",

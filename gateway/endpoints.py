@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from gateway import metrics
 from gateway.accept import read_headers
+from gateway.apis.base import openai_error
 from gateway.auth import Principal, authenticate, digest_of
 from gateway.echo import echo
 from gateway.errors import GatewayError, NotFound, Unauthorized
@@ -23,7 +24,8 @@ def json_response(data: object, status: int = 200, headers: dict[str, str] | Non
 
 
 def error_response(error: GatewayError) -> Response:
-    return Response(error.render(), error.status, error.headers, media_type="application/json")
+    """The OpenAI-shaped error every endpoint outside the client APIs' pipelines answers."""
+    return Response(openai_error(error), error.status, error.headers, media_type="application/json")
 
 
 async def _principal(request: Request) -> Principal:

@@ -1,12 +1,11 @@
-"""One exception type per failure kind, turned into the OpenAI error body in one place.
+"""One exception type per failure kind: its status, its OpenAI type and code, its message.
 
-Every stage raises these; `render` is the only code that builds an error
-response, so every client sees `{"error": {"message", "type", "param", "code"}}`.
+Every stage raises these; the client API's surface writes the body
+(`apis.base.openai_error` for the OpenAI APIs), so each client sees errors in
+its own API's shape.
 """
 
 from __future__ import annotations
-
-import orjson
 
 
 class GatewayError(Exception):
@@ -22,13 +21,6 @@ class GatewayError(Exception):
         if code is not None:
             self.code = code
         self.headers = headers or {}
-
-    def body(self) -> dict:
-        return {"error": {"message": self.message, "type": self.type,
-                          "param": self.param, "code": self.code}}
-
-    def render(self) -> bytes:
-        return orjson.dumps(self.body())
 
 
 class InvalidRequest(GatewayError):

@@ -10,6 +10,7 @@ from typing import Any
 class Exchange:
     request_id: str
     started: float
+    surface: Any  # the client API (apis.base.Surface): its errors, its stream's end
     key_name: str | None = None
     alias: str | None = None  # set once the alias is known to be routable: safe as a metric label
     stream: bool = False

@@ -1,7 +1,8 @@
 """Admit: check and reserve every limit of a request in one store call, or answer 429.
 
-A request reserves what it is expected to use: one request, and tokens
-estimated from its messages plus its `max_tokens` (or the configured estimate).
+A request reserves what it is expected to use: one request, and the tokens its
+client API's surface estimates (for chat: the messages, plus `max_tokens` or the
+configured estimate).
 When the answer ends, settlement (recorder.py) replaces the reservation with
 the real usage. Limits come from the key, field by field over the defaults in
 routes.yaml's `limits:`, and a key may limit single models too.
@@ -17,9 +18,8 @@ import math
 import time
 from dataclasses import dataclass
 
-import orjson
-
 from gateway import metrics
+from gateway.apis.base import Reservation
 from gateway.auth import Principal
 from gateway.config import Config, Route
 from gateway.errors import RateLimited, ServiceUnavailable, Unauthorized
@@ -27,7 +27,6 @@ from gateway.logs import log
 from gateway.store.base import Admission, Check, Store, StoreUnavailable, Verdict
 
 LEASE_TTL = 60.0  # seconds; renewed while the request runs, so a crashed replica's slot frees
-IMAGE_TOKENS = 1000  # what an image in a prompt is reckoned at when reserving
 _FIELDS = ("requests_per_minute", "tokens_per_minute", "in_flight", "tokens_per_day",
            "tokens_per_month", "budget_per_month")
 _WHAT = {"requests": "requests per minute", "tokens": "tokens per minute",
@@ -42,26 +41,6 @@ class Admitted:
     headers: dict[str, str]
     prompt_estimate: int
     local: bool = False  # admitted by this process alone while the store was away
-
-
-def estimate_prompt(payload: dict) -> int:
-    """Prompt tokens, roughly (4 characters a token, a fixed count an image)."""
-    chars = images = 0
-    for message in payload["messages"]:
-        content = message.get("content")
-        if type(content) is str:
-            chars += len(content)
-        elif type(content) is list:
-            for part in content:
-                if part.get("type") == "text":
-                    chars += len(part.get("text") or "")
-                else:
-                    images += 1
-        for call in message.get("tool_calls") or ():
-            chars += len(str((call.get("function") or {}).get("arguments") or ""))
-    if payload.get("tools"):
-        chars += len(orjson.dumps(payload["tools"]))
-    return chars // 4 + images * IMAGE_TOKENS + 4 * len(payload["messages"])
 
 
 def _merged(defaults: dict, own: dict) -> dict:
@@ -156,16 +135,15 @@ class Limiter:
         self._merged[(key.id, alias)] = entry
         return entry[1], entry[2]
 
-    async def admit(self, principal: Principal, route: Route, payload: dict,
+    async def admit(self, principal: Principal, route: Route, reservation: Reservation,
                     request_id: str) -> Admitted:
-        prompt = estimate_prompt(payload)
+        """Check and reserve the key's limits for a request expected to use `reservation`."""
+        prompt, completion = reservation.prompt, reservation.completion
         if principal.key is None:  # the master key: no limits
             return Admitted("master", (), {}, prompt)
         values, per_model = self._limits_for(principal.key, route.alias)
         if values is None and per_model is None:
             return Admitted(principal.key_id, (), {}, prompt)
-        completion = (payload.get("max_completion_tokens") or payload.get("max_tokens")
-                      or self.defaults.get("completion_estimate", 1024)) * (payload.get("n") or 1)
         tokens = prompt + completion
         cost = route.price.cost(prompt, completion) if route.price else 0.0
         now = time.time()

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.admin import EXPIRES_IN, KeyChange
-from gateway.chat_schema import CHAT_REQUEST
+from gateway.apis.chat.schema import CHAT_REQUEST
 
 _REF = "#/components/schemas/{model}"
 

@@ -1,8 +1,10 @@
-"""POST /v1/chat/completions: the request pipeline, stage by stage.
+"""POST to a client API: the request pipeline, stage by stage, the same for every API.
 
-accept -> authenticate -> plan -> admit -> (translate, relay, adapt) -> settle.
-It is a plain ASGI app, not a Starlette endpoint: this is the hot path, and
-it needs the raw `receive` to notice a client that disconnects.
+accept -> authenticate -> plan -> admit -> relay (translate, attempt, adapt) -> settle.
+The surface (gateway/apis/) is what differs: it parses the body, says what the
+request will cost and writes its errors. It is a plain ASGI app, not a
+Starlette endpoint: this is the hot path, and it needs the raw `receive` to
+notice a client that disconnects.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import time
 from gateway import metrics
 from gateway.accept import read_body, read_headers
 from gateway.account import settle
+from gateway.apis.base import Surface
 from gateway.auth import authenticate
 from gateway.disconnect import until_disconnect
 from gateway.errors import ClientDisconnected, GatewayError
@@ -20,53 +23,55 @@ from gateway.logs import REQUEST_ID, log
 from gateway.relay import relay
 from gateway.responses import send_error
 from gateway.route import resolve
-from gateway.validate import validate_chat
 
 
-class ChatCompletions:
-    def __init__(self, state) -> None:
+class Pipeline:
+    def __init__(self, state, surface: Surface) -> None:
         self.state = state  # holds `.runtime`, swapped whole on reload
+        self.surface = surface
 
     async def __call__(self, scope, receive, send) -> None:
         runtime = self.state.runtime
         config = runtime.config
+        surface = self.surface
         incoming = read_headers(scope)
-        ex = Exchange(incoming.request_id, time.perf_counter())
+        ex = Exchange(incoming.request_id, time.perf_counter(), surface)
         token = REQUEST_ID.set(ex.request_id)
         try:
             principal = await authenticate(config.master_digest, runtime.keyring, incoming.key)
             ex.key_name = principal.name
             body = await read_body(receive, incoming, config.max_body_bytes, config.body_timeout)
-            payload = validate_chat(body)
+            payload = surface.parse(body)
             if config.log_prompts:
-                ex.messages = payload["messages"]
+                ex.messages = surface.messages(payload)
             route = ex.route = resolve(config, payload["model"], principal)
             ex.alias = route.alias
             metrics.child(metrics.IN_FLIGHT, route.alias).inc()
             ex.in_flight = True
             ex.stream = payload.get("stream") is True
-            admitted = ex.admitted = await runtime.limiter.admit(principal, route, payload,
+            reservation = surface.reservation(payload, config.limits.get("completion_estimate",
+                                                                          1024))
+            admitted = ex.admitted = await runtime.limiter.admit(principal, route, reservation,
                                                                  ex.request_id)
             ex.limit_headers = admitted.headers
             runtime.recorder.hold(ex.request_id, [(admitted.key_id, c.scope, ex.request_id)
                                                   for c in admitted.checks if c.kind == "lease"])
-            answered = relay(ex, route, payload, runtime, send, admitted.prompt_estimate)
-            await until_disconnect(receive, answered)
+            await until_disconnect(receive, relay(ex, surface, route, payload, runtime, send))
         except GatewayError as error:
             ex.status, ex.error = error.status, error.message
             if not ex.committed:
                 extra = dict(ex.limit_headers)
                 if ex.attempts:
                     extra["x-gateway-attempts"] = str(ex.attempts)
-                await send_error(send, error, ex.request_id, extra)
+                await send_error(send, error, surface.render_error(error), ex.request_id, extra)
         except ClientDisconnected:
             ex.status, ex.error = 499, "client disconnected"
         except Exception:
-            log.exception("unexpected error in the chat pipeline")
+            log.exception("unexpected error in the request pipeline")
             ex.status, ex.error = 500, "internal error"
             if not ex.committed:
-                await send_error(send, GatewayError("The gateway failed unexpectedly."),
-                                 ex.request_id)
+                failed = GatewayError("The gateway failed unexpectedly.")
+                await send_error(send, failed, surface.render_error(failed), ex.request_id)
         finally:
             await settle(runtime, ex)
             REQUEST_ID.reset(token)

@@ -16,7 +16,8 @@ async def send_json(send, status: int, body: bytes, request_id: str | None = Non
     await send({"type": "http.response.body", "body": body})
 
 
-async def send_error(send, error: GatewayError, request_id: str | None = None,
+async def send_error(send, error: GatewayError, body: bytes, request_id: str | None = None,
                      extra: dict[str, str] | None = None) -> None:
+    """`error`'s status and headers, with `body` as the client API writes it."""
     headers = {**error.headers, **extra} if extra else error.headers
-    await send_json(send, error.status, error.render(), request_id, headers)
+    await send_json(send, error.status, body, request_id, headers)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 
 from gateway.auth import Principal
-from gateway.balance import pick
+from gateway.balance import Session, pick
 from gateway.config import Config, Route, Target
 from gateway.echo import echo
 from gateway.errors import NotFound
@@ -48,13 +48,13 @@ def resolve(config: Config, model: str, principal: Principal) -> Route:
 class Plan:
     """The attempts of one request, chosen one at a time as earlier ones fail."""
 
-    __slots__ = ("route", "health", "payload", "tried", "attempts", "repeats", "min_context",
+    __slots__ = ("route", "health", "session", "tried", "attempts", "repeats", "min_context",
                  "group")
 
-    def __init__(self, route: Route, health: Health, payload: dict | None = None) -> None:
+    def __init__(self, route: Route, health: Health, session: Session | None = None) -> None:
         self.route = route
         self.health = health
-        self.payload = payload  # for session affinity
+        self.session = session  # the request's session key, for groups with affinity
         self.tried: set[str] = set()
         self.attempts = 0
         self.repeats = 0  # rounds over targets already tried
@@ -71,7 +71,7 @@ class Plan:
                           and self._fits(t) and self.health.state(t.key).available(now)]
             if candidates:
                 target = pick(group, f"{self.route.alias}#{index}", candidates, self.health,
-                              self.payload)
+                              self.session)
                 self.group = index
                 self.tried.add(target.key)
                 self.attempts += 1

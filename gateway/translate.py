@@ -1,9 +1,10 @@
-"""Translate: the canonical (OpenAI-shaped) request becomes the body one target expects.
+"""Translate: a client's request becomes the body one target expects, by its dialect's rules.
 
 Provider differences are data: each target's `Dialect` holds compiled rules
 (map, values, range, count, rename) from its profile in `providers/` and the
-overrides in routes.yaml. This module is the one mechanism that applies them;
-it has no per-provider branches. The client's payload is never changed: a
+overrides in routes.yaml. This module is the one mechanism that applies them,
+for every client API: it has no per-provider branches and reads no API's own
+fields (the codec writes those). The client's payload is never changed: a
 fallback to another target translates the original again.
 """
 
@@ -13,13 +14,10 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from gateway.chat_schema import KNOWN_PARAMS
-from gateway.config import Target
 from gateway.config.compiled import Dialect, Rule
 from gateway.errors import InvalidRequest
 
 _DROP = object()
-_REASONING_FIELDS = ("reasoning_content", "reasoning")
 
 
 class Rejected(InvalidRequest):
@@ -44,18 +42,23 @@ class Translation:
                                  code="invalid_value") from None
 
 
-def translate(payload: dict, target: Target, stream: bool) -> Translation:
-    """The body for `target`, with what was dropped or changed on the way. Rejected if it refuses."""
-    dialect = target.dialect
-    out: dict = {"model": target.model, "messages": _messages(payload["messages"], dialect)}
+def translate(payload: dict, dialect: Dialect, out: dict, stream: bool, *,
+              owned: frozenset[str], known: frozenset[str]) -> Translation:
+    """`out` (what the codec wrote: the model and the API's own fields) with every other
+    parameter of `payload` ruled by `dialect`. Rejected if the dialect refuses one.
+
+    `owned` are the names the codec wrote or the request path owns (never ruled here);
+    `known` the API's documented parameters: one the rules do not list is unsupported,
+    while an unknown extra follows the profile's `extras` policy.
+    """
     result = Translation(out)
     renamed: list[tuple[tuple[str, ...], object, str]] = []
     for name, value in payload.items():
-        if value is None or name in ("model", "messages", "stream", "stream_options"):
+        if value is None or name in owned:
             continue  # null means "not set" for every parameter
         rule = dialect.rules.get(name)
         if rule is None or not rule.supported:
-            if rule is None and name not in KNOWN_PARAMS and dialect.profile.extras == "pass":
+            if rule is None and name not in known and dialect.profile.extras == "pass":
                 out[name] = value
             elif dialect.unsupported == "reject":
                 raise _rejected(dialect, name, "is not supported")
@@ -150,26 +153,6 @@ def _place(out: dict, path: tuple[str, ...], value) -> bool:
     return True
 
 
-def _messages(messages: list, dialect: Dialect) -> list:
-    """Reasoning sent back in assistant messages, under the name this upstream takes (or none)."""
-    wanted = dialect.profile.reasoning_in_messages
-    changed = None
-    for i, message in enumerate(messages):
-        if message.get("role") != "assistant":
-            continue
-        present = [f for f in _REASONING_FIELDS if f in message]
-        if not present or present == [wanted]:
-            continue
-        text = next((message[f] for f in present if message[f] is not None), None)
-        copy = {k: v for k, v in message.items() if k not in _REASONING_FIELDS}
-        if wanted is not None and text is not None:
-            copy[wanted] = text
-        if changed is None:
-            changed = list(messages)
-        changed[i] = copy
-    return messages if changed is None else changed
-
-
 def _stream_options(options: dict, dialect: Dialect, result: Translation) -> None:
     """The gateway always wants usage in a stream; the client sees it only if it asked."""
     asked = options.get("include_usage") is True
@@ -196,9 +179,3 @@ def _num(value: float | None) -> str:
     if value is None:
         return "any"
     return str(int(value)) if float(value).is_integer() else str(value)
-
-
-def upstream_headers(target: Target, request_id: str) -> dict[str, str]:
-    headers = dict(target.provider.headers)
-    headers["x-request-id"] = request_id
-    return headers

@@ -10,7 +10,7 @@ PROFILES = load_profiles([data_dir() / "providers"], {})
 
 def target(profile_name: str, unsupported: str = "drop") -> Target:
     profile = PROFILES[profile_name]
-    provider = Provider(name="p", profile=profile, base_url="http://x", chat_url="http://x/c",
+    provider = Provider(name="p", profile=profile, base_url="http://x", urls={"chat": "http://x/c"},
                         timeouts=Timeouts(1, 1, 1, 1), max_connections=1, keepalive_seconds=1,
                         max_response_bytes=1, headers={})
     return Target(provider, "upstream-model", Dialect(profile, "p", profile.rules, unsupported))

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from gateway.adapt import Answer, StreamAdapter
+from gateway.apis.chat.adapt import Answer, StreamAdapter
 from gateway.config.compiled import Dialect, Profile, Route
 from gateway.errors import UpstreamError
 
@@ -14,7 +14,7 @@ from gateway.errors import UpstreamError
 def answer(alias: str = "my-alias", *, client_reasoning: str = "reasoning_content",
            upstream_reasoning: str = "reasoning_content", finish_reasons: dict | None = None,
            prompt_estimate: int = 100) -> Answer:
-    profile = Profile(name="p", description="", transport="http", chat_path="/chat/completions",
+    profile = Profile(name="p", description="", transport="http", apis={"chat": "/chat/completions"},
                       auth_header="authorization", auth_scheme="Bearer",
                       reasoning_field=upstream_reasoning, finish_reasons=finish_reasons or {})
     route = Route(alias, "", (), reasoning_field=client_reasoning)

@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from gateway.apis.chat.surface import CHAT as CHAT_API
 from gateway.backends import launch
 from gateway.balance import pick
 from gateway.config import ConfigError, load_config
@@ -171,10 +172,15 @@ def affinity_group(tmp_path: Path, affinity: str):
     return config.routes["qwen"].groups[0]
 
 
+def session(payload: dict):
+    """A chat request's session key, as the relay hands it to the balancer."""
+    return lambda affinity: CHAT_API.session(affinity, payload)
+
+
 def test_the_same_user_goes_to_the_same_replica(tmp_path):
     group = affinity_group(tmp_path, "{by: user}")
     health = Health()
-    homes = {user: {pick(group, "g", list(group.targets), health, {"user": user}).key
+    homes = {user: {pick(group, "g", list(group.targets), health, session({"user": user})).key
                     for _ in range(5)} for user in (f"user-{i}" for i in range(30))}
     assert all(len(home) == 1 for home in homes.values())  # each user always to one replica
     assert len(set().union(*homes.values())) == 3  # and the users spread over all three
@@ -183,12 +189,12 @@ def test_the_same_user_goes_to_the_same_replica(tmp_path):
 def test_affinity_yields_when_the_home_replica_is_much_busier(tmp_path):
     group = affinity_group(tmp_path, "{by: user, max_extra_load: 4}")
     health = Health()
-    home = pick(group, "g", list(group.targets), health, {"user": "alice"})
+    home = pick(group, "g", list(group.targets), health, session({"user": "alice"}))
     health.state(home.key).load = Load(running=6, waiting=2, kv_cache=0.1, read_at=0)
-    elsewhere = pick(group, "g", list(group.targets), health, {"user": "alice"})
+    elsewhere = pick(group, "g", list(group.targets), health, session({"user": "alice"}))
     assert elsewhere.key != home.key
     health.state(home.key).load = Load(running=2, waiting=0, kv_cache=0.1, read_at=0)
-    assert pick(group, "g", list(group.targets), health, {"user": "alice"}).key == home.key
+    assert pick(group, "g", list(group.targets), health, session({"user": "alice"})).key == home.key
 
 
 def test_a_long_shared_prefix_goes_to_the_same_replica(tmp_path):
@@ -198,11 +204,11 @@ def test_a_long_shared_prefix_goes_to_the_same_replica(tmp_path):
 
     def ask(question: str) -> str:
         messages = [{"role": "system", "content": system}, {"role": "user", "content": question}]
-        return pick(group, "g", list(group.targets), health, {"messages": messages}).key
+        return pick(group, "g", list(group.targets), health, session({"messages": messages})).key
 
     assert len({ask(f"question {i}") for i in range(10)}) == 1
     short = [{"role": "user", "content": "hi"}]  # too short to be worth pinning: balanced
-    assert len({pick(group, "g", list(group.targets), health, {"messages": short}).key
+    assert len({pick(group, "g", list(group.targets), health, session({"messages": short})).key
                 for _ in range(6)}) == 3
 
 

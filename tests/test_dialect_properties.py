@@ -13,10 +13,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.chat_schema import KNOWN_PARAMS
+from gateway.apis.chat.schema import KNOWN_PARAMS
+from gateway.apis.chat.surface import CODEC
+from gateway.apis.chat.validate import validate_chat
 from gateway.config.compiled import Target
-from gateway.translate import Rejected, translate
-from gateway.validate import validate_chat
+from gateway.translate import Rejected
 from tests.profiles import PROFILES, target
 
 TOOL = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
@@ -81,7 +82,7 @@ def check(request: dict, tgt: Target) -> None:
     profile = dialect.profile
     stream = request.get("stream") is True
     try:
-        result = translate(request, tgt, stream)
+        result = CODEC.translate(request, tgt, stream)
     except Rejected as rejection:
         rule = dialect.rules.get(rejection.param)
         refused_by_rule = rule is not None and rule.supported and not within(rule, request[

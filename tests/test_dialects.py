@@ -13,7 +13,7 @@ import httpx
 import openai
 import pytest
 
-from gateway.translate import translate
+from gateway.apis.chat.surface import CODEC
 from tests.conftest import assert_openai_error
 from tests.gateway_process import GatewayProcess
 from tests.profiles import target
@@ -169,7 +169,7 @@ def test_each_profile_receives_its_own_dialect(http, primary, profile):
 
 
 def test_demo_profile_takes_what_the_demo_model_honours():
-    result = translate({"model": "demo", **RICH}, target("demo"), stream=False)
+    result = CODEC.translate({"model": "demo", **RICH}, target("demo"), stream=False)
 
     assert result.body == {
         **COMMON, "model": "upstream-model", "messages": NO_REASONING, "temperature": 2.0,
@@ -342,7 +342,7 @@ def test_reasoning_sent_back_under_either_name(sent_as, profile, expected_as):
                 {"role": "assistant", "content": "4", sent_as: "add them"},
                 {"role": "user", "content": "and 3+3?"}]
 
-    sent = translate({"model": "m", "messages": messages}, target(profile), stream=False).body
+    sent = CODEC.translate({"model": "m", "messages": messages}, target(profile), stream=False).body
 
     expected = {"role": "assistant", "content": "4"}
     if expected_as:

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.limits import estimate_prompt
+from gateway.apis.chat.surface import estimate_prompt
 from tests.conftest import assert_openai_error
 from tests.gateway_process import GatewayProcess, wait_for
 from tests.redis_server import RedisServer

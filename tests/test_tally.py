@@ -7,7 +7,7 @@ import json
 import orjson
 import pytest
 
-from gateway.adapt import StreamAdapter
+from gateway.apis.chat.adapt import StreamAdapter
 from gateway.tally import Tally, text_tokens
 from tests.test_adapt import answer
 

@@ -50,7 +50,7 @@ class Profile:
     name: str
     description: str
     transport: str
-    chat_path: str
+    apis: Mapping[str, str]  # client API -> its path on the upstream (relative to base_url)
     auth_header: str
     auth_scheme: str | None
     probe_path: str = "models"
@@ -80,7 +80,7 @@ class Provider:
     name: str
     profile: Profile
     base_url: str
-    chat_url: str
+    urls: Mapping[str, str]  # client API -> where the upstream serves it (the profile's `apis`)
     timeouts: Timeouts
     max_connections: int
     keepalive_seconds: float
@@ -93,6 +93,14 @@ class Provider:
     metrics_interval: float = 2.0
     backend: str | None = None  # a replica of this local backend (backends/NAME.yaml)
     served_model: str | None = None  # what its /v1/models must list (checked by the probe)
+
+    def url_for(self, api: str) -> str:
+        """Where this provider serves `api`; only asked for an API its profile lists."""
+        return self.urls[api]
+
+    @property
+    def chat_url(self) -> str | None:
+        return self.urls.get("chat")
 
     @property
     def connection(self) -> tuple:

@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urljoin
 
-from gateway.chat_schema import CORE_PARAMS
+from gateway.apis.chat.schema import CORE_PARAMS
 from gateway.config import schema
 from gateway.config.backends import backend_targets, compile_affinity, load_backends, tier
 from gateway.config.compiled import (
@@ -125,7 +125,7 @@ def _profile(name: str, files: dict[str, Path], raw: dict, environ: Mapping[str,
     in_messages = spec.reasoning.in_messages
     return Profile(
         name=name, description=spec.description, transport=spec.transport,
-        chat_path=spec.chat_path, auth_header=spec.auth.header, auth_scheme=spec.auth.scheme,
+        apis=dict(spec.apis), auth_header=spec.auth.header, auth_scheme=spec.auth.scheme,
         probe_path=spec.probe_path, metrics_path=spec.metrics_path,
         stream_usage=spec.stream_usage, reasoning_field=spec.reasoning.field,
         reasoning_in_messages=None if in_messages == "drop" else in_messages,
@@ -386,7 +386,7 @@ def _provider(name: str, p: schema.ProviderSpec, profile: Profile,
         name=name,
         profile=profile,
         base_url=base_url,
-        chat_url=base_url + profile.chat_path,
+        urls={api: base_url + path for api, path in profile.apis.items()},
         timeouts=timeouts,
         max_connections=pick("max_connections", p.pool, defaults.pool, DEFAULT_MAX_CONNECTIONS),
         keepalive_seconds=pick("keepalive_seconds", p.pool, defaults.pool, DEFAULT_KEEPALIVE_SECONDS),

@@ -282,11 +282,18 @@ class ReasoningSpec(Strict):
     in_messages: str = "reasoning_content"  # the name it takes in assistant messages; `drop` removes it
 
 
+ApiName = Literal["chat", "completions", "embeddings", "responses", "messages"]
+
+
 class ProfileSpec(Strict):
     description: str = ""
     base: str | None = None  # start from another profile; this one's keys win, `params` rule by rule
     transport: Literal["http", "demo"] = "http"
-    chat_path: str = "/chat/completions"
+    # The client APIs the upstream speaks natively, each at its path (relative to base_url).
+    # A profile lists all of its own (a base's list is not merged); the others are reached
+    # by conversion to chat, where the API has one.
+    apis: Annotated[dict[ApiName, Annotated[str, Field(min_length=1)]], Field(min_length=1)] = {
+        "chat": "/chat/completions"}
     probe_path: str = "models"  # the health check `probe: true` uses (relative to base_url)
     metrics_path: str | None = None  # Prometheus metrics of the server's load (vLLM: /metrics)
     auth: AuthSpec = AuthSpec()

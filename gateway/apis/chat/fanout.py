@@ -15,27 +15,23 @@ import time
 
 import orjson
 
-from gateway.adapt import DONE_EVENT, Answer, StreamAdapter
+from gateway.apis.chat.adapt import Answer
+from gateway.attempt import Failure, open_upstream, response_headers, send_completion
 from gateway.config import Target
 from gateway.deadline import Deadline
 from gateway.errors import UpstreamClientError, UpstreamError
 from gateway.exchange import Exchange
-from gateway.relay import (
-    SSE_HEADERS,
-    Failure,
-    end_stream,
-    open_upstream,
-    response_headers,
-    send_completion,
-)
+from gateway.sse import DONE_EVENT, SSE_HEADERS, end_stream
 from gateway.translate import Translation
 from gateway.upstream import Transport
 
 _USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
 
 
-async def fan_out(ex: Exchange, target: Target, translation: Translation, answer: Answer,
-                  transport: Transport, send) -> None:
+async def fan_out(ex: Exchange, target: Target, api: str, translation: Translation,
+                  answer: Answer, transport: Transport, send) -> float | None:
+    """Send the n requests and relay their merged answer; the time to the first byte of one."""
+    started = time.perf_counter()
     bodies = []
     seed = translation.body.get("seed")
     for i in range(translation.fanout):
@@ -45,16 +41,18 @@ async def fan_out(ex: Exchange, target: Target, translation: Translation, answer
         bodies.append(orjson.dumps(body))
     try:
         if ex.stream:
-            await _streams(ex, target, translation, answer, transport, bodies, send)
+            first = await _streams(ex, target, api, translation, answer, transport, bodies, send)
         else:
-            await _completions(ex, target, translation, answer, transport, bodies, send)
+            first = await _completions(ex, target, api, translation, answer, transport, bodies,
+                                       send)
+        return first - started
     except BaseExceptionGroup as group:
         error = _first(group)
         if isinstance(error, Failure | UpstreamClientError):
             raise error from None
         if ex.committed:
             await end_stream(ex, send, UpstreamError(f"A fanned-out stream failed: {error}"))
-            return
+            return None
         raise Failure(target, str(error) or type(error).__name__,
                       timeout=isinstance(error, TimeoutError)) from None
 
@@ -66,13 +64,16 @@ def _first(group: BaseExceptionGroup) -> BaseException:
     return error
 
 
-async def _completions(ex: Exchange, target: Target, translation: Translation, answer: Answer,
-                       transport: Transport, bodies: list[bytes], send) -> None:
+async def _completions(ex: Exchange, target: Target, api: str, translation: Translation,
+                       answer: Answer, transport: Transport, bodies: list[bytes], send) -> float:
+    """The merged answer, sent; when the first of the answers began to arrive."""
     limits = target.provider.timeouts
+    answered: list[float] = []
 
     async def one(body: bytes) -> tuple[dict, dict, str | None]:
         async with asyncio.timeout(min(limits.first_byte, limits.total)):
-            response = await open_upstream(transport, target, body, ex.request_id)
+            response = await open_upstream(transport, target, api, body, ex.request_id)
+            answered.append(time.perf_counter())
             try:
                 data = await response.read(target.provider.max_response_bytes)
             finally:
@@ -92,21 +93,24 @@ async def _completions(ex: Exchange, target: Target, translation: Translation, a
             merged["choices"].append({**choice, "index": i})
     merged["usage"] = ex.usage = _summed(usage for _, usage, _ in results)
     await send_completion(ex, target, translation, upstream_model, orjson.dumps(merged), send)
+    return min(answered)
 
 
-async def _streams(ex: Exchange, target: Target, translation: Translation, answer: Answer,
-                   transport: Transport, bodies: list[bytes], send) -> None:
+async def _streams(ex: Exchange, target: Target, api: str, translation: Translation,
+                   answer: Answer, transport: Transport, bodies: list[bytes], send) -> float:
+    """The merged stream, relayed; when its first event was sent."""
     limits = target.provider.timeouts
     queue: asyncio.Queue[bytes | None] = asyncio.Queue()
     usages: list[dict] = []
-    adapters = [StreamAdapter(answer, show_usage=True, max_event=target.provider.max_response_bytes)
+    adapters = [answer.stream(show_usage=True, max_event=target.provider.max_response_bytes)
                 for _ in bodies]
+    first = 0.0
 
     async def pump(index: int, body: bytes) -> None:
         adapter = adapters[index]
         deadline = Deadline(min(limits.first_byte, limits.total), limits.idle, limits.total)
         async with deadline:
-            response = await open_upstream(transport, target, body, ex.request_id)
+            response = await open_upstream(transport, target, api, body, ex.request_id)
             try:
                 async for chunk in response.chunks():
                     deadline.touch()
@@ -135,7 +139,8 @@ async def _streams(ex: Exchange, target: Target, translation: Translation, answe
                 ex.tallies.extend(adapter.tally for adapter in adapters)
                 await send({"type": "http.response.start", "status": 200, "headers":
                             response_headers(SSE_HEADERS, ex, target, translation, None)})
-                ex.ttft = time.perf_counter() - ex.started
+                first = time.perf_counter()
+                ex.ttft = first - ex.started
             await send({"type": "http.response.body", "body": event, "more_body": True})
     ex.usage = _summed(usages)
     tail = b""
@@ -147,6 +152,7 @@ async def _streams(ex: Exchange, target: Target, translation: Translation, answe
     if not ex.committed:
         raise Failure(target, "the fanned-out streams sent nothing")
     await send({"type": "http.response.body", "body": tail + DONE_EVENT, "more_body": False})
+    return first
 
 
 async def _renumbered(event: bytes, index: int, queue: asyncio.Queue) -> None:

@@ -32,7 +32,6 @@ _USAGE = re.compile(rb'"usage"\s*:\s*\{')
 _FINISH = re.compile(
     rb'"finish_reason"\s*:\s*"(?!(?:stop|length|tool_calls|content_filter|function_call)")'
     rb'([^"\\]*)"')
-DONE_EVENT = b"data: [DONE]\n\n"
 FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call"})
 # Other servers' words for OpenAI's finish reasons; a profile can add its own.
 DEFAULT_FINISH_MAP = {"eos": "stop", "end_turn": "stop", "stop_sequence": "stop",
@@ -73,6 +72,9 @@ class Answer:
             holder["reasoning_content"] = holder["reasoning"] = text
         else:
             holder[self.reasoning] = text
+
+    def stream(self, show_usage: bool = True, max_event: int = 64 * 2**20) -> StreamAdapter:
+        return StreamAdapter(self, show_usage, max_event)
 
     def completion(self, data: bytes) -> tuple[bytes, dict, str | None]:
         """The whole answer for the client, its usage, and the upstream's model name."""

@@ -1,6 +1,6 @@
 """Validate a chat-completions request, naming the field that is wrong, in OpenAI's words.
 
-The body is parsed and checked in one pass against `chat_schema.ChatRequest`;
+The body is parsed and checked in one pass against `schema.ChatRequest`;
 pydantic's errors become OpenAI-shaped 400s (`Invalid type for
 'messages[0].content': expected a string or an array, but got an integer
 instead.`).
@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails, from_json
 
 from gateway.accept import SEND_JSON
-from gateway.chat_schema import CHAT_REQUEST
+from gateway.apis.chat.schema import CHAT_REQUEST
 from gateway.errors import InvalidRequest
 
 _EXPECTED = {

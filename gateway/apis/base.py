@@ -1,0 +1,123 @@
+"""What the pipeline needs from a client API, and what an attempt needs to speak to a target.
+
+The stages (accept, authenticate, plan, admit, relay, settle) are written once
+and read no API's JSON. A `Surface` is one client API (chat completions,
+embeddings, legacy completions...): it validates its requests, says what they
+are expected to cost, keys sessions for affinity, and writes its errors. For
+each target it picks a `Codec`: the same API passed through (the dialect's
+rules still apply), or a conversion to an API the target speaks.
+
+An `Answer` adapts one attempt's response: a whole one (`completion`) or a
+stream (`stream()` gives a `StreamAdapter`, fed the upstream's bytes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+import orjson
+
+from gateway.errors import GatewayError, InvalidRequest
+
+if TYPE_CHECKING:
+    from gateway.config import Route, Target
+    from gateway.config.compiled import Affinity
+    from gateway.tally import Tally
+    from gateway.translate import Translation
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """What admission reserves for a request before it runs: tokens in and out."""
+
+    prompt: int
+    completion: int
+
+
+class StreamAdapter(Protocol):
+    done: bool  # the upstream said the stream is over ([DONE])
+    finished: bool  # the answer is whole (a finish reason came)
+    truncated: bool  # the upstream stopped in the middle of an event
+    usage: dict | None
+    upstream_model: str | None
+    tally: Tally  # what the client was sent: its charge if no usage comes
+
+    def feed(self, chunk: bytes) -> bytes: ...
+
+    def finish(self) -> bytes: ...
+
+
+class Answer(Protocol):
+    alias: str
+
+    def completion(self, data: bytes) -> tuple[bytes, dict, str | None]:
+        """The whole answer for the client, its usage, and the upstream's model name."""
+
+    def stream(self, show_usage: bool, max_event: int) -> StreamAdapter: ...
+
+
+FanOut = Callable[..., Awaitable[float | None]]
+
+
+class Codec(Protocol):
+    """How requests of one surface reach targets that speak `api`."""
+
+    @property
+    def api(self) -> str:
+        """The upstream API: a key of the profile's `apis`."""
+
+    @property
+    def fan_out(self) -> FanOut | None:
+        """How to send a translation with fanout > 1, if this API can."""
+
+    def translate(self, payload: dict, target: Target, stream: bool) -> Translation: ...
+
+    def answer(self, route: Route, target: Target, payload: dict,
+               prompt_estimate: int) -> Answer: ...
+
+
+class Surface(Protocol):
+    @property
+    def name(self) -> str:
+        """chat, embeddings, completions: the `api` of metrics and of profiles' `apis`."""
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        """The POST paths it answers."""
+
+    @property
+    def stream_end(self) -> bytes:
+        """What ends a stream that went well (`data: [DONE]`)."""
+
+    def parse(self, body: bytes) -> dict:
+        """The validated request; InvalidRequest naming the field that is wrong."""
+
+    def reservation(self, payload: dict, completion_estimate: int) -> Reservation: ...
+
+    def session(self, affinity: Affinity, payload: dict) -> bytes | None:
+        """What identifies the request's session, for affinity; None: balance it freely."""
+
+    def codec(self, target: Target) -> Codec:
+        """How to reach `target`; Unspoken if it speaks no API this surface can use."""
+
+    def render_error(self, error: GatewayError) -> bytes: ...
+
+    def stream_error(self, error: GatewayError) -> bytes:
+        """The events that end a started stream with `error`."""
+
+    def messages(self, payload: dict) -> object:
+        """The prompt, for `server.log_prompts`."""
+
+
+class Unspoken(InvalidRequest):
+    """The target speaks none of the APIs this request could be sent in."""
+
+    code = "unsupported_api"
+
+
+def openai_error(error: GatewayError) -> bytes:
+    """`{"error": {"message", "type", "param", "code"}}`: OpenAI's shape, which its APIs share."""
+    return orjson.dumps({"error": {"message": error.message, "type": error.type,
+                                   "param": error.param, "code": error.code}})

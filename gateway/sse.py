@@ -1,0 +1,26 @@
+"""Server-sent events as the gateway writes them: the headers of a stream, and its end.
+
+A stream that fails after its first byte cannot change its status any more: it
+ends with an error event in the client API's own shape (the surface says how),
+so the client sees why instead of hanging.
+"""
+
+from __future__ import annotations
+
+from gateway.errors import GatewayError
+
+SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"),
+               (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
+DONE_EVENT = b"data: [DONE]\n\n"
+
+
+def data_event(body: bytes) -> bytes:
+    """One `data:` event around a JSON body."""
+    return b"data: " + body + b"\n\n"
+
+
+async def end_stream(ex, send, error: GatewayError) -> None:
+    """End a started stream with the surface's error event, so the client does not hang."""
+    ex.error = error.message
+    await send({"type": "http.response.body", "body": ex.surface.stream_error(error),
+                "more_body": False})
