@@ -1,7 +1,7 @@
 """Watching upstreams off the request path: active health probes and load readings.
 
-One task per provider and kind, started with each runtime and stopped when a
-reload replaces it. `unhealthy_after` failed probes in a row (default 2) open
+One task per provider and kind, started with each runtime and moved to a
+reload's new one by `follow`. `unhealthy_after` failed probes in a row (default 2) open
 the breaker of every target of that provider; a good one lets a trial through
 at once. One late answer is not enough: a host that pauses for a few seconds
 delays every replica's probe at once, and would otherwise empty the pool. A
@@ -76,6 +76,8 @@ def check_served(body: bytes, model: str) -> tuple[bool, str]:
 
 
 class Monitor:
+    """The probe and load-reading tasks of one runtime at a time; the app's lifespan owns it."""
+
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.tasks: list[asyncio.Task] = []
@@ -98,6 +100,12 @@ class Monitor:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         self.tasks.clear()
+
+    async def follow(self, runtime: Runtime) -> None:
+        """Watch `runtime` from now on: a reload swapped it in, and its providers may differ."""
+        await self.stop()
+        self.runtime = runtime
+        self.start()
 
     def _targets(self, provider: Provider):
         seen = set()

@@ -21,7 +21,7 @@ from gateway.monitor import parse_load
 from tests.conftest import assert_openai_error
 from tests.gateway_process import GatewayProcess, free_port, wait_for
 from tests.profiles import PROFILES
-from tests.upstream import Gate, Reply, chunk
+from tests.upstream import Gate, Reply, Upstream, chunk
 
 KEY = "sk-routing-tests-0123456789"
 MASTER = "sk-routing-master-0123456789"
@@ -494,6 +494,39 @@ keys:
   tester: {{key: "{KEY}"}}
 """)
     return config
+
+
+def test_probes_and_load_readings_follow_a_reload(tmp_path):
+    """The monitor moves to each new config: a provider a reload adds is probed and its load
+    read; the one it removes is left alone."""
+    old, new = Upstream().start(), Upstream().start()
+    config = tmp_path / "routes.yaml"
+    text = """
+server: {{watch_config: 0}}
+providers:
+  {name}: {{profile: vllm, base_url: "{url}", metrics_interval: 0.1,
+           probe: {{interval: 0.1, timeout: 1}}}}
+models:
+  m: {{groups: [{{strategy: vllm-load, targets: [{{provider: {name}, model: m}}]}}]}}
+"""
+    config.write_text(text.format(name="old", url=old.url))
+    try:
+        with GatewayProcess(config, env={"GATEWAY_MASTER_KEY": MASTER}) as gateway:
+            wait_for(lambda: old.health_checks >= 2 and old.metrics_reads >= 2, 10,
+                     "the first probes and load readings")
+            assert new.health_checks == new.metrics_reads == 0
+            config.write_text(text.format(name="new", url=new.url))
+            response = httpx.post(gateway.url + "/admin/reload", timeout=30,
+                                  headers={"Authorization": f"Bearer {MASTER}"})
+            assert response.status_code == 200, response.text
+            checks, reads = old.health_checks, old.metrics_reads
+            wait_for(lambda: new.health_checks >= 5 and new.metrics_reads >= 5, 10,
+                     "probes and load readings of the provider the reload added")
+            # Stopped before the reload answered; one may have been on its way.
+            assert old.health_checks <= checks + 1 and old.metrics_reads <= reads + 1
+    finally:
+        old.stop()
+        new.stop()
 
 
 def test_one_missed_probe_leaves_the_target_in_two_in_a_row_take_it_out(tmp_path, upstreams):
