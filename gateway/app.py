@@ -27,6 +27,7 @@ from gateway.drain import Drain
 from gateway.echo import echo
 from gateway.errors import GatewayError, InvalidRequest, NotFound
 from gateway.logs import REQUEST_ID, log, log_request, setup_logging
+from gateway.monitor import Monitor
 from gateway.pipeline import Pipeline
 from gateway.reload import Reloader
 from gateway.runtime import start_runtime, stop_runtime
@@ -80,8 +81,9 @@ def _starlette(config: Config) -> Starlette:
         metrics.forget_dead_workers()
         metrics.config_loaded(config.digest)
         app.state.runtime = start_runtime(config)
-        reloader = app.state.reloader = Reloader(app.state, config.source)
-        reloader.start()
+        monitor = Monitor(app.state.runtime)
+        monitor.start()
+        reloader = app.state.reloader = Reloader(app.state, config.source, monitor.follow)
         loop = asyncio.get_running_loop()
         watcher = (asyncio.create_task(reloader.watch(config.watch_config))
                    if config.watch_config else None)
@@ -104,7 +106,7 @@ def _starlette(config: Config) -> Starlette:
                 watcher.cancel()
             checking.cancel()
             lagging.cancel()
-            await reloader.stop()
+            await monitor.stop()
             await stop_runtime(app.state.runtime)
 
     async def wrong_method(request: Request) -> Response:  # a client API's path, not POSTed

@@ -6,8 +6,9 @@
 - latency: the lowest moving average of time to first byte; a target never
   measured goes first, so every target gets measured.
 - vllm-load: the lowest load read from the server's /metrics (running, waiting,
-  KV-cache use), plus what this gateway sent since that reading, so requests do
-  not all pile onto one replica between readings.
+  KV-cache use, weighed as its profile's `load_metrics` say), plus what this
+  gateway sent since that reading, so requests do not all pile onto one replica
+  between readings.
 
 Ties go to the smooth round robin, so equal targets share the work.
 
@@ -100,9 +101,10 @@ def _ttfb(health: Health, target: Target) -> float:
 
 def _load(health: Health, target: Target) -> float:
     state = health.state(target.key)
-    if state.load is None:  # no reading yet: judge by what this gateway has in flight
+    metrics = target.provider.profile.load_metrics
+    if state.load is None or metrics is None:  # no reading: judge by what is in flight from here
         return float(state.in_flight)
-    return state.load.score(state.sent_since_load)
+    return state.load.score(state.sent_since_load, metrics.weights)
 
 
 def _round_robin(group_key: str, candidates: list[Target], current: dict) -> Target:

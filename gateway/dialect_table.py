@@ -56,6 +56,7 @@ def markdown(profiles: dict[str, Profile]) -> str:
         ["reasoning in past messages", *[f"`{p.reasoning_in_messages}`"
                                          if p.reasoning_in_messages else "dropped" for p in columns]],
         ["unknown extras", *["passed" if p.extras == "pass" else "dropped" for p in columns]],
+        ["load (for vllm-load)", *[_load(p) for p in columns]],
     ])
     lines += ["", "## Per parameter", ""]
     rows = []
@@ -117,6 +118,18 @@ def _auth(profile: Profile) -> str:
 def _usage(profile: Profile) -> str:
     return {"on_request": "when asked (the gateway asks)", "always": "always",
             "never": "never (estimated)"}[profile.stream_usage]
+
+
+def _load(profile: Profile) -> str:
+    """Where the server's load is read, and what each reading weighs."""
+    metrics = profile.load_metrics
+    if profile.metrics_path is None or metrics is None:
+        return "—"
+    weights = metrics.weights
+    terms = [f"{_number(weights.running)} × running", f"{_number(weights.waiting)} × waiting"]
+    if metrics.kv_cache:
+        terms.append(f"{_number(weights.kv_cache)} × KV-cache use")
+    return f"`{profile.metrics_path}`: " + " + ".join(terms)
 
 
 def _value(value: object) -> str:

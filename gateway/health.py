@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from gateway import metrics
 from gateway.config import Breaker
+from gateway.config.compiled import LoadWeights
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 EWMA_WEIGHT = 0.3  # weight of the newest time-to-first-byte sample
@@ -28,16 +29,17 @@ EWMA_WEIGHT = 0.3  # weight of the newest time-to-first-byte sample
 
 @dataclass(slots=True)
 class Load:
-    """A vLLM server's load from its /metrics, and when it was read."""
+    """A server's load from its metrics (vLLM's /metrics), and when it was read."""
 
     running: float
     waiting: float
     kv_cache: float  # 0..1
     read_at: float
 
-    def score(self, sent_since: int) -> float:
-        """Lower is better: queued work counts double, a full KV cache counts ten requests."""
-        return self.running + sent_since + 2 * self.waiting + 10 * self.kv_cache
+    def score(self, sent_since: int, weights: LoadWeights) -> float:
+        """Lower is better, weighed as the profile says; a request sent since counts as running."""
+        return (weights.running * (self.running + sent_since) + weights.waiting * self.waiting
+                + weights.kv_cache * self.kv_cache)
 
 
 class TargetState:

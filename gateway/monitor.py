@@ -1,14 +1,14 @@
-"""Watching upstreams off the request path: active health probes and vLLM load readings.
+"""Watching upstreams off the request path: active health probes and load readings.
 
-One task per provider and kind, started with each runtime and stopped when a
-reload replaces it. `unhealthy_after` failed probes in a row (default 2) open
+One task per provider and kind, started with each runtime and moved to a
+reload's new one by `follow`. `unhealthy_after` failed probes in a row (default 2) open
 the breaker of every target of that provider; a good one lets a trial through
 at once. One late answer is not enough: a host that pauses for a few seconds
 delays every replica's probe at once, and would otherwise empty the pool. A
 local backend's replica is probed at /v1/models, which must list the model it
-was declared to serve. Load readings from vLLM's /metrics (running and
-waiting requests, KV-cache use) feed the vllm-load strategy; a request never
-waits for one.
+was declared to serve. Load readings from the profile's metrics_path (vLLM's
+/metrics: running and waiting requests, KV-cache use, the series its
+`load_metrics` name) feed the vllm-load strategy; a request never waits for one.
 """
 
 from __future__ import annotations
@@ -20,41 +20,47 @@ import time
 import orjson
 
 from gateway.config import Provider
-from gateway.config.compiled import Probe
+from gateway.config.compiled import LoadMetrics, Probe
 from gateway.health import Load
 from gateway.logs import log
 from gateway.runtime import Runtime
 from gateway.upstream import TransportError
 
-_SAMPLE = re.compile(r"^(vllm:[a-z_]+)(\{[^}]*\})?\s+(\S+)", re.MULTILINE)
-_MODEL_LABEL = re.compile(r'model_name="([^"]*)"')
-_KV_CACHE = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")  # newer, older vLLM
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)", re.MULTILINE)
 
 
-def parse_vllm_metrics(text: str, model: str | None = None) -> Load | None:
-    """Running, waiting and KV-cache use from vLLM's Prometheus text: `model`'s series where
-    they are labelled with it, else the server's totals."""
-    load = _parse(text, model)
-    return load if load is not None or model is None else _parse(text, None)
+def parse_load(text: str, metrics: LoadMetrics, model: str | None = None) -> Load | None:
+    """Running, waiting and KV-cache use from a server's Prometheus text, by the profile's
+    series names: `model`'s series where they are labelled with it, else the server's totals."""
+    load = _parse(text, metrics, model)
+    return load if load is not None or model is None else _parse(text, metrics, None)
 
 
-def _parse(text: str, model: str | None) -> Load | None:
+def _parse(text: str, metrics: LoadMetrics, model: str | None) -> Load | None:
+    wanted = {*metrics.running, *metrics.waiting, *metrics.kv_cache}
+    label = None
+    if model is not None and metrics.model_label is not None:
+        label = re.compile(r"(?<![a-zA-Z0-9_])" + re.escape(metrics.model_label) + r'="([^"]*)"')
     values: dict[str, float] = {}
     for name, labels, value in _SAMPLE.findall(text):
-        if model is not None and labels:
-            label = _MODEL_LABEL.search(labels)
-            if label is not None and label.group(1) != model:
+        if name not in wanted:
+            continue
+        if label is not None and labels:
+            found = label.search(labels)
+            if found is not None and found.group(1) != model:
                 continue
         try:
             values[name] = values.get(name, 0.0) + float(value)
         except ValueError:
             continue
-    if "vllm:num_requests_running" not in values and "vllm:num_requests_waiting" not in values:
+
+    def first(names: tuple[str, ...]) -> float | None:
+        return next((values[n] for n in names if n in values), None)
+
+    running, waiting, kv = first(metrics.running), first(metrics.waiting), first(metrics.kv_cache)
+    if running is None and waiting is None:
         return None
-    kv = next((values[k] for k in _KV_CACHE if k in values), 0.0)
-    return Load(values.get("vllm:num_requests_running", 0.0),
-                values.get("vllm:num_requests_waiting", 0.0), min(max(kv, 0.0), 1.0),
-                time.monotonic())
+    return Load(running or 0.0, waiting or 0.0, min(max(kv or 0.0, 0.0), 1.0), time.monotonic())
 
 
 def check_served(body: bytes, model: str) -> tuple[bool, str]:
@@ -70,6 +76,8 @@ def check_served(body: bytes, model: str) -> tuple[bool, str]:
 
 
 class Monitor:
+    """The probe and load-reading tasks of one runtime at a time; the app's lifespan owns it."""
+
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.tasks: list[asyncio.Task] = []
@@ -81,14 +89,23 @@ class Monitor:
         for provider in config.providers.values():
             if provider.probe is not None:
                 self.tasks.append(asyncio.create_task(self._probe(provider, provider.probe)))
-            if provider.metrics_url is not None and provider.name in load_balanced:
-                self.tasks.append(asyncio.create_task(self._read_load(provider, provider.metrics_url)))
+            metrics = provider.profile.load_metrics
+            if (provider.metrics_url is not None and metrics is not None
+                    and provider.name in load_balanced):
+                self.tasks.append(asyncio.create_task(
+                    self._read_load(provider, provider.metrics_url, metrics)))
 
     async def stop(self) -> None:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         self.tasks.clear()
+
+    async def follow(self, runtime: Runtime) -> None:
+        """Watch `runtime` from now on: a reload swapped it in, and its providers may differ."""
+        await self.stop()
+        self.runtime = runtime
+        self.start()
 
     def _targets(self, provider: Provider):
         seen = set()
@@ -129,7 +146,7 @@ class Monitor:
                     "out_after": probe.unhealthy_after}})
             await asyncio.sleep(probe.interval)
 
-    async def _read_load(self, provider: Provider, url: str) -> None:
+    async def _read_load(self, provider: Provider, url: str, metrics: LoadMetrics) -> None:
         transport = self.runtime.transports[provider.name]
         stale = max(5 * provider.metrics_interval, 5.0)  # a reading older than this is dropped
         while True:
@@ -141,7 +158,7 @@ class Monitor:
                 text = ""
             now = time.monotonic()
             for target in self._targets(provider):
-                load = parse_vllm_metrics(text, target.model) if text else None
+                load = parse_load(text, metrics, target.model) if text else None
                 state = self.runtime.health.state(target.key)
                 if load is None and state.load is not None and now - state.load.read_at < stale:
                     continue  # one slow or failed read (a busy server): keep the last reading

@@ -2,41 +2,34 @@
 
 The new config is loaded and validated beside the one in force; only a good
 one replaces it, by swapping one reference, so requests in flight finish on
-the table they started with. Three things trigger it: SIGHUP, POST
-/admin/reload, and a change to the config files (each worker process polls
-their modification times, which is how every worker of `--workers N` learns
-of an edit, and how a Kubernetes ConfigMap update arrives).
+the table they started with; then `on_swap` is told of the new runtime (the
+app passes its health monitor's `follow`). Three things trigger it: SIGHUP,
+POST /admin/reload, and a change to the config files (each worker process
+polls their modification times, which is how every worker of `--workers N`
+learns of an edit, and how a Kubernetes ConfigMap update arrives).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 
 from gateway import heap, metrics
 from gateway.config import Config, ConfigError, load_config
 from gateway.logs import log
-from gateway.monitor import Monitor
-from gateway.runtime import retire, start_runtime
+from gateway.runtime import Runtime, retire, start_runtime
 
 
 class Reloader:
-    def __init__(self, state, path: Path) -> None:
+    def __init__(self, state, path: Path, on_swap: Callable[[Runtime], Awaitable[None]]) -> None:
         self.state = state  # app state: `.runtime` is swapped
         self.path = path
-        self.monitor: Monitor | None = None
+        self.on_swap = on_swap
         self._lock = asyncio.Lock()
         self._stamp = self._files_stamp()
-
-    def start(self) -> None:
-        self.monitor = Monitor(self.state.runtime)
-        self.monitor.start()
-
-    async def stop(self) -> None:
-        if self.monitor is not None:
-            await self.monitor.stop()
 
     async def reload(self, reason: str) -> Config:
         """Load, validate and swap in the config; ConfigError (old one kept) if it is bad."""
@@ -56,9 +49,8 @@ class Reloader:
             metrics.child(metrics.RELOADS, "ok").inc()
             metrics.config_loaded(config.digest, old.config.digest)
             new = start_runtime(config, previous=old)
-            await self.stop()
             self.state.runtime = new
-            self.start()
+            await self.on_swap(new)
             grace = max((p.timeouts.total for p in old.config.providers.values()), default=0)
             retire(old, new, grace)
             asyncio.get_running_loop().call_later(grace + 1, heap.settle)  # old config gone by then

@@ -152,6 +152,23 @@ def test_every_problem_is_reported_at_once(tmp_path):
     assert {p.line for p in error.problems} == {3, 5}
 
 
+def test_a_profile_that_reads_metrics_must_say_which_series(tmp_path):
+    """Load series and weights are the profile's data: a metrics_path alone reads nothing."""
+    profile = tmp_path / "providers" / "gauges.yaml"
+    profile.parent.mkdir()
+    profile.write_text("base: openai\nmetrics_path: /metrics\n")
+    error = refused(tmp_path, "models: {}\n")
+    assert str(error) == (f"{profile.resolve()}:2: load_metrics: required with metrics_path: "
+                          "which series there say how busy the server is")
+
+    profile.write_text("base: openai\nmetrics_path: /metrics\n"
+                       "load_metrics: {running: 'srv:running', waiting: 'srv queue', weights: {}}\n")
+    problems = {(p.path, p.reason) for p in refused(tmp_path, "models: {}\n").problems}
+    assert (("load_metrics", "waiting", 0), "string should match pattern "
+            "'^[a-zA-Z_:][a-zA-Z0-9_:]*$'") in problems
+    assert (("load_metrics", "weights", "running"), "required key is missing") in problems
+
+
 def test_shipped_routes_yaml_is_valid():
     config = load_config(REPO / "routes.yaml", {})
     assert list(config.routes) == ["demo"]

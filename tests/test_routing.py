@@ -16,9 +16,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from gateway.config.compiled import LoadMetrics, LoadWeights
+from gateway.monitor import parse_load
 from tests.conftest import assert_openai_error
 from tests.gateway_process import GatewayProcess, free_port, wait_for
-from tests.upstream import Gate, Reply, chunk
+from tests.profiles import PROFILES
+from tests.upstream import Gate, Reply, Upstream, chunk
 
 KEY = "sk-routing-tests-0123456789"
 MASTER = "sk-routing-master-0123456789"
@@ -33,6 +36,8 @@ providers:
   b: {{profile: vllm, base_url: "{b}", metrics_interval: 0.1}}
   a-hasty: {{profile: vllm, base_url: "{a}", timeouts: {{first_byte: 0.5}}}}
   dead: {{profile: vllm, base_url: "http://127.0.0.1:{closed}/v1", timeouts: {{connect: 1}}}}
+  a-cf: {{profile: cache-first, base_url: "{a}", metrics_interval: 0.1}}
+  b-cf: {{profile: cache-first, base_url: "{b}", metrics_interval: 0.1}}
 models:
   weighted:
     groups:
@@ -50,6 +55,10 @@ models:
     groups:
       - strategy: vllm-load
         targets: [{{provider: a, model: vl}}, {{provider: b, model: vl}}]
+  by-cache:
+    groups:
+      - strategy: vllm-load
+        targets: [{{provider: a-cf, model: cf}}, {{provider: b-cf, model: cf}}]
   same-group-first:
     groups:
       - targets: [{{provider: dead, model: x}}, {{provider: b, model: sg}}]
@@ -85,6 +94,13 @@ keys:
   tester: {{key: "{key}"}}
 """
 
+# vLLM's series, weighed otherwise: only KV-cache use counts (the section merges with the base's).
+CACHE_FIRST = """
+base: vllm
+load_metrics:
+  weights: {running: 0, waiting: 0, kv_cache: 1}
+"""
+
 
 @pytest.fixture(scope="module")
 def upstreams(primary, backup):
@@ -96,6 +112,8 @@ def config_path(upstreams, tmp_path_factory) -> Path:
     a, b = upstreams
     path = tmp_path_factory.mktemp("routing") / "routes.yaml"
     path.write_text(CONFIG.format(a=a.url, b=b.url, closed=free_port(), key=KEY))
+    (path.parent / "providers").mkdir()
+    (path.parent / "providers" / "cache-first.yaml").write_text(CACHE_FIRST)
     return path
 
 
@@ -184,6 +202,42 @@ def test_vllm_load_follows_the_backends_metrics(http, a, b):
              "the gateway to read b's new /metrics")
     assert [http.post(CHAT, json=ask("by-load")).headers["x-gateway-target"]
             for _ in range(5)] == ["a/vl"] * 5
+
+
+def test_vllm_load_weighs_the_readings_as_the_profile_says(http, a, b):
+    """a's KV cache is nearly full, b has a long queue: vllm's weights send the requests to
+    a (9 against 33), the cache-first profile's to b."""
+    a.load = {"running": 0, "waiting": 0, "kv_cache": 0.9}
+    b.load = {"running": 8, "waiting": 12, "kv_cache": 0.1}
+    for key, field, value in (("a/vl", "kv_cache", 0.9), ("b/vl", "waiting", 12),
+                              ("a-cf/cf", "kv_cache", 0.9), ("b-cf/cf", "waiting", 12)):
+        wait_for(lambda k=key, f=field, v=value: target_state(http, k).get("load", {}).get(f) == v,
+                 10, f"the gateway to read the load of {key}")
+
+    assert [http.post(CHAT, json=ask("by-load")).headers["x-gateway-target"]
+            for _ in range(5)] == ["a/vl"] * 5
+    assert [http.post(CHAT, json=ask("by-cache")).headers["x-gateway-target"]
+            for _ in range(5)] == ["b-cf/cf"] * 5
+
+
+def test_load_is_read_by_the_profiles_series_names():
+    """Which series make the load is the profile's data: a server that names its gauges
+    otherwise (SGLang's names here) is read as well, each target counting its own model."""
+    sglang = LoadMetrics(running=("sglang:num_running_reqs",), waiting=("sglang:num_queue_reqs",),
+                         kv_cache=("sglang:token_usage",), model_label="model_name",
+                         weights=LoadWeights(running=1, waiting=2, kv_cache=10))
+    text = ('sglang:num_running_reqs{model_name="m"} 3\n'
+            'sglang:num_running_reqs{model_name="other"} 7\n'
+            'sglang:num_queue_reqs{model_name="m"} 4\n'
+            'sglang:token_usage{model_name="m"} 0.28\n'
+            'vllm:num_requests_running{model_name="m"} 50\n')
+
+    load = parse_load(text, sglang, "m")
+
+    assert load is not None and (load.running, load.waiting, load.kv_cache) == (3, 4, 0.28)
+    assert parse_load(text, sglang, "absent").running == 10  # no series of its own: the totals
+    vllm = PROFILES["vllm"].load_metrics
+    assert vllm is not None and parse_load(text, vllm, "m").running == 50
 
 
 def test_failover_within_the_group_before_the_next_group(http, a, b):
@@ -440,6 +494,39 @@ keys:
   tester: {{key: "{KEY}"}}
 """)
     return config
+
+
+def test_probes_and_load_readings_follow_a_reload(tmp_path):
+    """The monitor moves to each new config: a provider a reload adds is probed and its load
+    read; the one it removes is left alone."""
+    old, new = Upstream().start(), Upstream().start()
+    config = tmp_path / "routes.yaml"
+    text = """
+server: {{watch_config: 0}}
+providers:
+  {name}: {{profile: vllm, base_url: "{url}", metrics_interval: 0.1,
+           probe: {{interval: 0.1, timeout: 1}}}}
+models:
+  m: {{groups: [{{strategy: vllm-load, targets: [{{provider: {name}, model: m}}]}}]}}
+"""
+    config.write_text(text.format(name="old", url=old.url))
+    try:
+        with GatewayProcess(config, env={"GATEWAY_MASTER_KEY": MASTER}) as gateway:
+            wait_for(lambda: old.health_checks >= 2 and old.metrics_reads >= 2, 10,
+                     "the first probes and load readings")
+            assert new.health_checks == new.metrics_reads == 0
+            config.write_text(text.format(name="new", url=new.url))
+            response = httpx.post(gateway.url + "/admin/reload", timeout=30,
+                                  headers={"Authorization": f"Bearer {MASTER}"})
+            assert response.status_code == 200, response.text
+            checks, reads = old.health_checks, old.metrics_reads
+            wait_for(lambda: new.health_checks >= 5 and new.metrics_reads >= 5, 10,
+                     "probes and load readings of the provider the reload added")
+            # Stopped before the reload answered; one may have been on its way.
+            assert old.health_checks <= checks + 1 and old.metrics_reads <= reads + 1
+    finally:
+        old.stop()
+        new.stop()
 
 
 def test_one_missed_probe_leaves_the_target_in_two_in_a_row_take_it_out(tmp_path, upstreams):

@@ -60,7 +60,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
              f"backends/{b.file.name}"] for b in chosen]))
         return 0
     if args.action == "status":
-        return _status(chosen, state_dir, args.json)
+        return _status(chosen, config, state_dir, args.json)
     if args.action == "down":
         return max((_down(b, state_dir) for b in chosen), default=0)
     if args.foreground:
@@ -148,13 +148,14 @@ def _down(backend: Backend, state_dir: Path) -> int:
     return 0
 
 
-def _status(chosen: list[Backend], state_dir: Path, as_json: bool) -> int:
+def _status(chosen: list[Backend], config: Config, state_dir: Path, as_json: bool) -> int:
     rows = []
     for backend in chosen:
         state = read_state(state_dir, backend.name) or {}
         supervised = {r["index"]: r for r in state.get("replicas", [])}
         for replica in backend.replicas:
-            report = probe.inspect(replica.url, backend.served_model, api_key=backend.api_key)
+            report = probe.inspect(replica.url, config.providers[backend.provider_name(replica)],
+                                   backend.served_model, api_key=backend.api_key)
             entry = supervised.get(replica.index, {})
             rows.append({
                 "backend": backend.name, "replica": replica.index, "url": replica.url,

@@ -7,7 +7,8 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
-from gateway.monitor import parse_vllm_metrics
+from gateway.config import Provider
+from gateway.monitor import parse_load
 
 
 @dataclass
@@ -37,8 +38,9 @@ def served_models(root: str, timeout: float = 2.0, api_key: str | None = None) -
         raise OSError(f"{root}/v1/models is not a model list") from exc
 
 
-def inspect(root: str, model: str | None = None, timeout: float = 2.0,
+def inspect(root: str, provider: Provider, model: str | None = None, timeout: float = 2.0,
             api_key: str | None = None) -> ReplicaReport:
+    """`provider` is the replica's: its profile says where the load is and how to read it."""
     try:
         _get(root + "/health", timeout, None)
     except (OSError, urllib.error.URLError) as exc:
@@ -46,8 +48,9 @@ def inspect(root: str, model: str | None = None, timeout: float = 2.0,
     report = ReplicaReport(True)
     try:
         report.served = served_models(root, timeout, api_key)
-        load = parse_vllm_metrics(_get(root + "/metrics", timeout, None).decode(errors="replace"),
-                                  model)
+        metrics, url = provider.profile.load_metrics, provider.metrics_url
+        load = (parse_load(_get(url, timeout, None).decode(errors="replace"), metrics, model)
+                if metrics is not None and url is not None else None)
         if load is not None:
             report.running, report.waiting, report.kv_cache = (load.running, load.waiting,
                                                                load.kv_cache)

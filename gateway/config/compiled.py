@@ -44,6 +44,24 @@ AS_IS = Rule()
 
 
 @dataclass(frozen=True, slots=True)
+class LoadWeights:
+    running: float  # also each request sent since the reading
+    waiting: float
+    kv_cache: float  # a full cache
+
+
+@dataclass(frozen=True, slots=True)
+class LoadMetrics:
+    """Which series of a server's Prometheus metrics say how busy it is, and what each weighs."""
+
+    running: tuple[str, ...]  # the names a series has had: the first present counts
+    waiting: tuple[str, ...]
+    kv_cache: tuple[str, ...]  # empty: not read
+    model_label: str | None  # the label naming a series' model; None: the server's totals
+    weights: LoadWeights
+
+
+@dataclass(frozen=True, slots=True)
 class Profile:
     """A dialect: how to talk to one kind of upstream."""
 
@@ -55,6 +73,7 @@ class Profile:
     auth_scheme: str | None
     probe_path: str = "models"
     metrics_path: str | None = None
+    load_metrics: LoadMetrics | None = None  # set when metrics_path is
     stream_usage: str = "on_request"
     reasoning_field: str = "reasoning_content"
     reasoning_in_messages: str | None = "reasoning_content"  # None: dropped from messages
@@ -89,7 +108,7 @@ class Provider:
     headers: Mapping[str, str] = field(repr=False)
     secrets: tuple[str, ...] = field(repr=False, default=())
     probe: Probe | None = None
-    metrics_url: str | None = None  # vLLM's /metrics, for the vllm-load strategy
+    metrics_url: str | None = None  # its profile's metrics_path, for the vllm-load strategy
     metrics_interval: float = 2.0
     backend: str | None = None  # a replica of this local backend (backends/NAME.yaml)
     served_model: str | None = None  # what its /v1/models must list (checked by the probe)

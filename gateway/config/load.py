@@ -26,6 +26,8 @@ from gateway.config.compiled import (
     Config,
     Dialect,
     Group,
+    LoadMetrics,
+    LoadWeights,
     Price,
     Probe,
     Profile,
@@ -92,7 +94,7 @@ def load_profiles(dirs: list[Path], environ: Mapping[str, str]) -> dict[str, Pro
     return {name: _profile(name, files, raw, environ) for name in files}
 
 
-_MERGED_SECTIONS = ("auth", "reasoning", "finish_reasons", "params")
+_MERGED_SECTIONS = ("auth", "reasoning", "load_metrics", "finish_reasons", "params")
 
 
 def _resolved(name: str, files: dict[str, Path], raw: dict, chain: tuple = ()) -> dict:
@@ -120,6 +122,9 @@ def _profile(name: str, files: dict[str, Path], raw: dict, environ: Mapping[str,
     spec = validate(schema.ProfileSpec, _resolved(name, files, raw), file, lines, environ)
     problems: list[Problem] = []
     rules = _rules(spec.params, ("params",), lines, problems)
+    if spec.metrics_path is not None and spec.load_metrics is None:
+        problems.append(Problem(("load_metrics",), "required with metrics_path: which series "
+                                "there say how busy the server is", line_of(lines, ("metrics_path",))))
     if problems:
         raise ConfigError(file, problems)
     in_messages = spec.reasoning.in_messages
@@ -127,10 +132,18 @@ def _profile(name: str, files: dict[str, Path], raw: dict, environ: Mapping[str,
         name=name, description=spec.description, transport=spec.transport,
         apis=dict(spec.apis), auth_header=spec.auth.header, auth_scheme=spec.auth.scheme,
         probe_path=spec.probe_path, metrics_path=spec.metrics_path,
+        load_metrics=_load_metrics(spec.load_metrics) if spec.load_metrics else None,
         stream_usage=spec.stream_usage, reasoning_field=spec.reasoning.field,
         reasoning_in_messages=None if in_messages == "drop" else in_messages,
         extras=spec.extras, finish_reasons=dict(spec.finish_reasons), rules=rules,
     )
+
+
+def _load_metrics(spec: schema.LoadMetricsSpec) -> LoadMetrics:
+    weights = spec.weights
+    return LoadMetrics(tuple(spec.running), tuple(spec.waiting), tuple(spec.kv_cache or ()),
+                       spec.model_label,
+                       LoadWeights(weights.running, weights.waiting, weights.kv_cache))
 
 
 def _rules(params: dict, where: tuple, lines: Lines, problems: list[Problem]) -> dict[str, Rule]:

@@ -285,6 +285,35 @@ class ReasoningSpec(Strict):
 ApiName = Literal["chat", "completions", "embeddings", "responses", "messages"]
 
 
+def _listed(value: object) -> object:
+    return [value] if isinstance(value, str) else value
+
+
+PromName = Annotated[str, Field(pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")]
+# A Prometheus series, or the names it has had in different versions: the first present counts.
+Series = Annotated[list[PromName], BeforeValidator(_listed), Field(min_length=1)]
+Weight = Annotated[float, Field(ge=0)]
+
+
+class LoadWeightsSpec(Strict):
+    """What each reading weighs in a server's load score; the least loaded server wins."""
+
+    running: Weight  # each request in progress, and each one sent since the reading
+    waiting: Weight  # each queued request
+    kv_cache: Weight  # a full KV cache (use is 0..1)
+
+
+class LoadMetricsSpec(Strict):
+    """The series of the server's `metrics_path` that say how busy it is (vllm-load)."""
+
+    running: Series
+    waiting: Series
+    kv_cache: Series | None = None  # 0..1; unset: not counted
+    # The label naming a series' model: a server serving several counts only the target's.
+    model_label: PromName | None = None
+    weights: LoadWeightsSpec
+
+
 class ProfileSpec(Strict):
     description: str = ""
     base: str | None = None  # start from another profile; this one's keys win, `params` rule by rule
@@ -296,6 +325,7 @@ class ProfileSpec(Strict):
         "chat": "/chat/completions"}
     probe_path: str = "models"  # the health check `probe: true` uses (relative to base_url)
     metrics_path: str | None = None  # Prometheus metrics of the server's load (vLLM: /metrics)
+    load_metrics: LoadMetricsSpec | None = None  # what to read there; needed with metrics_path
     auth: AuthSpec = AuthSpec()
     # Usage in streams: sent only when asked with stream_options.include_usage, always, or never.
     stream_usage: Literal["on_request", "always", "never"] = "on_request"
