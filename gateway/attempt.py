@@ -90,14 +90,9 @@ async def attempt(ex: Exchange, route: Route, target: Target, codec: Codec, payl
     except Rejected as rejection:
         raise Failure(target, rejection.message, rejection=rejection) from None
     answer = codec.answer(route, target, payload, ex.admitted.prompt_estimate)
+    api = codec.api
     if translation.fanout > 1 and codec.fan_out is not None:
-        return await codec.fan_out(ex, target, codec.api, translation, answer, transport, send)
-    return await _attempt(ex, target, codec.api, translation, answer, transport, send)
-
-
-async def _attempt(ex: Exchange, target: Target, api: str, translation: Translation,
-                   answer: Answer, transport: Transport, send) -> float | None:
-    """One request to the upstream, relayed to the client; its time to first byte."""
+        return await codec.fan_out(ex, target, api, translation, answer, transport, send)
     limits = target.provider.timeouts
     response: UpstreamResponse | None = None
     deadline = Deadline(min(limits.first_byte, limits.total), limits.idle, limits.total)
@@ -149,7 +144,7 @@ async def open_upstream(transport: Transport, target: Target, api: str, body: by
     is answering."""
     provider = target.provider
     try:
-        response = await transport.send(provider.url_for(api), upstream_headers(target, request_id),
+        response = await transport.send(provider.urls[api], upstream_headers(target, request_id),
                                         body)
     except ConnectFailed as exc:
         raise Failure(target, str(exc), timeout=isinstance(exc, ConnectTimeout),

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 
 from gateway import metrics
-from gateway.apis.base import Reservation
+from gateway.apis.base import Surface
 from gateway.auth import Principal
 from gateway.config import Config, Route
 from gateway.errors import RateLimited, ServiceUnavailable, Unauthorized
@@ -135,15 +135,17 @@ class Limiter:
         self._merged[(key.id, alias)] = entry
         return entry[1], entry[2]
 
-    async def admit(self, principal: Principal, route: Route, reservation: Reservation,
+    async def admit(self, principal: Principal, route: Route, surface: Surface, payload: dict,
                     request_id: str) -> Admitted:
-        """Check and reserve the key's limits for a request expected to use `reservation`."""
-        prompt, completion = reservation.prompt, reservation.completion
+        """Check and reserve the key's limits for the request; its surface says what it may use."""
+        prompt = surface.prompt_tokens(payload)
         if principal.key is None:  # the master key: no limits
             return Admitted("master", (), {}, prompt)
         values, per_model = self._limits_for(principal.key, route.alias)
         if values is None and per_model is None:
             return Admitted(principal.key_id, (), {}, prompt)
+        completion = surface.completion_tokens(payload, self.defaults.get("completion_estimate",
+                                                                          1024))
         tokens = prompt + completion
         cost = route.price.cost(prompt, completion) if route.price else 0.0
         now = time.time()

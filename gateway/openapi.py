@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.admin import EXPIRES_IN, KeyChange
-from gateway.apis.chat.schema import CHAT_REQUEST
+from gateway.apis.chat.schema import ASSISTANT_ONLY, CHAT_REQUEST
 
 _REF = "#/components/schemas/{model}"
 
@@ -114,6 +114,10 @@ def _chat_request() -> tuple[dict, dict]:
     messages = chat["properties"]["messages"]["items"]
     messages["oneOf"] = [v for v in messages["oneOf"] if v.get("$ref") != unknown]
     del schemas["UnknownRoleMessage"]
+    # What only an assistant's turn carries is refused on the other roles (null or [] is nothing).
+    nothing = {"anyOf": [{"type": "null"}, {"type": "array", "maxItems": 0}]}
+    for name in ("ContentMessage", "ToolMessage"):
+        schemas[name]["properties"] |= {field: nothing for field in ASSISTANT_ONLY}
     schemas["OtherPart"]["properties"]["type"]["not"] = {"enum": ["text", "image_url"]}
     schemas["OtherTool"]["properties"]["type"]["not"] = {"const": "function"}
     return chat, schemas

@@ -49,10 +49,8 @@ class Pipeline:
             metrics.child(metrics.IN_FLIGHT, route.alias).inc()
             ex.in_flight = True
             ex.stream = payload.get("stream") is True
-            reservation = surface.reservation(payload, config.limits.get("completion_estimate",
-                                                                          1024))
-            admitted = ex.admitted = await runtime.limiter.admit(principal, route, reservation,
-                                                                 ex.request_id)
+            admitted = ex.admitted = await runtime.limiter.admit(principal, route, surface,
+                                                                 payload, ex.request_id)
             ex.limit_headers = admitted.headers
             runtime.recorder.hold(ex.request_id, [(admitted.key_id, c.scope, ex.request_id)
                                                   for c in admitted.checks if c.kind == "lease"])

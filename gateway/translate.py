@@ -42,8 +42,8 @@ class Translation:
                                  code="invalid_value") from None
 
 
-def translate(payload: dict, dialect: Dialect, out: dict, stream: bool, *,
-              owned: frozenset[str], known: frozenset[str]) -> Translation:
+def translate(payload: dict, dialect: Dialect, out: dict, stream: bool, owned: frozenset[str],
+              known: frozenset[str]) -> Translation:
     """`out` (what the codec wrote: the model and the API's own fields) with every other
     parameter of `payload` ruled by `dialect`. Rejected if the dialect refuses one.
 

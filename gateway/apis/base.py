@@ -14,7 +14,6 @@ stream (`stream()` gives a `StreamAdapter`, fed the upstream's bytes).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 import orjson
@@ -26,14 +25,6 @@ if TYPE_CHECKING:
     from gateway.config.compiled import Affinity
     from gateway.tally import Tally
     from gateway.translate import Translation
-
-
-@dataclass(frozen=True, slots=True)
-class Reservation:
-    """What admission reserves for a request before it runs: tokens in and out."""
-
-    prompt: int
-    completion: int
 
 
 class StreamAdapter(Protocol):
@@ -94,7 +85,13 @@ class Surface(Protocol):
     def parse(self, body: bytes) -> dict:
         """The validated request; InvalidRequest naming the field that is wrong."""
 
-    def reservation(self, payload: dict, completion_estimate: int) -> Reservation: ...
+    def prompt_tokens(self, payload: dict) -> int:
+        """The request's prompt, in tokens, estimated: reserved at admission, and charged when
+        no upstream usage says otherwise."""
+
+    def completion_tokens(self, payload: dict, default: int) -> int:
+        """The most the answer may use (`default`: the config's completion_estimate, for a
+        request that sets no limit): reserved at admission for a key with token limits."""
 
     def session(self, affinity: Affinity, payload: dict) -> bytes | None:
         """What identifies the request's session, for affinity; None: balance it freely."""

@@ -11,7 +11,6 @@ from dataclasses import replace
 
 import pytest
 
-from gateway.apis.base import Reservation
 from gateway.apis.chat.surface import CHAT
 from gateway.auth import MASTER, Principal
 from gateway.config import Config, digest_key
@@ -57,14 +56,9 @@ def with_team(limits: str, defaults: str = "{}", store: str = "{}") -> str:
 """
 
 
-def reserve(config: Config, payload: dict) -> Reservation:
-    """What a chat request reserves, as the pipeline asks its surface."""
-    return CHAT.reservation(payload, config.limits["completion_estimate"])
-
-
 def admit(limiter: Limiter, who: Principal, payload: dict, request_id: str = "r1") -> Admitted:
     route = limiter.config.routes[payload["model"]]
-    return asyncio.run(limiter.admit(who, route, reserve(limiter.config, payload), request_id))
+    return asyncio.run(limiter.admit(who, route, CHAT, payload, request_id))
 
 
 def limiter_on(config: Config, store=None, recorder=None) -> Limiter:
@@ -223,7 +217,7 @@ def test_an_unreachable_store_fails_closed_with_a_503(compile_routes):
         store = unreachable_store()
         try:
             return await limiter_on(config, store).admit(team(config), config.routes["chat"],
-                                                         reserve(config, request()), "r1")
+                                                         CHAT, request(), "r1")
         finally:
             await store.close()
 
@@ -242,9 +236,9 @@ def test_an_unreachable_store_fails_open_onto_this_processes_own_counters(compil
         recorder = Recorder(store)
         limiter = limiter_on(config, store, recorder)
         try:
-            first = await limiter.admit(team(config), config.routes["chat"], reserve(config, request()), "r1")
+            first = await limiter.admit(team(config), config.routes["chat"], CHAT, request(), "r1")
             with pytest.raises(RateLimited):  # the local counters still hold the limit
-                await limiter.admit(team(config), config.routes["chat"], reserve(config, request()), "r2")
+                await limiter.admit(team(config), config.routes["chat"], CHAT, request(), "r2")
         finally:
             await store.close()
         return first, recorder
@@ -270,7 +264,7 @@ def test_a_key_revoked_in_the_store_is_a_401_and_forgotten_by_the_key_ring(compi
         await store.update_key(replace(key, revoked_at=time.time()))
         limiter = Limiter(config, store, MemoryStore(), keyring)
         await limiter.admit(Principal(cached.name, cached), config.routes["chat"],
-                            reserve(config, request()), "r1")
+                            CHAT, request(), "r1")
 
     with pytest.raises(Unauthorized) as refused:
         asyncio.run(scenario())

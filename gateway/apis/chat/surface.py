@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from gateway.apis.base import Reservation, Unspoken, openai_error
+from gateway.apis.base import Unspoken, openai_error
 from gateway.apis.chat import adapt, fanout
 from gateway.apis.chat.schema import CORE_PARAMS, KNOWN_PARAMS
 from gateway.apis.chat.validate import validate_chat
@@ -66,8 +66,7 @@ class ChatCodec:
 
     def translate(self, payload: dict, target: Target, stream: bool) -> Translation:
         out = {"model": target.model, "messages": _messages(payload["messages"], target.dialect)}
-        return translate(payload, target.dialect, out, stream, owned=CORE_PARAMS,
-                         known=KNOWN_PARAMS)
+        return translate(payload, target.dialect, out, stream, CORE_PARAMS, KNOWN_PARAMS)
 
     def answer(self, route: Route, target: Target, payload: dict,
                prompt_estimate: int) -> adapt.Answer:
@@ -83,13 +82,12 @@ class ChatSurface:
     paths = ("/v1/chat/completions", "/chat/completions")
     stream_end = DONE_EVENT
 
-    def parse(self, body: bytes) -> dict:
-        return validate_chat(body)
+    parse = staticmethod(validate_chat)
+    prompt_tokens = staticmethod(estimate_prompt)
 
-    def reservation(self, payload: dict, completion_estimate: int) -> Reservation:
-        completion = (payload.get("max_completion_tokens") or payload.get("max_tokens")
-                      or completion_estimate) * (payload.get("n") or 1)
-        return Reservation(estimate_prompt(payload), completion)
+    def completion_tokens(self, payload: dict, default: int) -> int:
+        return ((payload.get("max_completion_tokens") or payload.get("max_tokens") or default)
+                * (payload.get("n") or 1))
 
     def session(self, affinity: Affinity, payload: dict) -> bytes | None:
         return session_key(affinity, payload.get("user"),
