@@ -50,6 +50,8 @@ def markdown(profiles: dict[str, Profile]) -> str:
     lines = [INTRO, "## Per profile", ""]
     lines += _table(["", *names], [
         ["description", *[p.description.replace("\n", " ") for p in columns]],
+        ["APIs spoken (at path)", *[", ".join(f"{api} (`{path}`)" for api, path in p.apis.items())
+                                    for p in columns]],
         ["auth header", *[_auth(p) for p in columns]],
         ["usage in streams", *[_usage(p) for p in columns]],
         ["reasoning text in", *[f"`{p.reasoning_field}`" for p in columns]],

@@ -169,6 +169,21 @@ def test_a_profile_that_reads_metrics_must_say_which_series(tmp_path):
     assert (("load_metrics", "weights", "running"), "required key is missing") in problems
 
 
+def test_a_profile_rules_only_the_apis_it_speaks(tmp_path):
+    profile = tmp_path / "providers" / "chat-only.yaml"
+    profile.parent.mkdir()
+    profile.write_text("apis: {chat: /chat/completions}\n"
+                       "api_params:\n  embeddings: {dimensions: true}\n")
+    error = refused(tmp_path, "models: {}\n")
+    assert str(error) == (f"{profile.resolve()}:3: api_params.embeddings: 'embeddings' is not in "
+                          "this profile's apis (chat)")
+
+    profile.write_text("apis: {chat: /chat/completions, embeddings: /embeddings}\n"
+                       "api_params:\n  embeddings: {input: true}\n")
+    error = refused(tmp_path, "models: {}\n")
+    assert "api_params.embeddings.input: the gateway handles this parameter itself" in str(error)
+
+
 def test_shipped_routes_yaml_is_valid():
     config = load_config(REPO / "routes.yaml", {})
     assert list(config.routes) == ["demo"]

@@ -79,7 +79,8 @@ class Profile:
     reasoning_in_messages: str | None = "reasoning_content"  # None: dropped from messages
     extras: str = "drop"
     finish_reasons: Mapping[str, str] = field(default_factory=dict)
-    rules: Mapping[str, Rule] = field(default_factory=dict)
+    rules: Mapping[str, Rule] = field(default_factory=dict)  # chat's
+    api_rules: Mapping[str, Mapping[str, Rule]] = field(default_factory=dict)  # other APIs'
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,14 +143,19 @@ class Target:
 
     provider: Provider
     model: str
-    dialect: Dialect
+    dialect: Dialect  # chat's, with the provider's, model's and target's `params` overrides
     weight: float = 1.0
     context_window: int | None = None
     key: str = ""  # names its health state; a wildcard's targets share their template's
+    dialects: Mapping[str, Dialect] = field(default_factory=dict)  # every API it speaks
 
     @property
     def name(self) -> str:
         return f"{self.provider.name}/{self.model}"
+
+    def dialect_for(self, api: str) -> Dialect:
+        """How this target takes requests of `api` (one of its profile's `apis`)."""
+        return self.dialects[api]
 
 
 @dataclass(frozen=True, slots=True)

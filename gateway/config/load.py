@@ -15,7 +15,6 @@ from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urljoin
 
-from gateway.apis.chat.schema import CORE_PARAMS
 from gateway.config import schema
 from gateway.config.backends import backend_targets, compile_affinity, load_backends, tier
 from gateway.config.compiled import (
@@ -94,7 +93,11 @@ def load_profiles(dirs: list[Path], environ: Mapping[str, str]) -> dict[str, Pro
     return {name: _profile(name, files, raw, environ) for name in files}
 
 
-_MERGED_SECTIONS = ("auth", "reasoning", "load_metrics", "finish_reasons", "params")
+_MERGED_SECTIONS = ("auth", "reasoning", "load_metrics", "finish_reasons", "params",
+                    "api_params")
+# What the request path itself writes, in any client API (the model, the stream, the
+# messages, prompt or input): no profile or override rules on these.
+OWNED_PARAMS = frozenset({"model", "stream", "stream_options", "messages", "prompt", "input"})
 
 
 def _resolved(name: str, files: dict[str, Path], raw: dict, chain: tuple = ()) -> dict:
@@ -122,6 +125,13 @@ def _profile(name: str, files: dict[str, Path], raw: dict, environ: Mapping[str,
     spec = validate(schema.ProfileSpec, _resolved(name, files, raw), file, lines, environ)
     problems: list[Problem] = []
     rules = _rules(spec.params, ("params",), lines, problems)
+    api_rules = {api: _rules(params, ("api_params", api), lines, problems)
+                 for api, params in spec.api_params.items()}
+    for api in spec.api_params:
+        if api not in spec.apis:
+            problems.append(Problem(("api_params", api), f"'{api}' is not in this profile's "
+                                    f"apis ({', '.join(spec.apis)})",
+                                    line_of(lines, ("api_params", api))))
     if spec.metrics_path is not None and spec.load_metrics is None:
         problems.append(Problem(("load_metrics",), "required with metrics_path: which series "
                                 "there say how busy the server is", line_of(lines, ("metrics_path",))))
@@ -136,6 +146,7 @@ def _profile(name: str, files: dict[str, Path], raw: dict, environ: Mapping[str,
         stream_usage=spec.stream_usage, reasoning_field=spec.reasoning.field,
         reasoning_in_messages=None if in_messages == "drop" else in_messages,
         extras=spec.extras, finish_reasons=dict(spec.finish_reasons), rules=rules,
+        api_rules=api_rules,
     )
 
 
@@ -155,7 +166,7 @@ def _rules(params: dict, where: tuple, lines: Lines, problems: list[Problem]) ->
         def fail(reason: str, place: tuple = place) -> None:
             problems.append(Problem(place, reason, line_of(lines, place)))
 
-        if name in CORE_PARAMS:
+        if name in OWNED_PARAMS:
             fail("the gateway handles this parameter itself; profiles cannot rule on it")
             continue
         if spec is True or spec is False:
@@ -166,7 +177,7 @@ def _rules(params: dict, where: tuple, lines: Lines, problems: list[Problem]) ->
         if spec.on_range == "fanout" and name != "n":
             fail("on_range: fanout is only for 'n'")
         rename = tuple(spec.rename.split(".")) if spec.rename else None
-        if rename and (rename[0] in CORE_PARAMS or "" in rename):
+        if rename and (rename[0] in OWNED_PARAMS or "" in rename):
             fail(f"cannot rename to '{spec.rename}'")
         try:
             values = frozenset(spec.values) if spec.values is not None else None
@@ -365,16 +376,21 @@ def _target(t: schema.TargetSpec, place: tuple, providers: dict[str, Provider],
             fail(place + ("provider",), f"unknown provider '{t.provider}'; known providers: {known}")
         return None
     target_rules = _rules(t.params, place + ("params",), lines, problems)
+    profile = provider.profile
+    unsupported = (m.unsupported_params or provider_specs[t.provider].unsupported_params
+                   or spec.server.unsupported_params)
     dialect = Dialect(
-        profile=provider.profile,
+        profile=profile,
         provider=provider.name,
-        rules={**provider.profile.rules, **provider_rules[t.provider], **model_rules,
-               **target_rules},
-        unsupported=(m.unsupported_params or provider_specs[t.provider].unsupported_params
-                     or spec.server.unsupported_params),
+        rules={**profile.rules, **provider_rules[t.provider], **model_rules, **target_rules},
+        unsupported=unsupported,
     )
+    # routes.yaml's `params:` overrides are chat's; the other APIs take the profile's rules.
+    dialects = {api: dialect if api == "chat" else Dialect(
+        profile, provider.name, profile.api_rules.get(api, {}), unsupported)
+        for api in profile.apis}
     return Target(provider, t.model, dialect, t.weight, t.context_window,
-                  key=f"{provider.name}/{t.model}")
+                  key=f"{provider.name}/{t.model}", dialects=dialects)
 
 
 def _provider(name: str, p: schema.ProviderSpec, profile: Profile,

@@ -332,7 +332,10 @@ class ProfileSpec(Strict):
     reasoning: ReasoningSpec = ReasoningSpec()
     extras: Literal["pass", "drop"] = "drop"  # parameters that are not OpenAI's and not listed
     finish_reasons: dict[str, str] = {}  # upstream finish reasons to OpenAI's
-    params: Params = {}  # OpenAI parameters not listed are not supported
+    params: Params = {}  # chat's: OpenAI parameters not listed are not supported
+    # The rules of the other APIs in `apis`, the same way (an API not here takes its
+    # parameters as they are, but for the policy on unknown ones).
+    api_params: dict[ApiName, Params] = {}
 
 
 class VllmArgsSpec(Strict):
