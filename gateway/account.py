@@ -22,7 +22,7 @@ from gateway.tally import charged
 
 async def settle(runtime, ex: Exchange) -> None:
     seconds = time.perf_counter() - ex.started
-    metrics.request_done(ex.alias, ex.target_key, ex.key_name, ex.status, seconds,
+    metrics.request_done(ex.surface.name, ex.alias, ex.target_key, ex.key_name, ex.status, seconds,
                          ex.ttft if ex.stream else None)
     if ex.in_flight:
         metrics.child(metrics.IN_FLIGHT, ex.alias).dec()
@@ -76,5 +76,5 @@ async def _record_usage(runtime, ex: Exchange, usage: dict) -> tuple[int, int]:
         reserved = admitted.checks
     runtime.recorder.record(Settlement(reserved=reserved, number=runtime.recorder.number(),
                                        **fields))
-    metrics.count_tokens(ex.alias, ex.key_name, prompt, completion, fields["reasoning_tokens"])
+    metrics.count_tokens(ex.surface.name, ex.alias, ex.key_name, prompt, completion, fields["reasoning_tokens"])
     return prompt, completion

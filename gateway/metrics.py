@@ -149,17 +149,18 @@ def histogram(name: str, documentation: str, labelnames=(), buckets=()):
     return _Family("histogram", name, documentation, labelnames, buckets)
 
 
-REQUESTS = counter("gateway_requests", "Chat requests answered, by model alias, target, key "
-                   "and status class.", ["model", "target", "key", "status"])
+REQUESTS = counter("gateway_requests", "Requests answered, by client API (chat, embeddings, "
+                   "completions), model alias, target, key and status class.",
+                   ["api", "model", "target", "key", "status"])
 DURATION = histogram("gateway_request_duration_seconds", "Time from request to last byte.",
                      ["model"], buckets=LATENCY_BUCKETS)
 TTFT = histogram("gateway_time_to_first_token_seconds",
                  "Streams: time from request to the first event sent to the client.",
                  ["model"], buckets=LATENCY_BUCKETS)
-IN_FLIGHT = gauge("gateway_requests_in_flight", "Chat requests being answered, by model alias.",
+IN_FLIGHT = gauge("gateway_requests_in_flight", "Requests being answered, by model alias.",
                   ["model"], multiprocess_mode="livesum")
-TOKENS = counter("gateway_tokens", "Tokens used, by model alias, key and kind "
-                 "(prompt, completion, reasoning).", ["model", "key", "kind"])
+TOKENS = counter("gateway_tokens", "Tokens used, by client API, model alias, key and kind "
+                 "(prompt, completion, reasoning).", ["api", "model", "key", "kind"])
 UPSTREAM = counter("gateway_upstream_requests", "Attempts on upstream targets, by outcome "
                    "(ok, timeout, connect, http_429, http_5xx, http_4xx, refused, context, "
                    "broken, abandoned).",
@@ -205,22 +206,22 @@ def child(metric, *labels):
     return found
 
 
-def request_done(model: str | None, target: str | None, key: str | None, status: int,
+def request_done(api: str, model: str | None, target: str | None, key: str | None, status: int,
                  seconds: float, ttft: float | None) -> None:
     model = model or NONE
-    child(REQUESTS, model, target or NONE, key or NONE, f"{status // 100}xx").inc()
+    child(REQUESTS, api, model, target or NONE, key or NONE, f"{status // 100}xx").inc()
     child(DURATION, model).observe(seconds)
     if ttft is not None:
         child(TTFT, model).observe(ttft)
 
 
-def count_tokens(model: str | None, key: str | None, prompt: int, completion: int,
+def count_tokens(api: str, model: str | None, key: str | None, prompt: int, completion: int,
                  reasoning: int) -> None:
     model, key = model or NONE, key or NONE
-    child(TOKENS, model, key, "prompt").inc(prompt)
-    child(TOKENS, model, key, "completion").inc(completion)
+    child(TOKENS, api, model, key, "prompt").inc(prompt)
+    child(TOKENS, api, model, key, "completion").inc(completion)
     if reasoning:
-        child(TOKENS, model, key, "reasoning").inc(reasoning)
+        child(TOKENS, api, model, key, "reasoning").inc(reasoning)
 
 
 def breaker(target: str, state: str) -> None:

@@ -109,6 +109,9 @@ def build() -> dict:
     grid.add(timeseries("Requests / s by model",
                         (f"sum by (model) (rate(gateway_requests_total{{{SEL}}}[{RATE}]))",
                          "{{model}}"), unit="reqps"), 12, 8)
+    grid.add(timeseries("Requests / s by client API",
+                        (f"sum by (api) (rate(gateway_requests_total{{{SEL}}}[{RATE}]))",
+                         "{{api}}"), unit="reqps", stack=True), 12, 8)
     grid.add(timeseries("Answers by status class",
                         (f"sum by (status) (rate(gateway_requests_total{{{SEL}}}[{RATE}]))",
                          "{{status}}"), unit="reqps", stack=True), 12, 8)

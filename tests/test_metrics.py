@@ -42,7 +42,9 @@ def samples(gateway: GatewayProcess) -> dict[tuple, float]:
 
 
 def value(snapshot: dict, name: str, **labels) -> float:
-    return snapshot.get((name, tuple(sorted(labels.items()))), 0.0)
+    """The sum of `name`'s samples that have these labels (and any others)."""
+    wanted = set(labels.items())
+    return sum(v for (n, have), v in snapshot.items() if n == name and wanted <= set(have))
 
 
 @pytest.fixture(scope="module")

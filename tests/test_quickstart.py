@@ -105,7 +105,8 @@ def test_health_readiness_and_metrics(quickstart, sdk):
     assert ready["status"] == "ready" and ready["store"] == {"kind": "memory", "reachable": True}
     metrics = httpx.get(quickstart.url + "/metrics")
     assert metrics.headers["content-type"].startswith("text/plain")
-    assert ('gateway_requests_total{key="demo",model="demo",status="2xx",target="demo/demo"}'
+    assert ('gateway_requests_total{api="chat",key="demo",model="demo",status="2xx",'
+            'target="demo/demo"}'
             in metrics.text)
     assert "gateway_request_duration_seconds_bucket" in metrics.text
 
