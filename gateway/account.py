@@ -70,7 +70,7 @@ async def _record_usage(runtime, ex: Exchange, usage: dict) -> tuple[int, int]:
         "cost": price.cost(prompt, completion) if price else 0.0,
         "error": ex.status >= 400, "retention": runtime.config.store.retention}
     if admitted.local:  # admitted by this process alone: its reservation is settled here,
-        await runtime.fallback.settle([Settlement(reserved=admitted.checks, **fields)], now)
+        await runtime.fallback.record([Settlement(reserved=admitted.checks, **fields)], now)
         reserved = ()  # and its usage goes to the store
     else:
         reserved = admitted.checks

@@ -93,7 +93,7 @@ def _starlette(config: Config) -> Starlette:
             pass  # not the main thread, or no signals here
         app.state.drain = Drain()
         app.state.drain.install(loop, config.drain_seconds)
-        heap.settle()
+        heap.freeze()
         checking = asyncio.create_task(_warn_of_store_risks(app.state.runtime.store))
         lagging = asyncio.create_task(lag.watch())
         log.info("gateway ready", extra={"fields": {

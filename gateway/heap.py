@@ -19,7 +19,7 @@ import gc
 THRESHOLDS = (10_000, 20, 20)
 
 
-def settle() -> None:
+def freeze() -> None:
     """Collect what is garbage now, then leave what lives on out of later collections."""
     gc.unfreeze()  # the previous config, now retired, may be cyclic garbage
     gc.collect()

@@ -85,7 +85,7 @@ class Recorder:
             while self.queue or self.doubtful:
                 operation = "release" if self.doubtful else "settle"
                 try:
-                    await (self._release() if self.doubtful else self._settle())
+                    await (self._release() if self.doubtful else self._record())
                 except StoreUnavailable:
                     metrics.child(metrics.STORE_ERRORS, operation).inc()
                     await asyncio.sleep(backoff)  # keep them; try again
@@ -98,10 +98,10 @@ class Recorder:
         await self.store.release(leases)
         del self.doubtful[:len(leases)]
 
-    async def _settle(self) -> None:
+    async def _record(self) -> None:
         batch = [self.queue[i] for i in range(min(BATCH, len(self.queue)))]
         started = time.perf_counter()
-        await self.store.settle(batch, time.time())
+        await self.store.record(batch, time.time())
         metrics.child(metrics.STORE_DURATION, "settle").observe(time.perf_counter() - started)
         for _ in batch:
             self.queue.popleft()

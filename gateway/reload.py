@@ -53,7 +53,7 @@ class Reloader:
             await self.on_swap(new)
             grace = max((p.timeouts.total for p in old.config.providers.values()), default=0)
             retire(old, new, grace)
-            asyncio.get_running_loop().call_later(grace + 1, heap.settle)  # old config gone by then
+            asyncio.get_running_loop().call_later(grace + 1, heap.freeze)  # old config gone by then
             log.info("config reloaded", extra={"fields": {
                 "reason": reason, "config_hash": config.digest, "models": len(config.routes)}})
             return config

@@ -110,7 +110,7 @@ def test_token_reservation_is_reconciled_with_real_usage(make_store):
         store = make_store()
         assert (await admit(store, tokens, request_id="a")).allowed
         assert not (await admit(store, tokens, request_id="b")).allowed
-        await store.settle([Settlement("k1", "a", "m", "2026-11-23", (tokens,),
+        await store.record([Settlement("k1", "a", "m", "2026-11-23", (tokens,),
                                        prompt_tokens=10, completion_tokens=10)], time.time())
         after = await admit(store, tokens, request_id="c")  # 20 used: 80 left for 60 more
         assert after.allowed and after.outcomes[0].remaining == 20
@@ -128,7 +128,7 @@ def test_day_counter_and_dollar_budget(make_store):
         assert (await admit(store, day, budget, request_id="a")).allowed
         refused = await admit(store, day, budget, request_id="b")
         assert not refused.allowed and refused.denied.name == "tokens_per_day"
-        await store.settle([Settlement("k1", "a", "m", "2026-11-23", (day, budget),
+        await store.record([Settlement("k1", "a", "m", "2026-11-23", (day, budget),
                                        prompt_tokens=50, completion_tokens=50, cost=0.1)],
                            time.time())
         again = await admit(store, replace(day, cost=800), budget, request_id="c")
@@ -148,7 +148,7 @@ def test_in_flight_leases_are_released_and_expire(make_store):
         assert (await admit(store, lease, request_id="a")).allowed
         assert (await admit(store, lease, request_id="b", lease_ttl=0.3)).allowed
         assert not (await admit(store, lease, request_id="c")).allowed
-        await store.settle([Settlement("k1", "a", "m", "2026-11-23", (lease,))], time.time())
+        await store.record([Settlement("k1", "a", "m", "2026-11-23", (lease,))], time.time())
         assert (await admit(store, lease, request_id="d")).allowed  # a released
         assert not (await admit(store, lease, request_id="e")).allowed
         # b was never released (its replica died): its lease runs out by itself
@@ -232,7 +232,7 @@ def test_usage_is_recorded_per_key_day_and_model(make_store):
         day, other = "2026-11-23", "2026-11-24"
         # Numbered as the recorder numbers them: a client-side retry of a settlement whose
         # reply was late (a busy machine) is then applied once.
-        await store.settle([
+        await store.record([
             Settlement("k1", "a", "gpt", day, (), prompt_tokens=10, completion_tokens=5,
                        reasoning_tokens=2, cost=0.000125, number=1),
             Settlement("k1", "b", "gpt", day, (), prompt_tokens=1, completion_tokens=1, error=True,
@@ -262,8 +262,8 @@ def test_a_retried_settlement_counts_once(make_store):
         await admit(store, lease, request_id="a")
         batch = [Settlement("k1", "a", "m", "2026-11-23", (lease,), prompt_tokens=3, number=1),
                  Settlement("k1", "b", "m", "2026-11-23", (), prompt_tokens=4, number=2)]
-        await store.settle(batch, time.time())
-        await store.settle(batch + [Settlement("k1", "c", "m", "2026-11-23", (), prompt_tokens=5,
+        await store.record(batch, time.time())
+        await store.record(batch + [Settlement("k1", "c", "m", "2026-11-23", (), prompt_tokens=5,
                                                number=3)], time.time())
         [row] = await store.usage("2026-11-23", "2026-11-23")
         assert (row.requests, row.prompt_tokens) == (3, 12)
@@ -321,7 +321,7 @@ def test_a_batch_of_one_keys_settlements_is_applied_whole(make_store):
     async def scenario():
         store = make_store()
         day = "2026-11-23"
-        await store.settle([Settlement("k1", f"r{i}", "m", day, (), prompt_tokens=1, number=i)
+        await store.record([Settlement("k1", f"r{i}", "m", day, (), prompt_tokens=1, number=i)
                             for i in range(1, 51)], time.time())
         (row,) = await store.usage(day, day)
         assert (row.requests, row.prompt_tokens) == (50, 50)
@@ -340,14 +340,14 @@ def test_a_batch_whose_first_settlements_were_refused_is_applied_whole(servers):
 
     async def scenario():
         store = RedisStore(proxy.url)
-        await store.settle([Settlement("k0", "r0", "m", day, (), number=1)], time.time())
+        await store.record([Settlement("k0", "r0", "m", day, (), number=1)], time.time())
         batch = [Settlement("k1", f"r{i}", "m", day, (), prompt_tokens=1, number=i + 1)
                  for i in range(1, 5)]
         proxy.refuse_scripts = 2
         with pytest.raises(StoreUnavailable):
-            await store.settle(batch, time.time())
+            await store.record(batch, time.time())
         assert proxy.refuse_scripts == 0
-        await store.settle(batch, time.time())  # as the recorder does, until it goes through
+        await store.record(batch, time.time())  # as the recorder does, until it goes through
         rows = {row.key_id: row for row in await store.usage(day, day)}
         assert (rows["k1"].requests, rows["k1"].prompt_tokens) == (4, 4)
         await store.close()

@@ -173,14 +173,14 @@ def test_calls_that_time_out_leave_no_garbage_cycles(redis):
 
     async def scenario():
         store = RedisStore(proxy.url, timeout=0.1)
-        await store.settle([Settlement("k1", "r0", "m", day, (), number=1)], time.time())
+        await store.record([Settlement("k1", "r0", "m", day, (), number=1)], time.time())
         proxy.delay = 1.0
         failed = 0
         gc.collect()
         gc.disable()
         try:
             for round in range(5):
-                settle = store.settle([Settlement("k1", f"r{round}-{i}", "m", day, (), number=i + 2)
+                settle = store.record([Settlement("k1", f"r{round}-{i}", "m", day, (), number=i + 2)
                                        for i in range(20)], time.time())
                 admits = [store.admit(Admission("k1", f"a{round}-{i}", (check,), 60), time.time())
                           for i in range(20)]

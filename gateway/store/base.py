@@ -149,7 +149,7 @@ class Store(Protocol):
 
     async def admit(self, admission: Admission, now: float) -> Verdict: ...
 
-    async def settle(self, settlements: list[Settlement], now: float) -> None:
+    async def record(self, settlements: list[Settlement], now: float) -> None:
         """Record finished requests (one round trip for the lot)."""
 
     async def renew(self, leases: list[tuple[str, str, str]], ttl: float, now: float) -> None:

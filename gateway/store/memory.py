@@ -152,7 +152,7 @@ class MemoryStore:
 
     # settlement
 
-    async def settle(self, settlements: list[Settlement], now: float) -> None:
+    async def record(self, settlements: list[Settlement], now: float) -> None:
         for s in settlements:
             if s.number:
                 if s.number <= self.applied.get(s.key_id, 0):

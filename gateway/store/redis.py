@@ -328,7 +328,7 @@ class RedisStore:
             for i, c in enumerate(admission.checks))
         return Verdict(True, outcomes)
 
-    async def settle(self, settlements: list[Settlement], now: float) -> None:
+    async def record(self, settlements: list[Settlement], now: float) -> None:
         before: dict[str, int] = {}  # key id -> number of its last settlement so far in the batch
         calls = []
         for s in settlements:
