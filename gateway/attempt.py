@@ -42,12 +42,6 @@ _HEADER_SAFE = re.compile(r"^[A-Za-z0-9_.\-/:@+#]{1,128}$")
 JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
-# How upstreams say a prompt does not fit their context window.
-_CONTEXT_OVERFLOW = re.compile(
-    r"context[ _-]?(length|window)|maximum context|too many tokens|prompt is too long|"
-    r"input is too long|reduce the length|exceeds? the (max|maximum)", re.IGNORECASE)
-
-
 class Failure(Exception):
     """One target could not answer; the request may move to the next."""
 
@@ -246,21 +240,24 @@ async def _refusal(target: Target, response: UpstreamResponse) -> Exception:
         body = await response.read(_ERROR_BODY_LIMIT)
     except (TransportError, TimeoutError):
         body = b""
+    profile = target.provider.profile
     message, kind, param, code = _error_fields(scrub(body, encoded(target.provider.secrets)),
-                                               status)
+                                               status, profile.error_message_keys)
     if status in _TARGET_FAILURES or status >= 500:
         if status in (401, 403):
             message = "rejected the gateway's credentials for this provider"
         retry_after = _seconds(response.headers.get("retry-after")) if status == 429 else None
         return Failure(target, f"HTTP {status}: {message}", status=status, retry_after=retry_after)
     error = UpstreamClientError(status, message, type=kind, param=param, code=code)
-    error.context_overflow = code == "context_length_exceeded" or bool(
-        _CONTEXT_OVERFLOW.search(message))
+    error.context_overflow = code in profile.context_overflow_codes or bool(
+        profile.context_overflow is not None and profile.context_overflow.search(message))
     return error
 
 
-def _error_fields(body: bytes, status: int) -> tuple[str, str | None, str | None, str | None]:
-    """message, type, param, code from whatever error shape the upstream used."""
+def _error_fields(body: bytes, status: int, message_keys: tuple[str, ...]
+                  ) -> tuple[str, str | None, str | None, str | None]:
+    """message, type, param, code from the upstream's error (its profile says where the
+    message is)."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -271,7 +268,7 @@ def _error_fields(body: bytes, status: int) -> tuple[str, str | None, str | None
             data = error
         elif type(error) is str:
             data = {"message": error}
-        message = data.get("message") or data.get("detail")
+        message = next((data[k] for k in message_keys if data.get(k)), None)
         if message:
             return (str(message)[:2000], _str(data.get("type")), _str(data.get("param")),
                     _str(data.get("code")))

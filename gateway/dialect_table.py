@@ -59,6 +59,11 @@ def markdown(profiles: dict[str, Profile]) -> str:
                                          if p.reasoning_in_messages else "dropped" for p in columns]],
         ["unknown extras", *["passed" if p.extras == "pass" else "dropped" for p in columns]],
         ["load (for vllm-load)", *[_load(p) for p in columns]],
+        ["error message under", *[", ".join(f"`{k}`" for k in p.error_message_keys)
+                                  for p in columns]],
+        ["prompt too long, said as", *[_overflow(p) for p in columns]],
+        ["finish reasons mapped", *[", ".join(f"{a}→{b}" for a, b in p.finish_reasons.items())
+                                    or "—" for p in columns]],
     ])
     lines += ["", "## Per parameter", ""]
     rows = []
@@ -71,6 +76,12 @@ def markdown(profiles: dict[str, Profile]) -> str:
         lines += ["", "## Notes", ""]
         lines += [f"- `{param}` on `{profile}`: {note}" for param, profile, note in notes]
     return "\n".join(lines) + "\n"
+
+
+def _overflow(profile: Profile) -> str:
+    said = [f"code `{c}`" for c in sorted(profile.context_overflow_codes)]
+    said += [f"`{phrase}`" for phrase in profile.context_overflow_phrases]
+    return ", ".join(said) or "—"
 
 
 def parameters(profiles: dict[str, Profile]) -> list[str]:

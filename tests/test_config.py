@@ -184,6 +184,15 @@ def test_a_profile_rules_only_the_apis_it_speaks(tmp_path):
     assert "api_params.embeddings.input: the gateway handles this parameter itself" in str(error)
 
 
+def test_a_profiles_context_overflow_phrasings_must_be_regular_expressions(tmp_path):
+    profile = tmp_path / "providers" / "odd.yaml"
+    profile.parent.mkdir()
+    profile.write_text("errors:\n  context_overflow: ['too (long']\n")
+    error = refused(tmp_path, "models: {}\n")
+    assert str(error).startswith(f"{profile.resolve()}:2: errors.context_overflow: not a regular "
+                                 "expression: missing )")
+
+
 def test_shipped_routes_yaml_is_valid():
     config = load_config(REPO / "routes.yaml", {})
     assert list(config.routes) == ["demo"]

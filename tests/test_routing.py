@@ -38,6 +38,7 @@ providers:
   dead: {{profile: vllm, base_url: "http://127.0.0.1:{closed}/v1", timeouts: {{connect: 1}}}}
   a-cf: {{profile: cache-first, base_url: "{a}", metrics_interval: 0.1}}
   b-cf: {{profile: cache-first, base_url: "{b}", metrics_interval: 0.1}}
+  a-terse: {{profile: terse, base_url: "{a}"}}
 models:
   weighted:
     groups:
@@ -86,6 +87,10 @@ models:
     targets:
       - {{provider: a, model: small, context_window: 8192}}
       - {{provider: b, model: large, context_window: 131072}}
+  long-context-terse:
+    targets:
+      - {{provider: a-terse, model: small, context_window: 8192}}
+      - {{provider: b, model: large, context_window: 131072}}
   "openai/*":
     targets: [{{provider: a, model: "*"}}]
   openai/special:
@@ -99,6 +104,12 @@ CACHE_FIRST = """
 base: vllm
 load_metrics:
   weights: {running: 0, waiting: 0, kv_cache: 1}
+"""
+# A server with its own way of refusing: the message under `reason`, a prompt too long
+# said as "no room".
+TERSE = """
+base: vllm
+errors: {message_keys: [reason], context_overflow: ["no room"]}
 """
 
 
@@ -114,6 +125,7 @@ def config_path(upstreams, tmp_path_factory) -> Path:
     path.write_text(CONFIG.format(a=a.url, b=b.url, closed=free_port(), key=KEY))
     (path.parent / "providers").mkdir()
     (path.parent / "providers" / "cache-first.yaml").write_text(CACHE_FIRST)
+    (path.parent / "providers" / "terse.yaml").write_text(TERSE)
     return path
 
 
@@ -370,6 +382,18 @@ def test_context_overflow_with_no_larger_target_is_relayed(http, a, b):
     error = assert_openai_error(response, 400)
     assert error["message"] == "prompt is too long: 200000 tokens"  # the largest target's word
     assert a.models_asked("small") == 1 and b.models_asked("large") == 1
+
+
+def test_how_an_upstream_words_a_context_overflow_is_its_profiles_data(http, a, b):
+    a.then(Reply(status=400, json={"reason": "no room for 9000 tokens"}))
+
+    response = http.post(CHAT, json=ask("long-context-terse"))
+
+    assert response.status_code == 200 and response.headers["x-gateway-target"] == "b/large"
+    a.then(Reply(status=400, json={"reason": "temperature is out of range"}))
+    refused = assert_openai_error(http.post(CHAT, json=ask("long-context-terse")), 400)
+    assert refused["message"] == "temperature is out of range"  # found under `reason`
+    assert b.models_asked("large") == 1  # not an overflow: the client's to fix, not retried
 
 
 def test_wildcard_routes_and_exact_aliases_win(http, a, b):

@@ -7,6 +7,7 @@ they started with.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -79,6 +80,10 @@ class Profile:
     reasoning_in_messages: str | None = "reasoning_content"  # None: dropped from messages
     extras: str = "drop"
     finish_reasons: Mapping[str, str] = field(default_factory=dict)
+    error_message_keys: tuple[str, ...] = ("message",)
+    context_overflow_codes: frozenset[str] = frozenset()
+    context_overflow_phrases: tuple[str, ...] = ()  # regular expressions, as written
+    context_overflow: re.Pattern | None = None  # the same, as one pattern
     rules: Mapping[str, Rule] = field(default_factory=dict)  # chat's
     api_rules: Mapping[str, Mapping[str, Rule]] = field(default_factory=dict)  # other APIs'
 

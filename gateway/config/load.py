@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import replace
@@ -93,7 +94,7 @@ def load_profiles(dirs: list[Path], environ: Mapping[str, str]) -> dict[str, Pro
     return {name: _profile(name, files, raw, environ) for name in files}
 
 
-_MERGED_SECTIONS = ("auth", "reasoning", "load_metrics", "finish_reasons", "params",
+_MERGED_SECTIONS = ("auth", "reasoning", "load_metrics", "finish_reasons", "errors", "params",
                     "api_params")
 # What the request path itself writes, in any client API (the model, the stream, the
 # messages, prompt or input): no profile or override rules on these.
@@ -132,6 +133,14 @@ def _profile(name: str, files: dict[str, Path], raw: dict, environ: Mapping[str,
             problems.append(Problem(("api_params", api), f"'{api}' is not in this profile's "
                                     f"apis ({', '.join(spec.apis)})",
                                     line_of(lines, ("api_params", api))))
+    overflow = None
+    if spec.errors.context_overflow:
+        try:
+            overflow = re.compile("|".join(f"(?:{p})" for p in spec.errors.context_overflow),
+                                  re.IGNORECASE)
+        except re.error as exc:
+            problems.append(Problem(("errors", "context_overflow"), f"not a regular expression: "
+                                    f"{exc}", line_of(lines, ("errors", "context_overflow"))))
     if spec.metrics_path is not None and spec.load_metrics is None:
         problems.append(Problem(("load_metrics",), "required with metrics_path: which series "
                                 "there say how busy the server is", line_of(lines, ("metrics_path",))))
@@ -145,8 +154,11 @@ def _profile(name: str, files: dict[str, Path], raw: dict, environ: Mapping[str,
         load_metrics=_load_metrics(spec.load_metrics) if spec.load_metrics else None,
         stream_usage=spec.stream_usage, reasoning_field=spec.reasoning.field,
         reasoning_in_messages=None if in_messages == "drop" else in_messages,
-        extras=spec.extras, finish_reasons=dict(spec.finish_reasons), rules=rules,
-        api_rules=api_rules,
+        extras=spec.extras, finish_reasons=dict(spec.finish_reasons),
+        error_message_keys=tuple(spec.errors.message_keys),
+        context_overflow_codes=frozenset(spec.errors.context_overflow_codes),
+        context_overflow_phrases=tuple(spec.errors.context_overflow),
+        context_overflow=overflow, rules=rules, api_rules=api_rules,
     )
 
 

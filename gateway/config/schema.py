@@ -285,6 +285,17 @@ class ReasoningSpec(Strict):
 ApiName = Literal["chat", "completions", "embeddings", "responses", "messages"]
 
 
+class ErrorsSpec(Strict):
+    """How the upstream writes a refusal. Its error object is `{"error": {...}}`, `{"error":
+    "text"}` or the body itself; `message_keys` are where its message is, the first found."""
+
+    message_keys: Annotated[list[str], Field(min_length=1)] = ["message"]
+    # How it says a prompt does not fit its context window: an error code, or words in the
+    # message (regular expressions, case ignored). Then a target with more context is tried.
+    context_overflow_codes: list[str] = []
+    context_overflow: list[str] = []
+
+
 def _listed(value: object) -> object:
     return [value] if isinstance(value, str) else value
 
@@ -332,6 +343,7 @@ class ProfileSpec(Strict):
     reasoning: ReasoningSpec = ReasoningSpec()
     extras: Literal["pass", "drop"] = "drop"  # parameters that are not OpenAI's and not listed
     finish_reasons: dict[str, str] = {}  # upstream finish reasons to OpenAI's
+    errors: ErrorsSpec = ErrorsSpec()
     params: Params = {}  # chat's: OpenAI parameters not listed are not supported
     # The rules of the other APIs in `apis`, the same way (an API not here takes its
     # parameters as they are, but for the policy on unknown ones).

@@ -33,10 +33,6 @@ _FINISH = re.compile(
     rb'"finish_reason"\s*:\s*"(?!(?:stop|length|tool_calls|content_filter|function_call)")'
     rb'([^"\\]*)"')
 FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call"})
-# Other servers' words for OpenAI's finish reasons; a profile can add its own.
-DEFAULT_FINISH_MAP = {"eos": "stop", "end_turn": "stop", "stop_sequence": "stop",
-                      "max_tokens": "length", "model_length": "length", "tool_use": "tool_calls",
-                      "tool_call": "tool_calls", "function_call": "function_call"}
 _REASONING = ("reasoning_content", "reasoning")
 
 
@@ -52,7 +48,7 @@ class Answer:
         self.secrets = encoded(secrets)  # the provider's keys: never relayed
         self.reasoning = route.reasoning_field
         self.upstream_reasoning = dialect.profile.reasoning_field
-        self.finish_map = {**DEFAULT_FINISH_MAP, **dialect.profile.finish_reasons}
+        self.finish_map = dialect.profile.finish_reasons  # the upstream's words for OpenAI's
         self.prompt_estimate = prompt_estimate  # tokens, from admission: when no usage says
 
     def finish_reason(self, reason):
