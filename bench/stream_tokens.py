@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from gateway.apis.chat.adapt import Answer, StreamAdapter  # noqa: E402
 from gateway.config.compiled import Dialect, Profile, Route  # noqa: E402
-from gateway.tally import WEIGHTS, char_classes  # noqa: E402
+from gateway.tokens import WEIGHTS, char_classes  # noqa: E402
 
 NODE_PREFIX = ROOT / "bench" / ".node"
 JS_TIKTOKEN = "js-tiktoken@1.0.21"

@@ -29,6 +29,8 @@ import re
 
 import orjson
 
+from gateway.tokens import text_tokens
+
 # A JSON string value of the key, written compact or with Python's `": "`. Only a key is
 # followed by `:` (see adapt.py).
 _VALUE = rb'": ?"([^"\\]*(?:\\.[^"\\]*)*)"'
@@ -40,39 +42,6 @@ _ARGUMENTS = re.compile(rb'guments' + _VALUE)
 _REASONING_CONTENT = re.compile(rb'soning_content' + _VALUE)
 _REASONING = re.compile(rb'soning' + _VALUE)
 _HOLD = 32 * 1024  # bytes of events held before their text is counted
-
-# Tokens per character, by class of character, fitted to o200k_base on the corpus of
-# bench/stream_tokens.py (`--fit`). A space mostly joins the word after it (and a run of
-# them indents code in one token); a newline is a token and leaves the next word without
-# its space.
-WEIGHTS = {"letter": 0.23, "digit": 0.75, "space": 0.05, "newline": 1.8, "other": 0.35,
-           "two-byte": 0.30, "wider": 0.74}
-_LETTERS = bytes(range(65, 91)) + bytes(range(97, 123))
-_DIGITS = b"0123456789"
-_HIGH = bytes(range(128, 256))
-_LEAD2 = bytes(range(0xC0, 0xE0))  # starts a 2-byte character: Latin, Greek, Cyrillic, Arabic
-_LEAD3 = bytes(range(0xE0, 0xF8))  # starts a 3- or 4-byte one: CJK, most other scripts, emoji
-
-
-def char_classes(text: bytes) -> dict[str, int]:
-    """How many characters of each class UTF-8 `text` has (a few C-speed passes)."""
-    size = len(text)
-    counts = {"letter": size - len(text.translate(None, _LETTERS)),
-              "digit": size - len(text.translate(None, _DIGITS)),
-              "space": text.count(b" "), "newline": text.count(b"\n")}
-    ascii_ = len(text.translate(None, _HIGH))
-    counts["other"] = ascii_ - sum(counts.values())
-    counts["two-byte"] = size - len(text.translate(None, _LEAD2))
-    counts["wider"] = size - len(text.translate(None, _LEAD3))
-    return counts
-
-
-def text_tokens(text: bytes) -> float:
-    """Tokens in UTF-8 `text`, roughly, from its characters (see WEIGHTS)."""
-    if not text:
-        return 0.0
-    return sum(WEIGHTS[name] * n for name, n in char_classes(text).items())
-
 
 def _unescaped(raw: bytes) -> bytes:
     """JSON string bodies, joined, as the UTF-8 text they stand for (`\\n`, `\\u4e2d`: one

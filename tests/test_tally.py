@@ -8,7 +8,8 @@ import orjson
 import pytest
 
 from gateway.apis.chat.adapt import StreamAdapter
-from gateway.tally import Tally, text_tokens
+from gateway.tally import Tally
+from gateway.tokens import text_tokens
 from tests.test_adapt import answer
 
 

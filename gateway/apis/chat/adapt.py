@@ -22,7 +22,8 @@ import orjson
 from gateway.config import Route
 from gateway.config.compiled import Dialect
 from gateway.errors import UpstreamError
-from gateway.tally import Tally, charged, text_tokens
+from gateway.tally import Tally, charged
+from gateway.tokens import text_tokens
 from gateway.upstream.base import MalformedStream, ResponseTooLarge
 
 # Only a key can match `"name"\s*:` : quotes inside a string are escaped, and a string

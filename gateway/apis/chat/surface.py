@@ -18,6 +18,7 @@ from gateway.apis.chat.validate import validate_chat
 from gateway.balance import session_key
 from gateway.errors import GatewayError
 from gateway.sse import DONE_EVENT, data_event
+from gateway.tokens import of_chars
 from gateway.translate import Translation, translate
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ _REASONING_FIELDS = ("reasoning_content", "reasoning")
 
 
 def estimate_prompt(payload: dict) -> int:
-    """Prompt tokens, roughly (4 characters a token, a fixed count an image)."""
+    """Prompt tokens, roughly (gateway/tokens.py; a fixed count an image, 4 a message)."""
     chars = images = 0
     for message in payload["messages"]:
         content = message.get("content")
@@ -45,7 +46,7 @@ def estimate_prompt(payload: dict) -> int:
             chars += len(str((call.get("function") or {}).get("arguments") or ""))
     if payload.get("tools"):
         chars += len(orjson.dumps(payload["tools"]))
-    return chars // 4 + images * IMAGE_TOKENS + 4 * len(payload["messages"])
+    return of_chars(chars) + images * IMAGE_TOKENS + 4 * len(payload["messages"])
 
 
 def message_texts(messages: Iterable) -> Iterator[str]:
