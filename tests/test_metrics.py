@@ -21,8 +21,10 @@ routing: {{breaker: {{failures: 2, window: 60, cooldown: 60}}}}
 providers:
   a: {{profile: vllm, base_url: "{a}"}}
   b: {{profile: vllm, base_url: "{b}"}}
+  reconnect-eu: {{profile: vllm, base_url: "{a}"}}
 models:
   chat: {{targets: [{{provider: a, model: m}}, {{provider: b, model: m}}]}}
+  via-reconnect: {{targets: [{{provider: reconnect-eu, model: m}}, {{provider: b, model: m}}]}}
   fragile: {{targets: [{{provider: a, model: fragile}}]}}
 keys:
   team-x:
@@ -94,6 +96,23 @@ def test_an_upstream_error_with_fallback(gateway, primary):
     assert grew("gateway_fallbacks_total", model="chat", reason="http_5xx") == 1
     assert grew("gateway_requests_total", model="chat", target="b/m", key="team-x",
                 status="2xx") == 1
+
+
+def test_a_failure_is_a_connect_failure_only_when_no_connection_was_made(gateway, primary):
+    """A provider whose name holds the word (reconnect-eu) answering nonsense is 'broken':
+    a 'connect' failure would take a local replica out of rotation at once."""
+    primary.then(Reply(raw=b"this is not JSON"))
+    before = samples(gateway)
+    assert ask(gateway, "via-reconnect").status_code == 200
+    after = samples(gateway)
+
+    def grew(outcome: str) -> float:
+        return (value(after, "gateway_upstream_requests_total", target="reconnect-eu/m",
+                      outcome=outcome)
+                - value(before, "gateway_upstream_requests_total", target="reconnect-eu/m",
+                        outcome=outcome))
+
+    assert (grew("broken"), grew("connect")) == (1, 0)
 
 
 def test_a_429(gateway):
