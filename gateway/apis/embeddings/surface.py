@@ -27,20 +27,18 @@ API = "embeddings"
 
 
 def estimate_input(payload: dict) -> int:
-    """The input's tokens: counted for token ids, estimated from the characters for texts."""
+    """The input's tokens: counted for token ids, estimated from the characters for texts
+    (all texts at once: 2,048 short ones cost 0.1 ms so, 4 ms one by one), at least one
+    a text."""
     value = payload["input"]
     if type(value) is str:
-        return _text_tokens(value)
+        return max(1, round(text_tokens(value.encode(errors="replace"))))
     first = value[0]
     if type(first) is str:
-        return sum(_text_tokens(text) for text in value)
+        return max(len(value), round(text_tokens("".join(value).encode(errors="replace"))))
     if type(first) is list:
         return sum(len(tokens) for tokens in value)
     return len(value)  # one array of token ids
-
-
-def _text_tokens(text: str) -> int:
-    return max(1, round(text_tokens(text.encode(errors="replace"))))
 
 
 def _texts(payload: dict) -> Iterator[str]:
