@@ -1,6 +1,7 @@
 """Benchmark the gateway's request path against a reference relay and a mock upstream.
 
-    python3 bench/run.py [--duration 10] [--connections 1,64] [--scenarios bare,full,fallback,long-stream]
+    python3 bench/run.py [--duration 10] [--connections 1,64]
+                         [--scenarios bare,full,fallback,long-stream,embeddings]
 
 Needs nginx and wrk (installed with apt-get when missing and running as root)
 and, for `full`, a redis-server (on PATH, or the one in the test extras'
@@ -14,17 +15,21 @@ reference relay in the same run, so every figure is also a ratio.
 
 Scenarios: `bare` (auth, in-memory store), `full` (auth, limits and usage in
 Redis, parameter translation, metrics), `fallback` (the first target answers
-503, the second serves), `long-stream` (500 events).
+503, the second serves), `long-stream` (500 events), `embeddings` (two inputs,
+a canned answer of two base64 vectors of 1536 numbers, as the openai SDK asks;
+passed through, no conversion).
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -37,6 +42,16 @@ COMPLETION = {
     "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello! How can I help?"},
                  "finish_reason": "stop"}],
     "usage": {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19},
+}
+
+
+# What the openai SDK asks by default: base64 vectors; text-embedding-3-small's 1536 numbers.
+EMBEDDINGS = {
+    "object": "list", "model": "mock",
+    "data": [{"object": "embedding", "index": i,
+              "embedding": base64.b64encode(struct.pack("<1536f", *(
+                  (k % 97 - 48) / 400 for k in range(1536)))).decode()} for i in range(2)],
+    "usage": {"prompt_tokens": 2, "total_tokens": 2},
 }
 
 
@@ -80,6 +95,11 @@ http {{
       alias {dir}/long.txt;
       error_page 405 =200 $uri;
     }}
+    location = /v1/embeddings {{
+      default_type application/json;
+      alias {dir}/embeddings.json;
+      error_page 405 =200 $uri;
+    }}
     location = /busy/v1/chat/completions {{
       return 503 '{{"error": {{"message": "busy"}}}}';
     }}
@@ -120,6 +140,7 @@ models:
   bench-stream: {{targets: [{{provider: mock-stream, model: mock}}]}}
   bench-long: {{targets: [{{provider: mock-long, model: mock}}]}}
   bench-fallback: {{targets: [{{provider: busy, model: mock}}, {{provider: mock, model: mock}}]}}
+  bench-embed: {{targets: [{{provider: mock, model: mock}}]}}
   bench-fallback-stream:
     targets: [{{provider: busy, model: mock}}, {{provider: mock-stream, model: mock}}]
 keys:
@@ -138,7 +159,15 @@ SCENARIOS = {
     "full": ("bench", "bench-stream", ("/v1", "/stream/v1")),
     "fallback": ("bench-fallback", "bench-fallback-stream", ("/v1", "/stream/v1")),
     "long-stream": (None, "bench-long", (None, "/long/v1")),
+    "embeddings": ("bench-embed", None, ("/v1", None)),
 }
+# The client API each scenario sends, if not chat: its path, its request without the model
+# (given the stream flag), and what a good answer holds.
+CHAT = ("/chat/completions", lambda stream: {
+    "stream": stream, "max_tokens": 64, "messages": [{"role": "user", "content": "Hello"}]},
+    '"choices"')
+APIS = {"embeddings": ("/embeddings", lambda stream: {
+    "input": ["Hello", "world"], "encoding_format": "base64"}, '"embedding"')}
 
 
 def free_port() -> int:
@@ -241,7 +270,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", default="1,64")
-    parser.add_argument("--scenarios", default="bare,full,fallback,long-stream")
+    parser.add_argument("--scenarios", default="bare,full,fallback,long-stream,embeddings")
     parser.add_argument("--out", type=Path, default=None, help="write the rows as JSON here")
     args = parser.parse_args()
     scenarios = args.scenarios.split(",")
@@ -253,6 +282,7 @@ def main() -> None:
     (work / "completion.json").write_text(json.dumps(COMPLETION))
     (work / "stream.txt").write_text(sse_stream())
     (work / "long.txt").write_text(sse_stream(500))
+    (work / "embeddings.json").write_text(json.dumps(EMBEDDINGS))
     (work / "nginx.conf").write_text(NGINX.format(dir=work, port=mock_port))
     processes = [start([nginx_bin, "-c", str(work / "nginx.conf")], 1, work / "nginx.log"),
                  start([sys.executable, str(Path(__file__).parent / "relay.py"),
@@ -285,24 +315,22 @@ def main() -> None:
         for scenario in scenarios:
             gateway, port = gateways[scenario]
             json_model, stream_model, (json_path, stream_path) = SCENARIOS[scenario]
+            api, fields, expect = APIS.get(scenario, CHAT)
             for stream, model, path in ((False, json_model, json_path),
                                         (True, stream_model, stream_path)):
                 if model is None:
                     continue
-                body = json.dumps({"model": model, "stream": stream, "max_tokens": 64,
-                                   "messages": [{"role": "user", "content": "Hello"}]})
+                body = json.dumps({"model": model, **fields(stream)})
                 lua = work / f"{scenario}-{model}.lua"
-                lua.write_text(WRK_LUA.format(body=body, expect="[DONE]" if stream else '"choices"'))
+                lua.write_text(WRK_LUA.format(body=body, expect="[DONE]" if stream else expect))
                 mode = "stream" if stream else "json"
                 for c in map(int, args.connections.split(",")):
-                    wrk(f"http://127.0.0.1:{port}/v1/chat/completions", lua, c, 2)  # warm up
+                    wrk(f"http://127.0.0.1:{port}/v1{api}", lua, c, 2)  # warm up
                     measured = {}
                     for target, url, pid in (
-                            ("direct", f"http://127.0.0.1:{mock_port}{path}/chat/completions", None),
-                            ("relay", f"http://127.0.0.1:{relay_port}{path}/chat/completions",
-                             relay.pid),
-                            ("gateway", f"http://127.0.0.1:{port}/v1/chat/completions",
-                             gateway.pid)):
+                            ("direct", f"http://127.0.0.1:{mock_port}{path}{api}", None),
+                            ("relay", f"http://127.0.0.1:{relay_port}{path}{api}", relay.pid),
+                            ("gateway", f"http://127.0.0.1:{port}/v1{api}", gateway.pid)):
                         if target == "relay" and scenario in ("full", "fallback") and rows and \
                                 any(r["mode"] == mode and r["connections"] == c and
                                     r["target"] == "relay" for r in rows):

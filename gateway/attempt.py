@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 import orjson
 
 from gateway.apis.base import Answer, Codec
-from gateway.apis.chat.adapt import encoded, scrub
+from gateway.apis.relayed import encoded, scrub
 from gateway.config import Route, Target
 from gateway.deadline import Deadline
 from gateway.errors import InvalidRequest, UpstreamClientError, UpstreamError, UpstreamTimeout

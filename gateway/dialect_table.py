@@ -7,7 +7,7 @@ test regenerates it so the page cannot drift from providers/*.yaml.
 from __future__ import annotations
 
 from gateway.apis.chat.schema import KNOWN_PARAMS, ChatRequest
-from gateway.config.compiled import Profile, Rule
+from gateway.config.compiled import UNSUPPORTED, Profile, Rule
 
 ACTIONS = {"clamp": "clamped", "drop": "else not sent", "reject": "else refused",
            "fanout": "more: fanned out"}
@@ -72,6 +72,16 @@ def markdown(profiles: dict[str, Profile]) -> str:
     lines += _table(["parameter", *names], rows)
     notes = [(param, p.name, p.rules[param].note) for param in parameters(profiles)
              for p in columns if param in p.rules and p.rules[param].note]
+    for api in sorted({api for p in columns for api in p.api_rules}):
+        lines += ["", f"## Per parameter: {api}", "",
+                  f"The {api} API's parameters on the profiles that speak it natively.", ""]
+        speakers = [p for p in columns if api in p.apis]
+        names = sorted({name for p in speakers for name in p.api_rules.get(api, {})})
+        lines += _table(["parameter", *[p.name for p in speakers]],
+                        [[f"`{name}`", *[describe(p.api_rules.get(api, {}).get(name, UNSUPPORTED))
+                                         for p in speakers]] for name in names])
+        notes += [(f"{api}: {name}", p.name, p.api_rules[api][name].note) for p in speakers
+                  for name in names if p.api_rules.get(api, {}).get(name, UNSUPPORTED).note]
     if notes:
         lines += ["", "## Notes", ""]
         lines += [f"- `{param}` on `{profile}`: {note}" for param, profile, note in notes]

@@ -1,10 +1,11 @@
-"""The endpoints besides chat completions: models, health, readiness, metrics."""
+"""The endpoints besides the client APIs' POSTs: models, health, readiness, metrics."""
 
 from __future__ import annotations
 
 import asyncio
 import hmac
 import time
+from collections.abc import Iterable
 
 import orjson
 from starlette.requests import Request
@@ -12,8 +13,9 @@ from starlette.responses import Response
 
 from gateway import metrics
 from gateway.accept import read_headers
-from gateway.apis.base import openai_error
+from gateway.apis.base import Surface, openai_error
 from gateway.auth import Principal, authenticate, digest_of
+from gateway.config import Config
 from gateway.echo import echo
 from gateway.errors import GatewayError, NotFound, Unauthorized
 from gateway.route import visible_models
@@ -38,13 +40,32 @@ def _model_object(alias: str, created: int) -> dict:
     return {"id": alias, "object": "model", "created": created, "owned_by": "gateway"}
 
 
+_served: tuple[Config | None, dict[str, list[str]]] = (None, {})
+
+
+def served_apis(config: Config, surfaces: Iterable[Surface]) -> dict[str, list[str]]:
+    """Per alias, the client APIs some target of it serves (natively or converted, as each
+    surface says): worked out once per config, not per request."""
+    global _served
+    if _served[0] is not config:
+        surfaces = tuple(surfaces)
+        _served = (config, {alias: [s.name for s in surfaces
+                                    if any(s.served_by(t) for t in route.attempts())]
+                            for alias, route in config.routes.items()})
+    return _served[1]
+
+
 async def list_models(request: Request) -> Response:
+    """The key's models, each with the client APIs it serves (`apis`: a field OpenAI's
+    clients ignore)."""
     try:
         principal = await _principal(request)
     except GatewayError as error:
         return error_response(error)
     config = request.app.state.runtime.config
-    data = [_model_object(a, config.created[a]) for a in visible_models(config, principal)]
+    apis = served_apis(config, request.app.state.surfaces)
+    data = [_model_object(a, config.created[a]) | {"apis": apis[a]}
+            for a in visible_models(config, principal)]
     return json_response({"object": "list", "data": data})
 
 

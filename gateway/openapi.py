@@ -1,7 +1,7 @@
 """GET /openapi.json: the endpoints this gateway serves, as an OpenAPI 3.1 document.
 
-Built once, from the same schemas that validate requests (the chat request's
-pydantic schema, the admin key body), so the document cannot drift from what
+Built once, from the same schemas that validate requests (the chat and
+embeddings requests' pydantic schemas, the admin key body), so the document cannot drift from what
 the gateway accepts. Response shapes are written here, loose where OpenAI's
 are open (extra fields pass), exact where clients depend on them.
 """
@@ -17,6 +17,7 @@ from starlette.responses import Response
 
 from gateway.admin import EXPIRES_IN, KeyChange
 from gateway.apis.chat.schema import ASSISTANT_ONLY, CHAT_REQUEST
+from gateway.apis.embeddings.schema import EMBEDDINGS_REQUEST
 
 _REF = "#/components/schemas/{model}"
 
@@ -43,8 +44,20 @@ _COMPLETION = _object({
     }, ("index", "message"))},
     "usage": _USAGE,
 }, ("id", "object", "model", "choices"))
+_EMBEDDINGS = _object({
+    "object": {"const": "list"}, "model": {"type": "string"},
+    "data": {"type": "array", "items": _object({
+        "object": {"const": "embedding"}, "index": {"type": "integer"},
+        "embedding": {"anyOf": [{"type": "array", "items": {"type": "number"}},
+                                {"type": "string", "description": "base64: little-endian float32"}]},
+    }, ("index", "embedding"))},
+    "usage": _object({"prompt_tokens": {"type": "integer"}, "total_tokens": {"type": "integer"}},
+                     ("prompt_tokens",)),
+}, ("object", "data", "model", "usage"))
 _MODEL = _object({"id": {"type": "string"}, "object": {"const": "model"},
-                  "created": {"type": "integer"}, "owned_by": {"type": "string"}},
+                  "created": {"type": "integer"}, "owned_by": {"type": "string"},
+                  "apis": {"type": "array", "items": {"type": "string"},
+                           "description": "The client APIs the model serves (in the list)."}},
                  ("id", "object"))
 _KEY = _object({
     "id": {"type": "string"}, "name": {"type": "string"}, "prefix": _NULLABLE_STRING,
@@ -140,6 +153,8 @@ def build() -> dict:
                                "properties": key_change["properties"] | {"name": name}}
     schemas |= {"ChatRequest": chat, "KeyChange": key_change, "KeyCreate": key_create, "Error": _ERROR,
                 "ChatCompletion": _COMPLETION, "Model": _MODEL, "Key": _KEY}
+    schemas |= {"EmbeddingsRequest": EMBEDDINGS_REQUEST.json_schema(ref_template=_REF),
+                "Embeddings": _EMBEDDINGS}
     ref = {name: {"$ref": _REF.format(model=name)} for name in schemas}
     admin: dict[str, Any] = {"tag": "admin"}  # keyword arguments of _op
     key = [_path_param("key", "The key's id or name.")]
@@ -151,6 +166,11 @@ def build() -> dict:
                                  "text/event-stream": {"schema": {"type": "string"}}}}}
             | _errors(400, 401, 403, 404, 413, 415, 429, 502, 503, 504),
             body=ref["ChatRequest"])},
+        "/v1/embeddings": {"post": _op(
+            "Create embeddings of the input on the model the request names.",
+            {"200": _json(ref["Embeddings"], "One embedding an input, in the input's order.")}
+            | _errors(400, 401, 403, 404, 413, 415, 429, 502, 503, 504),
+            body=ref["EmbeddingsRequest"])},
         "/v1/models": {"get": _op("The models this key may use.", {"200": _json(_object({
             "object": {"const": "list"}, "data": {"type": "array", "items": ref["Model"]}},
             ("object", "data")))} | _errors(401))},

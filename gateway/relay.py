@@ -46,6 +46,8 @@ async def relay(ex: Exchange, surface: Surface, route: Route, payload: dict, run
     while True:
         target = plan.next()
         if target is None:
+            if failures and all(f.rejection is not None for f in failures):
+                break  # each target refused the request as written: it would again
             wait = plan.backoff()
             if wait is None:
                 break
@@ -109,12 +111,17 @@ async def relay(ex: Exchange, surface: Surface, route: Route, payload: dict, run
             f"No target of model '{echo(payload['model'])}' is available now: each has "
             "failed recently or asked to be left alone; try again shortly.",
             headers={"retry-after": str(max(1, math.ceil(wait)))})
-    raise _give_up(payload["model"], failures)
+    raise _give_up(payload["model"], failures, surface.name)
 
 
-def _give_up(model: str, failures: list[Failure]) -> GatewayError:
+def _give_up(model: str, failures: list[Failure], api: str) -> GatewayError:
     rejections = [f.rejection for f in failures if f.rejection is not None]
     if failures and len(rejections) == len(failures):
+        unspoken = [r.detail for r in rejections if isinstance(r, Unspoken)]
+        if len(unspoken) == len(rejections):  # the model cannot serve this API at all
+            return Unspoken(f"Model '{echo(model)}' cannot serve {api}: none of its targets "
+                            f"speaks the {api} API ({'; '.join(dict.fromkeys(unspoken))}).",
+                            param="model")
         return rejections[0]  # every target refuses the request as written: the client's to fix
     detail = "; ".join(str(f) for f in failures)
     message = f"No upstream could answer for model '{echo(model)}': {detail}"

@@ -11,31 +11,28 @@ long run is `GATEWAY_FUZZ_EXAMPLES=2000 .venv/bin/pytest tests/test_fuzz_api.py`
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from tests.gateway_process import GatewayProcess, serving, upstream_running
+from tests.fuzzing import EXAMPLES, TIMEOUT, fuzzed_gateway
+from tests.gateway_process import GatewayProcess
 
 MASTER = "sk-fuzz-master-0123456789"
-EXAMPLES = int(os.environ.get("GATEWAY_FUZZ_EXAMPLES", "30"))
-pytestmark = pytest.mark.timeout(max(120, EXAMPLES))  # a long run takes its time
+pytestmark = TIMEOUT
 
 
 @pytest.fixture(scope="module")
 def fuzz_gateway(tmp_path_factory) -> Iterator[GatewayProcess]:
-    with upstream_running() as upstream, serving(tmp_path_factory.mktemp("fuzz"), f"""
-        server: {{max_body_bytes: 256KiB}}
-        routing: {{breaker: {{failures: 1000000}}}}
+    with fuzzed_gateway(tmp_path_factory.mktemp("fuzz"), "256KiB", """
         providers:
-          up: {{profile: openai, base_url: "{upstream.url}", api_key: "sk-upstream-fuzz-secret"}}
-          demo: {{profile: demo}}
+          up: {profile: openai, base_url: "{upstream}", api_key: "sk-upstream-fuzz-secret"}
+          demo: {profile: demo}
         models:
-          gpt-fuzz: {{targets: [{{provider: up, model: m}}]}}
-          demo: {{targets: [{{provider: demo, model: demo}}]}}
+          gpt-fuzz: {targets: [{provider: up, model: m}]}
+          demo: {targets: [{provider: demo, model: demo}]}
     """, {"GATEWAY_MASTER_KEY": MASTER}) as gateway:
         yield gateway
 
@@ -68,9 +65,10 @@ def fuzz(api, base_url: str, headers: dict[str, str], examples: int) -> list[str
 def test_every_operation_as_the_master_key(api, fuzz_gateway):
     exercised = fuzz(api, fuzz_gateway.url, {"Authorization": f"Bearer {MASTER}"}, EXAMPLES)
     assert "POST /v1/chat/completions" in exercised
+    assert "POST /v1/embeddings" in exercised
     assert "PATCH /admin/keys/{key}" in exercised
-    assert len(exercised) == 13
+    assert len(exercised) == 14
 
 
 def test_every_operation_without_a_key(api, fuzz_gateway):
-    assert len(fuzz(api, fuzz_gateway.url, {}, max(5, EXAMPLES // 5))) == 13
+    assert len(fuzz(api, fuzz_gateway.url, {}, max(5, EXAMPLES // 5))) == 14

@@ -134,6 +134,8 @@ def test_every_curl_command_in_the_readme_works_as_written(quickstart, command):
     assert result.returncode == 0, result.stderr
     output = result.stdout
     assert '"error"' not in output, output
+    if "/v1/embeddings" in shown:
+        return check_embeddings(shown, json.loads(output))
     if " -N " in shown or '"stream": true' in shown:
         events = [line[6:] for line in output.splitlines() if line.startswith("data: ")]
         assert events[-1] == "[DONE]"
@@ -142,3 +144,26 @@ def test_every_curl_command_in_the_readme_works_as_written(quickstart, command):
     else:
         text = json.loads(output)["choices"][0]["message"]["content"]
     assert 'You said: "Hello!"' in text
+
+
+def check_embeddings(command: str, answer: dict) -> None:
+    """The demo's answer to an embeddings curl: a unit vector of 256 numbers for each input."""
+    sent = json.loads(command.split("-d '", 1)[1].rsplit("'", 1)[0])
+    inputs = sent["input"] if isinstance(sent["input"], list) else [sent["input"]]
+    assert answer["object"] == "list" and answer["model"] == "demo"
+    assert [d["index"] for d in answer["data"]] == list(range(len(inputs)))
+    vectors = [d["embedding"] for d in answer["data"]]
+    for vector in vectors:
+        assert len(vector) == sent.get("dimensions", 256)
+        assert abs(sum(v * v for v in vector) - 1) < 1e-5
+    assert len({tuple(v) for v in vectors}) == len(set(inputs))  # different texts, different vectors
+    assert answer["usage"]["prompt_tokens"] == answer["usage"]["total_tokens"] > 0
+
+
+def test_the_demo_embeds_with_the_sdk(sdk):
+    first = sdk.embeddings.create(model="demo", input=["Hello!", "Goodbye!"])
+    again = sdk.embeddings.create(model="demo", input="Hello!", dimensions=8)
+
+    assert [len(d.embedding) for d in first.data] == [256, 256]
+    assert first.data[0].embedding != first.data[1].embedding
+    assert len(again.data[0].embedding) == 8 and first.usage.prompt_tokens == 4

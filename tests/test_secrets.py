@@ -20,6 +20,7 @@ LIMITED = "sk-secrets-limited-0123456789"
 MASTER = "sk-secrets-master-0123456789"
 PROVIDER = "sk-provider-secret-abcdef987654"
 CHAT = "/v1/chat/completions"
+EMBEDDINGS = "/v1/embeddings"
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +52,10 @@ def body(model: str = "m", stream: bool = False) -> dict:
     return {"model": model, "stream": stream, "messages": [{"role": "user", "content": "hi"}]}
 
 
+def vectors(model: str = "m") -> dict:
+    return {"model": model, "input": ["hi", "there"], "encoding_format": "base64"}
+
+
 def test_no_secret_in_any_answer_or_in_the_log(gateway, upstream):
     answers: list[httpx.Response] = []
     bearer = {"Authorization": f"Bearer {CLIENT}"}
@@ -73,13 +78,25 @@ def test_no_secret_in_any_answer_or_in_the_log(gateway, upstream):
         send("POST", CHAT, content=b"\x1f\x8b", headers={**bearer, "Content-Encoding": "gzip"})
         # Upstreams that echo the provider key back, in every way they can.
         leak = f"invalid api key: Bearer {PROVIDER}"
-        for reply in (Reply(status=400, json={"error": {"message": leak, "code": PROVIDER}}),
-                      Reply(status=401, json={"error": {"message": leak}}),
-                      Reply(status=500, json={"error": {"message": leak}}),
-                      Reply(status=503, raw=leak.encode()),
-                      Reply(status=200, json={"error": {"message": leak}})):
+        leaks = (Reply(status=400, json={"error": {"message": leak, "code": PROVIDER}}),
+                 Reply(status=401, json={"error": {"message": leak}}),
+                 Reply(status=500, json={"error": {"message": leak}}),
+                 Reply(status=503, raw=leak.encode()),
+                 Reply(status=200, json={"error": {"message": leak}}))
+        for reply in leaks:
             upstream.then(reply)
             send("POST", CHAT, json=body(), headers=bearer)
+        # Embeddings: keys that are wrong, bodies that are wrong, and the same echoing upstreams.
+        send("POST", EMBEDDINGS, json=vectors())
+        send("POST", EMBEDDINGS, json=vectors(), headers={"Authorization": f"Bearer {CLIENT}x"})
+        send("POST", EMBEDDINGS, json={"model": "m", "input": ["ok", ""]}, headers=bearer)
+        send("POST", EMBEDDINGS, json=vectors("nope"), headers=bearer)
+        for reply in (*leaks, Reply(json={"object": "list", "model": PROVIDER, "note": leak,
+                                          "data": [{"index": 0, "embedding": [0.5]}]})):
+            upstream.then(reply)
+            send("POST", EMBEDDINGS, json=vectors(), headers=bearer)
+        send("POST", EMBEDDINGS, json=vectors("unreachable"), headers=bearer)
+        send("POST", EMBEDDINGS, json=vectors(), headers={"Authorization": f"Bearer {LIMITED}"})
         upstream.then(Reply(events=[chunk({"model": "m"}, {"content": "a"}),
                                     {"error": {"message": leak}}]))
         send("POST", CHAT, json=body(stream=True), headers=bearer)

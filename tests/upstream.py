@@ -4,7 +4,9 @@ It records every request it receives and answers as a test tells it to:
 with a scripted status or body, after a delay, as a stream (optionally held
 at a gate until the test opens it), or never. With nothing scripted it
 answers like a model would: an echo of the last user message, a tool call
-when tools are offered, JSON in JSON mode, streamed when asked to.
+when tools are offered, JSON in JSON mode, streamed when asked to; and known
+vectors for embeddings. It serves the APIs it is told (`apis`); the others'
+paths answer 404, as a chat-only server's would.
 
 It runs aiohttp's server in a thread of its own, so tests stay plain
 synchronous code and read like usage.
@@ -13,7 +15,9 @@ synchronous code and read like usage.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import struct
 import threading
 import time
 from collections import deque
@@ -154,10 +158,35 @@ def natural_stream(request: dict) -> list[dict]:
     return events
 
 
+def embedding(index: int, dimensions: int) -> list[float]:
+    """The test upstream's vector for the input at `index`: known numbers, easy to check."""
+    return [round(index + 0.125 * (k + 1), 3) for k in range(dimensions)]
+
+
+def embeddings_answer(request: dict, usage: dict | None = None) -> dict:
+    """An embeddings answer to `request`: `embedding(i, dimensions or 8)` for input i, as
+    floats or little-endian float32 base64, and a prompt of one token a word (or token id)."""
+    inputs = request["input"]
+    if isinstance(inputs, str) or isinstance(inputs[0], int):
+        inputs = [inputs]
+    size = min(request.get("dimensions") or 8, 1024)  # a fuzzer's 10**18 is not built
+    data = []
+    for i in range(len(inputs)):
+        vector = embedding(i, size)
+        if request.get("encoding_format") == "base64":
+            vector = base64.b64encode(struct.pack(f"<{size}f", *vector)).decode()
+        data.append({"object": "embedding", "index": i, "embedding": vector})
+    words = sum(len(i.split()) if isinstance(i, str) else len(i) for i in inputs)
+    return {"object": "list", "data": data, "model": request.get("model"),
+            "usage": usage or {"prompt_tokens": words, "total_tokens": words}}
+
+
 class Upstream:
     """A scriptable OpenAI-compatible server on 127.0.0.1, on a free port."""
 
-    def __init__(self, port: int = 0, served: list[str] | None = None) -> None:
+    def __init__(self, port: int = 0, served: list[str] | None = None,
+                 apis: tuple[str, ...] = ("chat", "embeddings")) -> None:
+        self.apis = apis  # what it serves: any other API's path answers 404
         self.requests: list[Recorded] = []
         self.closed_early = threading.Event()  # the gateway hung up before the answer ended
         self.events_sent = 0
@@ -209,7 +238,10 @@ class Upstream:
             self._loop = asyncio.new_event_loop()
             asyncio.set_event_loop(self._loop)
             app = web.Application(client_max_size=256 * 2**20)
-            app.router.add_post("/v1/chat/completions", self._chat)
+            if "chat" in self.apis:
+                app.router.add_post("/v1/chat/completions", self._chat)
+            if "embeddings" in self.apis:
+                app.router.add_post("/v1/embeddings", self._embeddings)
             app.router.add_get("/v1/models", self._models)
             app.router.add_get("/metrics", self._metrics)
             app.router.add_get("/health", self._health)
@@ -264,7 +296,9 @@ class Upstream:
         return web.json_response({"object": "list", "data": [
             {"id": name, "object": "model", "owned_by": "vllm"} for name in self.served]})
 
-    async def _chat(self, request: web.Request) -> web.StreamResponse:
+    async def _scripted(self, request: web.Request) -> tuple[dict, Reply, web.Response | None]:
+        """Record the request; its JSON, the reply planned for it, and the response if that
+        reply is scripted (a status, a body, a hang) rather than a natural answer."""
         body = await request.read()
         with self._lock:
             headers = {k.lower(): v for k, v in request.headers.items()}
@@ -274,7 +308,7 @@ class Upstream:
             while request.transport is not None and not request.transport.is_closing():
                 await asyncio.sleep(0.01)
             self.closed_early.set()
-            return web.Response(status=499)
+            return {}, reply, web.Response(status=499)
         if reply.delay:
             await asyncio.sleep(reply.delay)
         try:
@@ -284,7 +318,24 @@ class Upstream:
         if reply.raw is not None or reply.json is not None or reply.status != 200:
             data = reply.raw if reply.raw is not None else json.dumps(reply.json or {}).encode()
             headers = {"content-type": "application/json", **reply.headers}
-            return web.Response(status=reply.status, body=data, headers=headers)
+            return payload, reply, web.Response(status=reply.status, body=data, headers=headers)
+        return payload, reply, None
+
+    async def _embeddings(self, request: web.Request) -> web.Response:
+        payload, _, scripted = await self._scripted(request)
+        if scripted is not None:
+            return scripted
+        inputs = payload.get("input") if isinstance(payload, dict) else None
+        if not inputs or payload.get("encoding_format") not in (None, "float", "base64"):
+            return web.json_response({"error": {
+                "message": "'input' must be non-empty; 'encoding_format' float or base64",
+                "type": "invalid_request_error", "param": None, "code": None}}, status=400)
+        return web.json_response(embeddings_answer(payload))
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        payload, reply, scripted = await self._scripted(request)
+        if scripted is not None:
+            return scripted
         if payload.get("stream") or reply.events is not None:
             events = reply.events if reply.events is not None else natural_stream(payload)
             return await self._stream(request, reply, events)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 import orjson
 
 from gateway.errors import GatewayError, InvalidRequest
+from gateway.sse import DONE_EVENT, data_event
 
 if TYPE_CHECKING:
     from gateway.config import Route, Target
@@ -96,6 +97,10 @@ class Surface(Protocol):
     def session(self, affinity: Affinity, payload: dict) -> bytes | None:
         """What identifies the request's session, for affinity; None: balance it freely."""
 
+    def served_by(self, target: Target) -> bool:
+        """Whether requests of this API can reach `target`, natively or converted: for the
+        APIs /v1/models lists for each model."""
+
     def codec(self, target: Target) -> Codec:
         """How to reach `target`; Unspoken if it speaks no API this surface can use."""
 
@@ -109,12 +114,38 @@ class Surface(Protocol):
 
 
 class Unspoken(InvalidRequest):
-    """The target speaks none of the APIs this request could be sent in."""
+    """The target speaks none of the APIs this request could be sent in.
+
+    `detail` says what the target does speak: when no target of a model speaks the
+    request's API, the relay answers one 400 naming the model and each detail."""
 
     code = "unsupported_api"
+
+    def __init__(self, message: str, *, detail: str | None = None, **kwargs) -> None:
+        super().__init__(message, **kwargs)
+        self.detail = detail or message
+
+    @classmethod
+    def of(cls, target: Target, api: str) -> Unspoken:
+        provider = target.provider
+        speaks = ", ".join(provider.profile.apis)
+        return cls(f"Provider '{provider.name}' does not speak {api} (it speaks {speaks}).",
+                   detail=f"provider '{provider.name}' speaks {speaks}")
 
 
 def openai_error(error: GatewayError) -> bytes:
     """`{"error": {"message", "type", "param", "code"}}`: OpenAI's shape, which its APIs share."""
     return orjson.dumps({"error": {"message": error.message, "type": error.type,
                                    "param": error.param, "code": error.code}})
+
+
+class OpenAIErrors:
+    """What OpenAI's APIs share in a surface: the error body, and how a stream ends."""
+
+    stream_end = DONE_EVENT
+
+    def render_error(self, error: GatewayError) -> bytes:
+        return openai_error(error)
+
+    def stream_error(self, error: GatewayError) -> bytes:
+        return data_event(openai_error(error)) + DONE_EVENT

@@ -5,7 +5,8 @@ Replies are deterministic; token counts are real counts from a simple
 word-and-punctuation tokenizer, the same for prompt and completion. It
 honours `stream`, `stream_options.include_usage`, `n`, `max_tokens`,
 `max_completion_tokens`, tools and JSON mode, so a client's code paths can be
-tried against it. It is not a language model and says so.
+tried against it. It is not a language model and says so. It also answers
+embeddings (gateway/upstream/demo_vectors.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import orjson
 
 from gateway.config import Provider
+from gateway.upstream import demo_vectors
 from gateway.upstream.base import ResponseTooLarge
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
@@ -155,6 +157,8 @@ class DemoTransport:
         self.provider = provider
 
     async def send(self, url: str, headers: Mapping[str, str], body: bytes) -> DemoResponse:
+        if url.endswith("/embeddings"):
+            return _embeddings(body)
         try:
             request = orjson.loads(body)
             messages = request["messages"]
@@ -187,6 +191,19 @@ class DemoTransport:
 
     async def aclose(self) -> None:
         pass
+
+
+def _embeddings(body: bytes) -> DemoResponse:
+    try:
+        request = orjson.loads(body)
+        data, used = demo_vectors.embeddings(request, _TOKEN.findall)
+    except (orjson.JSONDecodeError, ValueError, AttributeError) as exc:
+        error = {"error": {"message": f"the demo model could not embed this: {exc}",
+                           "type": "invalid_request_error", "param": None, "code": None}}
+        return DemoResponse(400, _JSON, [orjson.dumps(error)])
+    answer = {"object": "list", "data": data, "model": request.get("model", "demo"),
+              "usage": {"prompt_tokens": used, "total_tokens": used}}
+    return DemoResponse(200, _JSON, [orjson.dumps(answer)])
 
 
 def _stream(head: dict, reply: dict, n: int, usage: dict | None) -> list[bytes]:

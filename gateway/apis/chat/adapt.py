@@ -13,15 +13,14 @@ event at once, and JSON is parsed only for the rare event that must change shape
 
 from __future__ import annotations
 
-import functools
 import re
 import time
 
 import orjson
 
+from gateway.apis.relayed import encoded, load_answer, scrub
 from gateway.config import Route
 from gateway.config.compiled import Dialect
-from gateway.errors import UpstreamError
 from gateway.tally import Tally, charged
 from gateway.tokens import text_tokens
 from gateway.upstream.base import MalformedStream, ResponseTooLarge
@@ -80,16 +79,7 @@ class Answer:
 
     def normalized(self, data: bytes) -> tuple[dict, dict, str | None]:
         """The upstream's whole answer in the client's shape, its usage, the upstream's model name."""
-        try:
-            answer = orjson.loads(scrub(data, self.secrets))
-        except orjson.JSONDecodeError:
-            raise UpstreamError("The upstream answered with a body that is not JSON.") from None
-        if type(answer) is not dict or type(answer.get("choices")) is not list:
-            error = answer.get("error") if type(answer) is dict else None
-            if error is not None:
-                detail = error.get("message") if type(error) is dict else error
-                raise UpstreamError(f"The upstream answered 200 with an error: {str(detail)[:500]}")
-            raise UpstreamError("The upstream answered with JSON that is not a chat completion.")
+        answer = load_answer(data, self.secrets, "choices", "a chat completion")
         upstream_model = answer.get("model")
         answer["model"] = self.alias
         produced: list[str] = []
@@ -323,20 +313,6 @@ def _each_event(events: bytes, spans, change) -> bytes:
         return events
     out.append(events[position:])
     return b"".join(out)
-
-
-@functools.cache
-def encoded(secrets: tuple[str, ...]) -> tuple[bytes, ...]:
-    """A provider's keys as bytes, made once per provider rather than per attempt."""
-    return tuple(s.encode() for s in secrets)
-
-
-def scrub(data: bytes, secrets: tuple[bytes, ...]) -> bytes:
-    """`data` with the provider's keys masked: an upstream may echo the key it was sent."""
-    for secret in secrets:
-        if secret in data:
-            data = data.replace(secret, b"***")
-    return data
 
 
 def _check_json(events: bytes) -> None:

@@ -11,13 +11,11 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from gateway.apis.base import Unspoken, openai_error
+from gateway.apis.base import OpenAIErrors, Unspoken
 from gateway.apis.chat import adapt, fanout
 from gateway.apis.chat.schema import CORE_PARAMS, KNOWN_PARAMS
 from gateway.apis.chat.validate import validate_chat
 from gateway.balance import session_key
-from gateway.errors import GatewayError
-from gateway.sse import DONE_EVENT, data_event
 from gateway.tokens import of_chars
 from gateway.translate import Translation, translate
 
@@ -78,10 +76,9 @@ class ChatCodec:
 CODEC = ChatCodec()
 
 
-class ChatSurface:
+class ChatSurface(OpenAIErrors):
     name = "chat"
     paths = ("/v1/chat/completions", "/chat/completions")
-    stream_end = DONE_EVENT
 
     parse = staticmethod(validate_chat)
     prompt_tokens = staticmethod(estimate_prompt)
@@ -94,16 +91,13 @@ class ChatSurface:
         return session_key(affinity, payload.get("user"),
                            message_texts(payload.get("messages") or ()))
 
+    def served_by(self, target: Target) -> bool:
+        return "chat" in target.provider.profile.apis
+
     def codec(self, target: Target) -> ChatCodec:
         if "chat" not in target.provider.profile.apis:
-            raise Unspoken(f"Provider '{target.provider.name}' does not speak chat completions.")
+            raise Unspoken.of(target, "chat")
         return CODEC
-
-    def render_error(self, error: GatewayError) -> bytes:
-        return openai_error(error)
-
-    def stream_error(self, error: GatewayError) -> bytes:
-        return data_event(openai_error(error)) + DONE_EVENT
 
     def messages(self, payload: dict) -> object:
         return payload["messages"]

@@ -1,0 +1,1 @@
+"""POST /v1/embeddings: the gateway, the demo model, real clients, fuzzing."""
