@@ -3,141 +3,15 @@
 The body is parsed and checked in one pass against `schema.ChatRequest`;
 pydantic's errors become OpenAI-shaped 400s (`Invalid type for
 'messages[0].content': expected a string or an array, but got an integer
-instead.`).
+instead.`, gateway/apis/validation.py).
 """
 
 from __future__ import annotations
 
-from typing import Any, cast
-
-from pydantic import ValidationError
-from pydantic_core import ErrorDetails, from_json
-
-from gateway.accept import SEND_JSON
 from gateway.apis.chat.schema import CHAT_REQUEST
-from gateway.errors import InvalidRequest
-
-_EXPECTED = {
-    "string_type": "a string", "int_type": "an integer", "int_from_float": "an integer",
-    "float_type": "a decimal", "bool_type": "a boolean", "list_type": "an array",
-    "dict_type": "an object", "typed_dict_type": "an object", "model_type": "an object",
-}
+from gateway.apis.validation import validate
 
 
 def validate_chat(body: bytes) -> dict:
     """The parsed request if `body` is a well-formed chat-completions request; else InvalidRequest."""
-    if not body.strip():
-        raise InvalidRequest(
-            "The request body is empty; expected a JSON object with 'model' and 'messages'.",
-            code="invalid_json")
-    try:
-        # A ChatRequest is a plain dict at run time, with every extra parameter kept.
-        return cast(dict, CHAT_REQUEST.validate_json(body))
-    except ValidationError as exc:
-        raise _explain(exc, body) from None
-
-
-def _explain(exc: ValidationError, body: bytes) -> InvalidRequest:
-    errors = exc.errors(include_url=False)
-    if errors[0]["type"] == "json_invalid":
-        detail = errors[0]["ctx"].get("error", "") if errors[0].get("ctx") else ""
-        return InvalidRequest(f"The request body is not valid JSON: {detail}. {SEND_JSON}",
-                              code="invalid_json")
-    document = _document(body)
-    located = [(_path(document, err), err) for err in errors]
-    # The deepest error is the most specific; others at the same place are union alternatives.
-    deepest = max(len(path) for path, _ in located)
-    here = [(path, err) for path, err in located if len(path) == deepest]
-    path, err = here[0]
-    param = _format(path)
-    kind, value = err["type"], err.get("input")
-    if kind == "missing":
-        return InvalidRequest(f"Missing required parameter: '{param}'.", param=param,
-                              code="missing_required_parameter")
-    if not path:
-        return InvalidRequest(
-            f"The request body must be a JSON object, but got {_kind(value)} instead.",
-            code="invalid_type")
-    if kind == "assistant_only":
-        field = err["ctx"]["field"]
-        return InvalidRequest(f"Invalid parameter '{param}.{field}': only assistant messages "
-                              f"may have '{field}'.", param=f"{param}.{field}",
-                              code="invalid_value")
-    if kind == "literal_error":
-        expected = err["ctx"]["expected"]
-        return InvalidRequest(
-            f"Invalid value for '{param}': {_short(value)}. Supported values are: {expected}.",
-            param=param, code="invalid_value")
-    if kind == "too_short":
-        return InvalidRequest(
-            f"Invalid '{param}': empty array. Expected an array with minimum length 1, "
-            "but got an empty array instead.", param=param, code="empty_array")
-    if kind == "finite_number":
-        return InvalidRequest(f"Invalid value for '{param}': expected a finite number.",
-                              param=param, code="invalid_value")
-    if kind in ("greater_than_equal", "less_than_equal", "string_too_short"):
-        return InvalidRequest(f"Invalid value for '{param}': {err['msg'].lower()}, "
-                              f"but got {_short(value)} instead.", param=param, code="invalid_value")
-    expected = [_EXPECTED[e["type"]] for _, e in here if e["type"] in _EXPECTED]
-    if expected:
-        wanted = " or ".join(dict.fromkeys(expected))
-        return InvalidRequest(
-            f"Invalid type for '{param}': expected {wanted}, but got {_kind(value)} instead.",
-            param=param, code="invalid_type")
-    return InvalidRequest(f"Invalid value for '{param}': {err['msg']}.", param=param,
-                          code="invalid_value")
-
-
-def _document(body: bytes) -> Any:
-    """The body as Python, leniently (NaN, huge numbers): only to locate an error in it."""
-    try:
-        return from_json(body, allow_inf_nan=True)
-    except ValueError:
-        return None
-
-
-def _path(document: Any, err: ErrorDetails) -> tuple:
-    """The error's location in the request, without pydantic's union-member tags."""
-    loc = err["loc"]
-    last = len(loc) - 1 if err["type"] == "missing" else len(loc)
-    path: list = []
-    node = document
-    for i, part in enumerate(loc):
-        if i == last:
-            path.append(part)
-        elif isinstance(node, dict) and isinstance(part, str) and part in node:
-            path.append(part)
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-            path.append(part)
-            node = node[part]
-        # anything else is the name of a union member, not a place in the request
-    return tuple(path)
-
-
-def _format(path: tuple) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a decimal"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 64 else text[:61] + "..."
+    return validate(CHAT_REQUEST, body, "'model' and 'messages'")
