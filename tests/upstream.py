@@ -130,6 +130,11 @@ def natural_answer(request: dict) -> tuple[str | None, list | None]:
     return f"echo: {_last_user_text(request)}", None
 
 
+def natural_completion(request: dict) -> dict:
+    content, tool_calls = natural_answer(request)
+    return completion(request, content, tool_calls=tool_calls)
+
+
 def natural_stream(request: dict) -> list[dict]:
     content, tool_calls = natural_answer(request)
     events = [chunk(request, {"role": "assistant", "content": ""})]
@@ -154,10 +159,52 @@ def natural_stream(request: dict) -> list[dict]:
     return events
 
 
-class Upstream:
-    """A scriptable OpenAI-compatible server on 127.0.0.1, on a free port."""
+def text_completion(request: dict, text: str, usage: dict | None = None) -> dict:
+    return {"id": "cmpl-test", "object": "text_completion", "created": int(time.time()),
+            "model": request.get("model"),
+            "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": "stop"}],
+            "usage": usage or {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}}
 
-    def __init__(self, port: int = 0, served: list[str] | None = None) -> None:
+
+def text_chunk(request: dict, text: str, finish: str | None = None, **extra: Any) -> dict:
+    return {"id": "cmpl-test", "object": "text_completion", "created": int(time.time()),
+            "model": request.get("model"),
+            "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}],
+            **extra}
+
+
+def _prompt_text(request: dict) -> str:
+    prompt = request.get("prompt")
+    if isinstance(prompt, list):
+        return " | ".join(p if isinstance(p, str) else f"<{len(p) if isinstance(p, list) else 1} "
+                          "tokens>" for p in prompt)
+    return str(prompt)
+
+
+def natural_text_stream(request: dict) -> list[dict]:
+    """A completions stream: the echo a word an event, a finish event, usage when asked."""
+    words = f"echo: {_prompt_text(request)}".split(" ")
+    events = [text_chunk(request, (" " if i else "") + word) for i, word in enumerate(words)]
+    events.append(text_chunk(request, "", "stop"))
+    if (request.get("stream_options") or {}).get("include_usage"):
+        events.append({**text_chunk(request, ""), "choices": [],
+                       "usage": {"prompt_tokens": 5, "completion_tokens": len(words),
+                                 "total_tokens": 5 + len(words)}})
+    return events
+
+
+# What OpenAI's /v1/completions refuses: chat's parameters (it takes max_tokens only).
+_NOT_COMPLETIONS = ("messages", "max_completion_tokens", "tools", "response_format")
+
+
+class Upstream:
+    """A scriptable OpenAI-compatible server on 127.0.0.1, on a free port.
+
+    `apis` are the APIs it serves (chat, completions); any other path answers 404."""
+
+    def __init__(self, port: int = 0, served: list[str] | None = None,
+                 apis: tuple[str, ...] = ("chat", "completions")) -> None:
+        self.apis = apis
         self.requests: list[Recorded] = []
         self.closed_early = threading.Event()  # the gateway hung up before the answer ended
         self.events_sent = 0
@@ -209,7 +256,10 @@ class Upstream:
             self._loop = asyncio.new_event_loop()
             asyncio.set_event_loop(self._loop)
             app = web.Application(client_max_size=256 * 2**20)
-            app.router.add_post("/v1/chat/completions", self._chat)
+            if "chat" in self.apis:
+                app.router.add_post("/v1/chat/completions", self._chat)
+            if "completions" in self.apis:
+                app.router.add_post("/v1/completions", self._completions)
             app.router.add_get("/v1/models", self._models)
             app.router.add_get("/metrics", self._metrics)
             app.router.add_get("/health", self._health)
@@ -265,6 +315,15 @@ class Upstream:
             {"id": name, "object": "model", "owned_by": "vllm"} for name in self.served]})
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
+        return await self._answer(request, natural_stream, natural_completion)
+
+    async def _completions(self, request: web.Request) -> web.StreamResponse:
+        return await self._answer(request, natural_text_stream, lambda payload: text_completion(
+            payload, f"echo: {_prompt_text(payload)}"), refused=_NOT_COMPLETIONS)
+
+    async def _answer(self, request: web.Request, stream, whole,
+                      refused: tuple[str, ...] = ()) -> web.StreamResponse:
+        """Record the request; answer as scripted, else as `stream` or `whole` make it."""
         body = await request.read()
         with self._lock:
             headers = {k.lower(): v for k, v in request.headers.items()}
@@ -281,15 +340,19 @@ class Upstream:
             payload = json.loads(body)
         except ValueError:
             payload = {}
+        wrong = [name for name in refused if name in payload]
+        if wrong:
+            return web.json_response({"error": {
+                "message": f"Unrecognized request argument supplied: {wrong[0]}",
+                "type": "invalid_request_error", "param": None, "code": None}}, status=400)
         if reply.raw is not None or reply.json is not None or reply.status != 200:
             data = reply.raw if reply.raw is not None else json.dumps(reply.json or {}).encode()
             headers = {"content-type": "application/json", **reply.headers}
             return web.Response(status=reply.status, body=data, headers=headers)
         if payload.get("stream") or reply.events is not None:
-            events = reply.events if reply.events is not None else natural_stream(payload)
+            events = reply.events if reply.events is not None else stream(payload)
             return await self._stream(request, reply, events)
-        content, tool_calls = natural_answer(payload)
-        return web.json_response(completion(payload, content, tool_calls=tool_calls))
+        return web.json_response(whole(payload))
 
     async def _stream(self, request: web.Request, reply: Reply, events: list) -> web.StreamResponse:
         response = web.StreamResponse(headers={"content-type": "text/event-stream", **reply.headers})

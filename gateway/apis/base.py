@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 import orjson
 
 from gateway.errors import GatewayError, InvalidRequest
+from gateway.sse import DONE_EVENT, data_event
 
 if TYPE_CHECKING:
     from gateway.config import Route, Target
@@ -118,3 +119,16 @@ def openai_error(error: GatewayError) -> bytes:
     """`{"error": {"message", "type", "param", "code"}}`: OpenAI's shape, which its APIs share."""
     return orjson.dumps({"error": {"message": error.message, "type": error.type,
                                    "param": error.param, "code": error.code}})
+
+
+class OpenAIErrors:
+    """How OpenAI's APIs end a stream and write an error: a surface of one of them inherits it."""
+
+    stream_end = DONE_EVENT
+
+    def render_error(self, error: GatewayError) -> bytes:
+        return openai_error(error)
+
+    def stream_error(self, error: GatewayError) -> bytes:
+        """An error event, then `[DONE]`."""
+        return data_event(openai_error(error)) + DONE_EVENT

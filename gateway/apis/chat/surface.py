@@ -11,13 +11,11 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from gateway.apis.base import Unspoken, openai_error
+from gateway.apis.base import OpenAIErrors, Unspoken
 from gateway.apis.chat import adapt, fanout
 from gateway.apis.chat.schema import CORE_PARAMS, KNOWN_PARAMS
 from gateway.apis.chat.validate import validate_chat
 from gateway.balance import session_key
-from gateway.errors import GatewayError
-from gateway.sse import DONE_EVENT, data_event
 from gateway.translate import Translation, translate
 
 if TYPE_CHECKING:
@@ -77,10 +75,9 @@ class ChatCodec:
 CODEC = ChatCodec()
 
 
-class ChatSurface:
+class ChatSurface(OpenAIErrors):
     name = "chat"
     paths = ("/v1/chat/completions", "/chat/completions")
-    stream_end = DONE_EVENT
 
     parse = staticmethod(validate_chat)
     prompt_tokens = staticmethod(estimate_prompt)
@@ -97,12 +94,6 @@ class ChatSurface:
         if "chat" not in target.provider.profile.apis:
             raise Unspoken(f"Provider '{target.provider.name}' does not speak chat completions.")
         return CODEC
-
-    def render_error(self, error: GatewayError) -> bytes:
-        return openai_error(error)
-
-    def stream_error(self, error: GatewayError) -> bytes:
-        return data_event(openai_error(error)) + DONE_EVENT
 
     def messages(self, payload: dict) -> object:
         return payload["messages"]

@@ -1,0 +1,1 @@
+"""Tests of each client API, one folder an API."""
