@@ -51,9 +51,8 @@ class ConvertedAnswer(adapt.Answer):
         choices = [{"index": choice.get("index", i), "text": _text(choice.get("message")),
                     "logprobs": None, "finish_reason": choice.get("finish_reason")}
                    for i, choice in enumerate(answer["choices"]) if type(choice) is dict]
-        return ({"id": answer.get("id"), "object": "text_completion",
-                 "created": answer.get("created"), "model": answer["model"], "choices": choices,
-                 "usage": usage}, usage, upstream_model)
+        return ({**_envelope(answer), "choices": choices, "usage": usage}, usage,
+                upstream_model)
 
     def stream(self, show_usage: bool = True, max_event: int = 64 * 2**20) -> ConvertedStream:
         return ConvertedStream(self, show_usage, max_event)
@@ -109,11 +108,18 @@ def _chunk(data: dict) -> dict | None:
     usage = data.get("usage")
     if not converted and usage is None:
         return None  # the role, reasoning, a keep-alive: nothing a completions client reads
-    chunk = {"id": data.get("id"), "object": "text_completion", "created": data.get("created"),
-             "model": data.get("model"), "choices": converted}
+    chunk = {**_envelope(data), "choices": converted}
     if "usage" in data:
         chunk["usage"] = usage
     return chunk
+
+
+def _envelope(chat: dict) -> dict:
+    """A chat completion's or chunk's id, time and model, in a text completion's envelope."""
+    return {key: chat[key] for key in _ENVELOPE if key in chat} | {"object": "text_completion"}
+
+
+_ENVELOPE = ("id", "object", "created", "model", "system_fingerprint")
 
 
 def _text(message: object) -> str:
