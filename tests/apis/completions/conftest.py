@@ -4,6 +4,7 @@
     native-vllm       -> up, through the vllm profile
     converted         -> chat (aggregator profile: chat only, max_tokens renamed)
     converted-strict  -> chat, with unsupported_params: reject
+    converted-fanout  -> chat, n > 1 fanned out to n requests
     native-then-chat  -> up, then chat (the fallback converts)
     chat-then-native  -> chat, then up (what chat cannot say falls back to completions)
     dead-then-chat    -> a closed port, then chat
@@ -62,6 +63,9 @@ def gateway(native, chat_only, tmp_path_factory) -> Iterator[GatewayProcess]:
           native-vllm: {{targets: [{{provider: up-vllm, model: vllm-model}}]}}
           converted: {{targets: [{{provider: chat, model: chat-model}}]}}
           converted-strict: {{targets: [{{provider: chat-strict, model: chat-model}}]}}
+          converted-fanout:
+            params: {{n: {{min: 1, max: 1, on_range: fanout}}}}
+            targets: [{{provider: chat, model: chat-model}}]
           native-then-chat:
             targets: [{{provider: up, model: native-model}}, {{provider: chat, model: chat-model}}]
           chat-then-native:

@@ -101,6 +101,26 @@ def test_a_stream_the_client_leaves_is_charged_what_it_was_sent(gateway, chat_on
     assert 5 <= totals["completion_tokens"] < 200 * 2
 
 
+def test_n_fanned_out_by_the_chat_rules_comes_back_as_text_completions(http, chat_only):
+    whole = http.post("/v1/completions", json={"model": "converted-fanout", "prompt": "hi",
+                                               "n": 2, "seed": 5})
+    assert whole.status_code == 200, whole.text
+    answer = whole.json()
+    assert answer["object"] == "text_completion"
+    assert [(c["index"], c["text"]) for c in answer["choices"]] == [(0, "echo: hi"),
+                                                                    (1, "echo: hi")]
+    assert answer["usage"]["completion_tokens"] == 14  # both requests' usage, summed
+    assert sorted(r.json["seed"] for r in chat_only.requests) == [5, 6]
+
+    events = events_of(http.post("/v1/completions", json={
+        "model": "converted-fanout", "prompt": "hi", "n": 2, "stream": True,
+        "stream_options": {"include_usage": True}}))
+    assert events[-1] == "[DONE]"
+    assert {e["object"] for e in events[:-1]} == {"text_completion"}
+    assert {e["choices"][0]["index"] for e in events[:-2]} == {0, 1}
+    assert events[-2]["choices"] == [] and events[-2]["usage"]["prompt_tokens"] == 22
+
+
 def test_the_policy_drops_or_refuses_what_chat_lacks(http, chat_only):
     dropped = http.post("/v1/completions", json={"model": "converted", "prompt": "a",
                                                  "logprobs": 2, "best_of": 2})
