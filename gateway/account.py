@@ -76,5 +76,6 @@ async def _record_usage(runtime, ex: Exchange, usage: dict) -> tuple[int, int]:
         reserved = admitted.checks
     runtime.recorder.record(Settlement(reserved=reserved, number=runtime.recorder.number(),
                                        **fields))
-    metrics.count_tokens(ex.surface.name, ex.alias, ex.key_name, prompt, completion, fields["reasoning_tokens"])
+    metrics.count_tokens(ex.surface.name, ex.alias, ex.key_name, prompt, completion,
+                         fields["reasoning_tokens"])
     return prompt, completion
