@@ -1,7 +1,7 @@
 """Benchmark the gateway's request path against a reference relay and a mock upstream.
 
     python3 bench/run.py [--duration 10] [--connections 1,64]
-                         [--scenarios bare,full,fallback,long-stream,embeddings]
+        [--scenarios bare,full,fallback,long-stream,completions,completions-converted,embeddings]
 
 Needs nginx and wrk (installed with apt-get when missing and running as root)
 and, for `full`, a redis-server (on PATH, or the one in the test extras'
@@ -15,9 +15,12 @@ reference relay in the same run, so every figure is also a ratio.
 
 Scenarios: `bare` (auth, in-memory store), `full` (auth, limits and usage in
 Redis, parameter translation, metrics), `fallback` (the first target answers
-503, the second serves), `long-stream` (500 events), `embeddings` (two inputs,
-a canned answer of two base64 vectors of 1536 numbers, as the openai SDK asks;
-passed through, no conversion).
+503, the second serves), `long-stream` (500 events), `completions` (legacy
+completions to a target that speaks them: nginx serves a text completion and
+its 22-event stream), `completions-converted` (legacy completions to a
+chat-only target: converted to chat and back, event by event, from the chat
+mock) and `embeddings` (two inputs, a canned answer of two base64 vectors of
+1536 numbers, as the openai SDK asks; passed through, no conversion).
 """
 
 from __future__ import annotations
@@ -53,6 +56,27 @@ EMBEDDINGS = {
                   (k % 97 - 48) / 400 for k in range(1536)))).decode()} for i in range(2)],
     "usage": {"prompt_tokens": 2, "total_tokens": 2},
 }
+
+
+TEXT_COMPLETION = {
+    "id": "cmpl-bench", "object": "text_completion", "created": 1700000000, "model": "mock",
+    "choices": [{"index": 0, "text": "Hello! How can I help?", "logprobs": None,
+                 "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19},
+}
+
+
+def text_stream(events: int = 20) -> str:
+    """The completions API's stream: as sse_stream's, in text_completion chunks."""
+    head = {"id": "cmpl-bench", "object": "text_completion", "created": 1700000000,
+            "model": "mock"}
+    out = [{**head, "choices": [{"index": 0, "text": f" tok{i}", "logprobs": None,
+                                 "finish_reason": None}]} for i in range(1, events + 1)]
+    out.append({**head, "choices": [{"index": 0, "text": "", "logprobs": None,
+                                     "finish_reason": "stop"}]})
+    out.append({**head, "choices": [], "usage": {"prompt_tokens": 12, "completion_tokens": events,
+                                                  "total_tokens": 12 + events}})
+    return "".join(f"data: {json.dumps(e)}\n\n" for e in out) + "data: [DONE]\n\n"
 
 
 def sse_stream(events: int = 20) -> str:
@@ -98,6 +122,14 @@ http {{
     location = /v1/embeddings {{
       default_type application/json;
       alias {dir}/embeddings.json;
+    location = /v1/completions {{
+      default_type application/json;
+      alias {dir}/text.json;
+      error_page 405 =200 $uri;
+    }}
+    location = /stream/v1/completions {{
+      default_type text/event-stream;
+      alias {dir}/text-stream.txt;
       error_page 405 =200 $uri;
     }}
     location = /busy/v1/chat/completions {{
@@ -135,6 +167,8 @@ providers:
   mock-stream: {{profile: openai, base_url: "http://127.0.0.1:{port}/stream/v1", api_key: "sk-upstream"}}
   mock-long: {{profile: openai, base_url: "http://127.0.0.1:{port}/long/v1", api_key: "sk-upstream"}}
   busy: {{profile: openai, base_url: "http://127.0.0.1:{port}/busy/v1", api_key: "sk-upstream"}}
+  chat: {{profile: aggregator, base_url: "http://127.0.0.1:{port}/v1", api_key: "sk-upstream"}}
+  chat-stream: {{profile: aggregator, base_url: "http://127.0.0.1:{port}/stream/v1", api_key: "sk-upstream"}}
 models:
   bench: {{targets: [{{provider: mock, model: mock}}]}}
   bench-stream: {{targets: [{{provider: mock-stream, model: mock}}]}}
@@ -143,6 +177,8 @@ models:
   bench-embed: {{targets: [{{provider: mock, model: mock}}]}}
   bench-fallback-stream:
     targets: [{{provider: busy, model: mock}}, {{provider: mock-stream, model: mock}}]
+  bench-converted: {{targets: [{{provider: chat, model: mock}}]}}
+  bench-converted-stream: {{targets: [{{provider: chat-stream, model: mock}}]}}
 keys:
   bench: {{key: "sk-bench-key-0123456789"}}
 """
@@ -153,21 +189,28 @@ store: {{url: "{redis}"}}
 limits: {{requests_per_minute: 1000000000, tokens_per_minute: 1000000000000, in_flight: 100000}}
 """
 
-# scenario -> (model for JSON, model for streams, upstream path of the direct baseline)
+# scenario -> (model for JSON, model for streams, upstream path of the direct baseline,
+# the client API, the upstream's API)
 SCENARIOS = {
-    "bare": ("bench", "bench-stream", ("/v1", "/stream/v1")),
-    "full": ("bench", "bench-stream", ("/v1", "/stream/v1")),
-    "fallback": ("bench-fallback", "bench-fallback-stream", ("/v1", "/stream/v1")),
-    "long-stream": (None, "bench-long", (None, "/long/v1")),
-    "embeddings": ("bench-embed", None, ("/v1", None)),
+    "bare": ("bench", "bench-stream", ("/v1", "/stream/v1"), "chat", "chat"),
+    "full": ("bench", "bench-stream", ("/v1", "/stream/v1"), "chat", "chat"),
+    "fallback": ("bench-fallback", "bench-fallback-stream", ("/v1", "/stream/v1"), "chat", "chat"),
+    "long-stream": (None, "bench-long", (None, "/long/v1"), "chat", "chat"),
+    "completions": ("bench", "bench-stream", ("/v1", "/stream/v1"), "completions",
+                    "completions"),
+    "completions-converted": ("bench-converted", "bench-converted-stream", ("/v1", "/stream/v1"),
+                              "completions", "chat"),
+    "embeddings": ("bench-embed", None, ("/v1", None), "embeddings", "embeddings"),
 }
-# The client API each scenario sends, if not chat: its path, its request without the model
-# (given the stream flag), and what a good answer holds.
-CHAT = ("/chat/completions", lambda stream: {
-    "stream": stream, "max_tokens": 64, "messages": [{"role": "user", "content": "Hello"}]},
-    '"choices"')
-APIS = {"embeddings": ("/embeddings", lambda stream: {
-    "input": ["Hello", "world"], "encoding_format": "base64"}, '"embedding"')}
+# Each API's path, the request the load sends (without the model; given the stream flag),
+# and what a good whole answer holds.
+APIS = {"chat": ("/chat/completions", lambda stream: {
+            "stream": stream, "max_tokens": 64,
+            "messages": [{"role": "user", "content": "Hello"}]}, '"choices"'),
+        "completions": ("/completions", lambda stream: {
+            "stream": stream, "max_tokens": 64, "prompt": "Hello"}, '"choices"'),
+        "embeddings": ("/embeddings", lambda stream: {
+            "input": ["Hello", "world"], "encoding_format": "base64"}, '"embedding"')}
 
 
 def free_port() -> int:
@@ -270,7 +313,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", default="1,64")
-    parser.add_argument("--scenarios", default="bare,full,fallback,long-stream,embeddings")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--out", type=Path, default=None, help="write the rows as JSON here")
     args = parser.parse_args()
     scenarios = args.scenarios.split(",")
@@ -283,6 +326,8 @@ def main() -> None:
     (work / "stream.txt").write_text(sse_stream())
     (work / "long.txt").write_text(sse_stream(500))
     (work / "embeddings.json").write_text(json.dumps(EMBEDDINGS))
+    (work / "text.json").write_text(json.dumps(TEXT_COMPLETION))
+    (work / "text-stream.txt").write_text(text_stream())
     (work / "nginx.conf").write_text(NGINX.format(dir=work, port=mock_port))
     processes = [start([nginx_bin, "-c", str(work / "nginx.conf")], 1, work / "nginx.log"),
                  start([sys.executable, str(Path(__file__).parent / "relay.py"),
@@ -314,8 +359,10 @@ def main() -> None:
         rows = []
         for scenario in scenarios:
             gateway, port = gateways[scenario]
-            json_model, stream_model, (json_path, stream_path) = SCENARIOS[scenario]
-            api, fields, expect = APIS.get(scenario, CHAT)
+            json_model, stream_model, (json_path, stream_path), api, spoken = SCENARIOS[scenario]
+            endpoint, fields, expect = APIS[api]
+            gateway_path = "/v1" + endpoint
+            upstream_endpoint = APIS[spoken][0]
             for stream, model, path in ((False, json_model, json_path),
                                         (True, stream_model, stream_path)):
                 if model is None:
@@ -325,12 +372,14 @@ def main() -> None:
                 lua.write_text(WRK_LUA.format(body=body, expect="[DONE]" if stream else expect))
                 mode = "stream" if stream else "json"
                 for c in map(int, args.connections.split(",")):
-                    wrk(f"http://127.0.0.1:{port}/v1{api}", lua, c, 2)  # warm up
+                    wrk(f"http://127.0.0.1:{port}{gateway_path}", lua, c, 2)  # warm up
                     measured = {}
                     for target, url, pid in (
-                            ("direct", f"http://127.0.0.1:{mock_port}{path}{api}", None),
-                            ("relay", f"http://127.0.0.1:{relay_port}{path}{api}", relay.pid),
-                            ("gateway", f"http://127.0.0.1:{port}/v1{api}", gateway.pid)):
+                            ("direct", f"http://127.0.0.1:{mock_port}{path}{upstream_endpoint}",
+                             None),
+                            ("relay", f"http://127.0.0.1:{relay_port}{path}{upstream_endpoint}",
+                             relay.pid),
+                            ("gateway", f"http://127.0.0.1:{port}{gateway_path}", gateway.pid)):
                         if target == "relay" and scenario in ("full", "fallback") and rows and \
                                 any(r["mode"] == mode and r["connections"] == c and
                                     r["target"] == "relay" for r in rows):
@@ -348,9 +397,9 @@ def main() -> None:
                     gateway_row["added_p99_ms"] = gateway_row["p99_ms"] - measured["direct"]["p99_ms"]
                 if stream:
                     encoded = body.encode()
-                    ttfb = {"direct": first_byte_ms(mock_port, f"{path}/chat/completions", encoded),
-                            "relay": first_byte_ms(relay_port, f"{path}/chat/completions", encoded),
-                            "gateway": first_byte_ms(port, "/v1/chat/completions", encoded)}
+                    ttfb = {"direct": first_byte_ms(mock_port, path + upstream_endpoint, encoded),
+                            "relay": first_byte_ms(relay_port, path + upstream_endpoint, encoded),
+                            "gateway": first_byte_ms(port, gateway_path, encoded)}
                     rows.append({"scenario": scenario, "mode": "ttfb", "connections": 1,
                                  "target": "gateway", **{f"ttfb_{k}_ms": v for k, v in ttfb.items()}})
         report(rows)
@@ -373,12 +422,12 @@ def stop_all(processes: list[subprocess.Popen]) -> None:
 
 
 def report(rows: list[dict]) -> None:
-    print(f"{'scenario':<12}{'mode':<7}{'conns':>6}  {'target':<9}{'req/s':>9}{'p50 ms':>8}"
+    print(f"{'scenario':<23}{'mode':<7}{'conns':>6}  {'target':<9}{'req/s':>9}{'p50 ms':>8}"
           f"{'p90 ms':>8}{'p99 ms':>8}{'errors':>7}{'CPU us':>8}{'RSS MB':>8}{'vs relay':>9}"
           f"{'+p50 ms':>8}{'+p99 ms':>8}")
     for r in rows:
         if r["mode"] == "ttfb":
-            print(f"{r['scenario']:<12}{'ttfb':<7}{1:>6}  time to first byte, p50 ms: direct "
+            print(f"{r['scenario']:<23}{'ttfb':<7}{1:>6}  time to first byte, p50 ms: direct "
                   f"{r['ttfb_direct_ms']:.3f}, relay {r['ttfb_relay_ms']:.3f}, gateway "
                   f"{r['ttfb_gateway_ms']:.3f} (added {r['ttfb_gateway_ms'] - r['ttfb_direct_ms']:.3f})")
             continue
@@ -387,7 +436,7 @@ def report(rows: list[dict]) -> None:
         ratio = f"{r['vs_relay']:>9.0%}" if "vs_relay" in r else f"{'':>9}"
         added = (f"{r['added_p50_ms']:>8.2f}{r['added_p99_ms']:>8.2f}" if "added_p50_ms" in r
                  else "")
-        print(f"{r['scenario']:<12}{r['mode']:<7}{r['connections']:>6}  {r['target']:<9}"
+        print(f"{r['scenario']:<23}{r['mode']:<7}{r['connections']:>6}  {r['target']:<9}"
               f"{r['rps']:>9.0f}{r['p50_ms']:>8.2f}{r['p90_ms']:>8.2f}{r['p99_ms']:>8.2f}"
               f"{r['errors']:>7}{cpu}{rss}{ratio}{added}")
 

@@ -22,6 +22,7 @@ from starlette.routing import Route
 from gateway import admin, endpoints, heap, lag, metrics, openapi
 from gateway.accept import request_id_of
 from gateway.apis.chat.surface import CHAT
+from gateway.apis.completions.surface import COMPLETIONS
 from gateway.apis.embeddings.surface import EMBEDDINGS
 from gateway.config import Config, ConfigError, load_config
 from gateway.drain import Drain
@@ -35,7 +36,7 @@ from gateway.runtime import start_runtime, stop_runtime
 from gateway.store.base import StoreUnavailable
 
 CONFIG_ENV = "GATEWAY_CONFIG"
-SURFACES = (CHAT, EMBEDDINGS)  # the client APIs served, each on its own paths
+SURFACES = (CHAT, COMPLETIONS, EMBEDDINGS)  # the client APIs served, each on its own paths
 
 
 class Gateway:

@@ -6,8 +6,12 @@ test regenerates it so the page cannot drift from providers/*.yaml.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from gateway.apis.chat.schema import KNOWN_PARAMS, ChatRequest
-from gateway.config.compiled import UNSUPPORTED, Profile, Rule
+from gateway.apis.completions import schema as completions
+from gateway.apis.embeddings import schema as embeddings
+from gateway.config.compiled import Profile, Rule
 
 ACTIONS = {"clamp": "clamped", "drop": "else not sent", "reject": "else refused",
            "fanout": "more: fanned out"}
@@ -70,21 +74,9 @@ def markdown(profiles: dict[str, Profile]) -> str:
     for param in parameters(profiles):
         rows.append([f"`{param}`", *[cell(p, param) for p in columns]])
     lines += _table(["parameter", *names], rows)
-    notes = [(param, p.name, p.rules[param].note) for param in parameters(profiles)
-             for p in columns if param in p.rules and p.rules[param].note]
+    lines += _notes([(p, p.rules) for p in columns], parameters(profiles))
     for api in sorted({api for p in columns for api in p.api_rules}):
-        lines += ["", f"## Per parameter: {api}", "",
-                  f"The {api} API's parameters on the profiles that speak it natively.", ""]
-        speakers = [p for p in columns if api in p.apis]
-        names = sorted({name for p in speakers for name in p.api_rules.get(api, {})})
-        lines += _table(["parameter", *[p.name for p in speakers]],
-                        [[f"`{name}`", *[describe(p.api_rules.get(api, {}).get(name, UNSUPPORTED))
-                                         for p in speakers]] for name in names])
-        notes += [(f"{api}: {name}", p.name, p.api_rules[api][name].note) for p in speakers
-                  for name in names if p.api_rules.get(api, {}).get(name, UNSUPPORTED).note]
-    if notes:
-        lines += ["", "## Notes", ""]
-        lines += [f"- `{param}` on `{profile}`: {note}" for param, profile, note in notes]
+        lines += _api_section(api, [p for p in columns if api in p.apis])
     return "\n".join(lines) + "\n"
 
 
@@ -94,6 +86,35 @@ def _overflow(profile: Profile) -> str:
     return ", ".join(said) or "—"
 
 
+# Each API's own parameters (OpenAI's), besides chat's: a profile that lists none of one
+# does not support it.
+API_PARAMS = {"completions": completions.KNOWN_PARAMS, "embeddings": embeddings.KNOWN_PARAMS}
+
+
+def _api_section(api: str, speaking: list[Profile]) -> list[str]:
+    """Another API's rules, for the profiles that speak it: the others get it converted."""
+    params = list(dict.fromkeys(name for p in speaking for name in p.api_rules.get(api, {})))
+    known = API_PARAMS.get(api, frozenset())
+    lines = ["", f"## Per parameter: {api}", "",
+             f"For the profiles that speak {api} themselves; the others get it converted to "
+             "chat completions, where the chat rules above apply.", ""]
+    lines += _table(["parameter", *[p.name for p in speaking]], [
+        [f"`{param}`", *[cell(p, param, p.api_rules.get(api, {}), known) for p in speaking]]
+        for param in params])
+    lines += _notes([(p, p.api_rules.get(api, {})) for p in speaking], params, f"Notes: {api}")
+    return lines
+
+
+def _notes(ruled: list[tuple[Profile, Mapping[str, Rule]]], params: list[str],
+           title: str = "Notes") -> list[str]:
+    notes = [(param, p.name, rules[param].note) for param in params for p, rules in ruled
+             if param in rules and rules[param].note]
+    if not notes:
+        return []
+    return ["", f"## {title}", "", *(f"- `{param}` on `{profile}`: {note}"
+                                     for param, profile, note in notes)]
+
+
 def parameters(profiles: dict[str, Profile]) -> list[str]:
     """OpenAI's parameters in the schema's order, then every extra some profile rules on."""
     known = [p for p in ChatRequest.__annotations__ if p in KNOWN_PARAMS]
@@ -101,10 +122,12 @@ def parameters(profiles: dict[str, Profile]) -> list[str]:
     return known + extras
 
 
-def cell(profile: Profile, param: str) -> str:
-    rule = profile.rules.get(param)
+def cell(profile: Profile, param: str, rules: Mapping[str, Rule] | None = None,
+         known: frozenset[str] = KNOWN_PARAMS) -> str:
+    """What `profile` does with `param`, by its chat rules or the `rules` of another API."""
+    rule = (profile.rules if rules is None else rules).get(param)
     if rule is None:
-        if param not in KNOWN_PARAMS and profile.extras == "pass":
+        if param not in known and profile.extras == "pass":
             return "extra"
         return "—"
     return describe(rule)

@@ -17,6 +17,7 @@ from starlette.responses import Response
 
 from gateway.admin import EXPIRES_IN, KeyChange
 from gateway.apis.chat.schema import ASSISTANT_ONLY, CHAT_REQUEST
+from gateway.apis.completions.schema import COMPLETION_REQUEST
 from gateway.apis.embeddings.schema import EMBEDDINGS_REQUEST
 
 _REF = "#/components/schemas/{model}"
@@ -54,6 +55,20 @@ _EMBEDDINGS = _object({
     "usage": _object({"prompt_tokens": {"type": "integer"}, "total_tokens": {"type": "integer"}},
                      ("prompt_tokens",)),
 }, ("object", "data", "model", "usage"))
+_TEXT_CHOICE = _object({"index": {"type": "integer"}, "text": {"type": "string"},
+                        "logprobs": {"type": ["object", "null"]}, "finish_reason": _NULLABLE_STRING},
+                       ("index", "text"))
+_TEXT_COMPLETION = _object({
+    "id": {"type": "string"}, "object": {"const": "text_completion"},
+    "created": {"type": "integer"}, "model": {"type": "string"},
+    "choices": {"type": "array", "items": _TEXT_CHOICE}, "usage": _USAGE,
+}, ("object", "model", "choices", "usage"))
+_TEXT_CHUNK = _object({
+    "id": {"type": "string"}, "object": {"const": "text_completion"},
+    "created": {"type": "integer"}, "model": {"type": "string"},
+    "choices": {"type": "array", "items": _TEXT_CHOICE},
+    "usage": {"anyOf": [_USAGE, {"type": "null"}]},
+}, ("object", "model", "choices"))
 _MODEL = _object({"id": {"type": "string"}, "object": {"const": "model"},
                   "created": {"type": "integer"}, "owned_by": {"type": "string"},
                   "apis": {"type": "array", "items": {"type": "string"},
@@ -136,8 +151,18 @@ def _chat_request() -> tuple[dict, dict]:
     return chat, schemas
 
 
+def _stream(chunk: str) -> dict:
+    """A text/event-stream answer: its events' schema is named, as OpenAPI 3.1 cannot say it."""
+    return {"text/event-stream": {"schema": {
+        "type": "string", "description": f"Server-sent events: each `data:` one {chunk} "
+        f"({_REF.format(model=chunk)}), a usage-only one last when "
+        "`stream_options.include_usage` is true, then `data: [DONE]`."}}}
+
+
 def build() -> dict:
     chat, schemas = _chat_request()
+    completions = COMPLETION_REQUEST.json_schema(ref_template=_REF)
+    schemas |= completions.pop("$defs", {})
     key_change = KeyChange.model_json_schema(ref_template=_REF)
     schemas |= key_change.pop("$defs", {})
     key_change["properties"] |= {
@@ -152,7 +177,9 @@ def build() -> dict:
     key_create = key_change | {"required": ["name"], "title": "KeyCreate",
                                "properties": key_change["properties"] | {"name": name}}
     schemas |= {"ChatRequest": chat, "KeyChange": key_change, "KeyCreate": key_create, "Error": _ERROR,
-                "ChatCompletion": _COMPLETION, "Model": _MODEL, "Key": _KEY}
+                "ChatCompletion": _COMPLETION, "Model": _MODEL, "Key": _KEY,
+                "CompletionRequest": completions, "TextCompletion": _TEXT_COMPLETION,
+                "TextCompletionChunk": _TEXT_CHUNK}
     schemas |= {"EmbeddingsRequest": EMBEDDINGS_REQUEST.json_schema(ref_template=_REF),
                 "Embeddings": _EMBEDDINGS}
     ref = {name: {"$ref": _REF.format(model=name)} for name in schemas}
@@ -171,6 +198,14 @@ def build() -> dict:
             {"200": _json(ref["Embeddings"], "One embedding an input, in the input's order.")}
             | _errors(400, 401, 403, 404, 413, 415, 429, 502, 503, 504),
             body=ref["EmbeddingsRequest"])},
+        "/v1/completions": {"post": _op(
+            "Create a text completion (OpenAI's legacy completions) of the prompt; a target "
+            "that speaks chat only gets it as one user message.",
+            {"200": {"description": "The completion, or a stream of chunks when `stream` is true.",
+                     "content": {"application/json": {"schema": ref["TextCompletion"]}}
+                     | _stream("TextCompletionChunk")}}
+            | _errors(400, 401, 403, 404, 413, 415, 429, 502, 503, 504),
+            body=ref["CompletionRequest"])},
         "/v1/models": {"get": _op("The models this key may use.", {"200": _json(_object({
             "object": {"const": "list"}, "data": {"type": "array", "items": ref["Model"]}},
             ("object", "data")))} | _errors(401))},

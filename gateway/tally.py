@@ -37,7 +37,7 @@ _VALUE = rb'": ?"([^"\\]*(?:\\.[^"\\]*)*)"'
 # Each starts from a letter rare in a chunk's envelope: the regex engine skips ahead to
 # it, and a `c` (chatcmpl, chat.completion.chunk, created, choices) would cost three times
 # the search.
-_TEXT = re.compile(rb'ntent' + _VALUE)  # `content` and `reasoning_content`, in one pass
+TEXT = re.compile(rb'ntent' + _VALUE)  # `content` and `reasoning_content`, in one pass
 _ARGUMENTS = re.compile(rb'guments' + _VALUE)
 _REASONING_CONTENT = re.compile(rb'soning_content' + _VALUE)
 _REASONING = re.compile(rb'soning' + _VALUE)
@@ -57,9 +57,10 @@ def _unescaped(raw: bytes) -> bytes:
 class Tally:
     """What one stream relayed to its client: text events, their text, any usage on the way."""
 
-    __slots__ = ("_held", "events", "prompt_tokens", "reported", "weighed")
+    __slots__ = ("_held", "_text", "events", "prompt_tokens", "reported", "weighed")
 
-    def __init__(self) -> None:
+    def __init__(self, text: re.Pattern = TEXT) -> None:
+        self._text = text  # where the text is: chat's `content`, or another API's field
         self._held = bytearray()  # events not counted yet, as the upstream wrote them
         self.events = 0  # values that carried text since `reported`, counted so far
         self.weighed = 0.0  # their tokens by WEIGHTS
@@ -74,7 +75,7 @@ class Tally:
 
     def _count(self) -> None:
         held = self._held
-        found = _TEXT.findall(held)
+        found = self._text.findall(held)
         if b'"reasoning"' in held:
             found += _plain_reasoning(held)
         if b'"arguments"' in held:
@@ -106,7 +107,7 @@ class Tally:
 
 def _plain_reasoning(events: bytearray) -> list[bytes]:
     """`reasoning` values, unless these events write the text under `reasoning_content` too
-    (vLLM writes both names), which _TEXT has counted."""
+    (vLLM writes both names), which TEXT has counted."""
     if _REASONING_CONTENT.search(events) is not None:
         return []
     return _REASONING.findall(events)

@@ -14,6 +14,7 @@ from gateway.config import ConfigError, digest_key, load_config
 from gateway.store import open_store
 from tests.conftest import REPO
 from tests.gateway_process import free_port
+from tests.profiles import PROFILES
 
 ISSUE_EXAMPLE = """
 providers:
@@ -191,6 +192,22 @@ def test_a_profiles_context_overflow_phrasings_must_be_regular_expressions(tmp_p
     error = refused(tmp_path, "models: {}\n")
     assert str(error).startswith(f"{profile.resolve()}:2: errors.context_overflow: not a regular "
                                  "expression: missing )")
+def test_a_derived_profile_takes_no_rules_for_an_api_it_does_not_speak(tmp_path):
+    """openai rules completions; a profile based on it that speaks chat only is not refused
+    for those rules (demo is one), but its own rules for an API it does not speak are."""
+    profile = tmp_path / "providers" / "chat-only.yaml"
+    profile.parent.mkdir()
+    profile.write_text("base: openai\napis: {chat: /chat/completions}\n")
+    config = load_config(write(tmp_path, "providers:\n  p: {profile: chat-only, base_url: "
+                                         "'http://x/v1'}\nmodels: {}\n"), {})
+    assert config.providers["p"].profile.api_rules == {}
+    assert "completions" not in PROFILES["demo"].api_rules  # demo speaks chat and embeddings
+    assert "completions" in PROFILES["openai"].api_rules
+
+    profile.write_text("base: openai\napis: {chat: /chat/completions}\n"
+                       "api_params:\n  completions: {echo: true}\n")
+    error = refused(tmp_path, "models: {}\n")
+    assert "api_params.completions: 'completions' is not in this profile's apis (chat)" in str(error)
 
 
 def test_shipped_routes_yaml_is_valid():

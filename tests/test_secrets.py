@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.gateway_process import GatewayProcess, free_port, serving, upstream_running
-from tests.upstream import Reply, Upstream, chunk
+from tests.upstream import Reply, Upstream, chunk, completion, text_chunk, text_completion
 
 CLIENT = "sk-secrets-client-0123456789"
 LIMITED = "sk-secrets-limited-0123456789"
@@ -21,6 +21,7 @@ MASTER = "sk-secrets-master-0123456789"
 PROVIDER = "sk-provider-secret-abcdef987654"
 CHAT = "/v1/chat/completions"
 EMBEDDINGS = "/v1/embeddings"
+COMPLETIONS = "/v1/completions"
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +39,10 @@ def gateway(upstream, tmp_path_factory) -> Iterator[GatewayProcess]:
           up: {{profile: openai, base_url: "{upstream.url}", api_key: "{PROVIDER}"}}
           gone: {{profile: openai, base_url: "http://127.0.0.1:{free_port()}/v1",
                   api_key: "{PROVIDER}"}}
+          chat-only: {{profile: aggregator, base_url: "{upstream.url}", api_key: "{PROVIDER}"}}
         models:
           m: {{targets: [{{provider: up, model: m}}]}}
+          converted: {{targets: [{{provider: chat-only, model: m}}]}}
           unreachable: {{targets: [{{provider: gone, model: m}}]}}
         keys:
           client: {{key: "{CLIENT}"}}
@@ -101,9 +104,29 @@ def test_no_secret_in_any_answer_or_in_the_log(gateway, upstream):
                                     {"error": {"message": leak}}]))
         send("POST", CHAT, json=body(stream=True), headers=bearer)
         send("POST", CHAT, json=body("unreachable"), headers=bearer)
+        # The completions API, passed through (m) and converted to chat (converted).
+        prompt = {"model": "m", "prompt": "hi"}
+        send("POST", COMPLETIONS, json=prompt)
+        send("POST", COMPLETIONS, json=prompt, headers={"x-api-key": CLIENT[:-1]})
+        send("POST", COMPLETIONS, content=b"{not json", headers=bearer)
+        send("POST", COMPLETIONS, json={**prompt, "model": "unreachable"}, headers=bearer)
+        for model, whole, event in (
+                ("m", text_completion({}, leak), text_chunk({}, leak)),
+                ("converted", completion({}, leak), chunk({}, {"content": leak}))):
+            for reply in (Reply(status=400, json={"error": {"message": leak, "code": PROVIDER}}),
+                          Reply(status=500, json={"error": {"message": leak}}),
+                          Reply(status=200, json={"error": {"message": leak}}),
+                          Reply(json=whole), Reply(events=[event, {"error": {"message": leak}}])):
+                upstream.then(reply)
+                send("POST", COMPLETIONS, json={**prompt, "model": model,
+                                                "stream": reply.events is not None},
+                     headers=bearer)
+        send("POST", COMPLETIONS, json={**prompt, "echo": True, "model": "converted"},
+             headers=bearer)
         # A limit.
         for _ in range(2):
             send("POST", CHAT, json=body(), headers={"Authorization": f"Bearer {LIMITED}"})
+        send("POST", COMPLETIONS, json=prompt, headers={"Authorization": f"Bearer {LIMITED}"})
         # Admin: a new key's secret is in the answer that creates it, and nowhere else.
         created = http.post("/admin/keys", headers=master, json={"name": "made"})
         assert created.status_code == 201, created.text

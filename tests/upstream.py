@@ -4,9 +4,9 @@ It records every request it receives and answers as a test tells it to:
 with a scripted status or body, after a delay, as a stream (optionally held
 at a gate until the test opens it), or never. With nothing scripted it
 answers like a model would: an echo of the last user message, a tool call
-when tools are offered, JSON in JSON mode, streamed when asked to; and known
-vectors for embeddings. It serves the APIs it is told (`apis`); the others'
-paths answer 404, as a chat-only server's would.
+when tools are offered, JSON in JSON mode, streamed when asked to; a text
+completion of the prompt; known vectors for embeddings. It serves the APIs it
+is told (`apis`); the others' paths answer 404, as a chat-only server's would.
 
 It runs aiohttp's server in a thread of its own, so tests stay plain
 synchronous code and read like usage.
@@ -134,6 +134,11 @@ def natural_answer(request: dict) -> tuple[str | None, list | None]:
     return f"echo: {_last_user_text(request)}", None
 
 
+def natural_completion(request: dict) -> dict:
+    content, tool_calls = natural_answer(request)
+    return completion(request, content, tool_calls=tool_calls)
+
+
 def natural_stream(request: dict) -> list[dict]:
     content, tool_calls = natural_answer(request)
     events = [chunk(request, {"role": "assistant", "content": ""})]
@@ -155,6 +160,40 @@ def natural_stream(request: dict) -> list[dict]:
         events.append({**chunk(request, {}), "choices": [],
                        "usage": {"prompt_tokens": 11, "completion_tokens": len(events),
                                  "total_tokens": 11 + len(events)}})
+    return events
+
+
+def text_completion(request: dict, text: str, usage: dict | None = None) -> dict:
+    return {"id": "cmpl-test", "object": "text_completion", "created": int(time.time()),
+            "model": request.get("model"),
+            "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": "stop"}],
+            "usage": usage or {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}}
+
+
+def text_chunk(request: dict, text: str, finish: str | None = None, **extra: Any) -> dict:
+    return {"id": "cmpl-test", "object": "text_completion", "created": int(time.time()),
+            "model": request.get("model"),
+            "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}],
+            **extra}
+
+
+def _prompt_text(request: dict) -> str:
+    prompt = request.get("prompt")
+    if isinstance(prompt, list):
+        return " | ".join(p if isinstance(p, str) else f"<{len(p) if isinstance(p, list) else 1} "
+                          "tokens>" for p in prompt)
+    return str(prompt)
+
+
+def natural_text_stream(request: dict) -> list[dict]:
+    """A completions stream: the echo a word an event, a finish event, usage when asked."""
+    words = f"echo: {_prompt_text(request)}".split(" ")
+    events = [text_chunk(request, (" " if i else "") + word) for i, word in enumerate(words)]
+    events.append(text_chunk(request, "", "stop"))
+    if (request.get("stream_options") or {}).get("include_usage"):
+        events.append({**text_chunk(request, ""), "choices": [],
+                       "usage": {"prompt_tokens": 5, "completion_tokens": len(words),
+                                 "total_tokens": 5 + len(words)}})
     return events
 
 
@@ -181,12 +220,28 @@ def embeddings_answer(request: dict, usage: dict | None = None) -> dict:
             "usage": usage or {"prompt_tokens": words, "total_tokens": words}}
 
 
+def _embeddings_or_refusal(payload: dict) -> dict | web.Response:
+    """What OpenAI's /v1/embeddings would say: the vectors, or a 400 for what it refuses."""
+    inputs = payload.get("input") if isinstance(payload, dict) else None
+    if not inputs or payload.get("encoding_format") not in (None, "float", "base64"):
+        return web.json_response({"error": {
+            "message": "'input' must be non-empty; 'encoding_format' float or base64",
+            "type": "invalid_request_error", "param": None, "code": None}}, status=400)
+    return embeddings_answer(payload)
+
+
+# What OpenAI's /v1/completions refuses: chat's parameters (it takes max_tokens only).
+_NOT_COMPLETIONS = ("messages", "max_completion_tokens", "tools", "response_format")
+
+
 class Upstream:
-    """A scriptable OpenAI-compatible server on 127.0.0.1, on a free port."""
+    """A scriptable OpenAI-compatible server on 127.0.0.1, on a free port.
+
+    `apis` are the APIs it serves (chat, completions, embeddings); any other path answers 404."""
 
     def __init__(self, port: int = 0, served: list[str] | None = None,
-                 apis: tuple[str, ...] = ("chat", "embeddings")) -> None:
-        self.apis = apis  # what it serves: any other API's path answers 404
+                 apis: tuple[str, ...] = ("chat", "completions", "embeddings")) -> None:
+        self.apis = apis
         self.requests: list[Recorded] = []
         self.closed_early = threading.Event()  # the gateway hung up before the answer ended
         self.events_sent = 0
@@ -240,6 +295,8 @@ class Upstream:
             app = web.Application(client_max_size=256 * 2**20)
             if "chat" in self.apis:
                 app.router.add_post("/v1/chat/completions", self._chat)
+            if "completions" in self.apis:
+                app.router.add_post("/v1/completions", self._completions)
             if "embeddings" in self.apis:
                 app.router.add_post("/v1/embeddings", self._embeddings)
             app.router.add_get("/v1/models", self._models)
@@ -296,9 +353,19 @@ class Upstream:
         return web.json_response({"object": "list", "data": [
             {"id": name, "object": "model", "owned_by": "vllm"} for name in self.served]})
 
-    async def _scripted(self, request: web.Request) -> tuple[dict, Reply, web.Response | None]:
-        """Record the request; its JSON, the reply planned for it, and the response if that
-        reply is scripted (a status, a body, a hang) rather than a natural answer."""
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        return await self._answer(request, natural_stream, natural_completion)
+
+    async def _completions(self, request: web.Request) -> web.StreamResponse:
+        return await self._answer(request, natural_text_stream, lambda payload: text_completion(
+            payload, f"echo: {_prompt_text(payload)}"), refused=_NOT_COMPLETIONS)
+
+    async def _embeddings(self, request: web.Request) -> web.StreamResponse:
+        return await self._answer(request, None, _embeddings_or_refusal)
+
+    async def _answer(self, request: web.Request, stream, whole,
+                      refused: tuple[str, ...] = ()) -> web.StreamResponse:
+        """Record the request; answer as scripted, else as `stream` or `whole` make it."""
         body = await request.read()
         with self._lock:
             headers = {k.lower(): v for k, v in request.headers.items()}
@@ -308,39 +375,27 @@ class Upstream:
             while request.transport is not None and not request.transport.is_closing():
                 await asyncio.sleep(0.01)
             self.closed_early.set()
-            return {}, reply, web.Response(status=499)
+            return web.Response(status=499)
         if reply.delay:
             await asyncio.sleep(reply.delay)
         try:
             payload = json.loads(body)
         except ValueError:
             payload = {}
+        wrong = [name for name in refused if name in payload]
+        if wrong:
+            return web.json_response({"error": {
+                "message": f"Unrecognized request argument supplied: {wrong[0]}",
+                "type": "invalid_request_error", "param": None, "code": None}}, status=400)
         if reply.raw is not None or reply.json is not None or reply.status != 200:
             data = reply.raw if reply.raw is not None else json.dumps(reply.json or {}).encode()
             headers = {"content-type": "application/json", **reply.headers}
-            return payload, reply, web.Response(status=reply.status, body=data, headers=headers)
-        return payload, reply, None
-
-    async def _embeddings(self, request: web.Request) -> web.Response:
-        payload, _, scripted = await self._scripted(request)
-        if scripted is not None:
-            return scripted
-        inputs = payload.get("input") if isinstance(payload, dict) else None
-        if not inputs or payload.get("encoding_format") not in (None, "float", "base64"):
-            return web.json_response({"error": {
-                "message": "'input' must be non-empty; 'encoding_format' float or base64",
-                "type": "invalid_request_error", "param": None, "code": None}}, status=400)
-        return web.json_response(embeddings_answer(payload))
-
-    async def _chat(self, request: web.Request) -> web.StreamResponse:
-        payload, reply, scripted = await self._scripted(request)
-        if scripted is not None:
-            return scripted
-        if payload.get("stream") or reply.events is not None:
-            events = reply.events if reply.events is not None else natural_stream(payload)
+            return web.Response(status=reply.status, body=data, headers=headers)
+        if stream is not None and (payload.get("stream") or reply.events is not None):
+            events = reply.events if reply.events is not None else stream(payload)
             return await self._stream(request, reply, events)
-        content, tool_calls = natural_answer(payload)
-        return web.json_response(completion(payload, content, tool_calls=tool_calls))
+        answer = whole(payload)
+        return answer if isinstance(answer, web.Response) else web.json_response(answer)
 
     async def _stream(self, request: web.Request, reply: Reply, events: list) -> web.StreamResponse:
         response = web.StreamResponse(headers={"content-type": "text/event-stream", **reply.headers})

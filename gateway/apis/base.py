@@ -148,4 +148,5 @@ class OpenAIErrors:
         return openai_error(error)
 
     def stream_error(self, error: GatewayError) -> bytes:
+        """An error event, then `[DONE]`."""
         return data_event(openai_error(error)) + DONE_EVENT

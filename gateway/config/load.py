@@ -126,9 +126,10 @@ def _profile(name: str, files: dict[str, Path], raw: dict, environ: Mapping[str,
     spec = validate(schema.ProfileSpec, _resolved(name, files, raw), file, lines, environ)
     problems: list[Problem] = []
     rules = _rules(spec.params, ("params",), lines, problems)
+    # A base's rules for an API this profile does not speak are not this profile's.
     api_rules = {api: _rules(params, ("api_params", api), lines, problems)
-                 for api, params in spec.api_params.items()}
-    for api in spec.api_params:
+                 for api, params in spec.api_params.items() if api in spec.apis}
+    for api in (raw[name][0] or {}).get("api_params") or {}:
         if api not in spec.apis:
             problems.append(Problem(("api_params", api), f"'{api}' is not in this profile's "
                                     f"apis ({', '.join(spec.apis)})",

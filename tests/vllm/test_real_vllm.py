@@ -186,6 +186,38 @@ def test_vllm_sampling_parameters_and_structured_output_pass_through(client):
     assert chosen.choices[0].message.content in ("yes", "no")
 
 
+def test_legacy_completions_reach_vllm_natively(fleet, client):
+    """/v1/completions goes to vLLM's own /v1/completions (the vllm profile lists it): token
+    prompts, echo and logprobs work as vLLM does them, max_tokens is sent as it is, and the
+    answer and the stream come back with the alias, counted."""
+    before = usage_totals(fleet)
+    answer = client.completions.create(model="tiny-chat", prompt="Say hello.", max_tokens=16,
+                                       echo=True, logprobs=2, extra_body=SAMPLING)
+    assert answer.object == "text_completion" and answer.model == "tiny-chat"
+    assert answer.choices[0].text.startswith("Say hello.")  # echo: vLLM's, not convertible
+    assert answer.choices[0].finish_reason == "length"
+    assert len(answer.choices[0].logprobs.top_logprobs[-1]) >= 2
+    assert answer.usage.completion_tokens == 16 and answer.usage.prompt_tokens > 0
+
+    tokens = client.completions.create(model="tiny-chat", prompt=[[1, 2, 3], [4, 5]],
+                                       max_tokens=4, extra_body=SAMPLING)
+    assert len(tokens.choices) == 2 and tokens.usage.prompt_tokens == 5
+    assert tokens.usage.completion_tokens == 8
+
+    chunks = list(client.completions.create(
+        model="tiny-chat", prompt="Count.", max_tokens=40, stream=True,
+        stream_options={"include_usage": True}, extra_body=SAMPLING))
+    texts = [c for c in chunks if c.choices and c.choices[0].text]
+    assert len(texts) >= 2 and {c.object for c in chunks} == {"text_completion"}
+    assert {c.model for c in chunks} == {"tiny-chat"}
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 40
+    after = wait_for(lambda: (t := usage_totals(fleet))["requests"] - before["requests"] == 3
+                     and t, 60, "3 usage records")
+    assert after["completion_tokens"] - before["completion_tokens"] == 16 + 8 + 40
+    assert (after["prompt_tokens"] - before["prompt_tokens"]
+            == answer.usage.prompt_tokens + 5 + chunks[-1].usage.prompt_tokens)
+
+
 def test_concurrent_requests_are_all_answered_and_all_counted(fleet, client):
     before = usage_totals(fleet)
 

@@ -21,7 +21,7 @@ import orjson
 from gateway.apis.relayed import encoded, load_answer, scrub
 from gateway.config import Route
 from gateway.config.compiled import Dialect
-from gateway.tally import Tally, charged
+from gateway.tally import TEXT, Tally, charged
 from gateway.tokens import text_tokens
 from gateway.upstream.base import MalformedStream, ResponseTooLarge
 
@@ -37,10 +37,18 @@ _REASONING = ("reasoning_content", "reasoning")
 
 
 class Answer:
-    """How one attempt's answer is adapted: the same for a whole answer and for a stream."""
+    """How one attempt's answer is adapted: the same for a whole answer and for a stream.
+
+    Another client API whose answers have this envelope (an object with `model`,
+    `choices` and `usage`; events of that shape) adapts its answers with a subclass
+    that reads its choices (`_choices`) and names its chunks (`CHUNK`).
+    """
 
     __slots__ = ("alias", "reasoning", "upstream_reasoning", "finish_map", "prompt_estimate",
                  "secrets")
+    KIND = "a chat completion"  # what the upstream answers, for the error when it does not
+    CHUNK = {"id": "chatcmpl-gateway", "object": "chat.completion.chunk"}  # the gateway's own
+    TEXT = TEXT  # where a stream's text is, for its tally
 
     def __init__(self, route: Route, dialect: Dialect, prompt_estimate: int,
                  model: str | None = None, secrets: tuple[str, ...] = ()) -> None:
@@ -79,11 +87,22 @@ class Answer:
 
     def normalized(self, data: bytes) -> tuple[dict, dict, str | None]:
         """The upstream's whole answer in the client's shape, its usage, the upstream's model name."""
-        answer = load_answer(data, self.secrets, "choices", "a chat completion")
+        answer = load_answer(data, self.secrets, "choices", self.KIND)
         upstream_model = answer.get("model")
         answer["model"] = self.alias
+        produced = self._choices(answer["choices"])
+        usage = answer.get("usage")
+        if type(usage) is not dict:  # the same count as for a stream's text (gateway/tally.py)
+            prompt = self.prompt_estimate
+            completion = max(1, round(text_tokens("".join(produced).encode(errors="replace"))))
+            usage = answer["usage"] = {"prompt_tokens": prompt, "completion_tokens": completion,
+                                       "total_tokens": prompt + completion, "estimated": True}
+        return answer, usage, upstream_model if type(upstream_model) is str else None
+
+    def _choices(self, choices: list) -> list[str]:
+        """Each choice's finish reason and reasoning in the client's terms; the text they hold."""
         produced: list[str] = []
-        for choice in answer["choices"]:
+        for choice in choices:
             if type(choice) is not dict:
                 continue
             choice["finish_reason"] = self.finish_reason(choice.get("finish_reason"))
@@ -96,13 +115,13 @@ class Answer:
                     function = call.get("function") if type(call) is dict else None
                     if type(function) is dict:
                         produced += (str(function.get(k) or "") for k in ("name", "arguments"))
-        usage = answer.get("usage")
-        if type(usage) is not dict:  # the same count as for a stream's text (gateway/tally.py)
-            prompt = self.prompt_estimate
-            completion = max(1, round(text_tokens("".join(produced).encode(errors="replace"))))
-            usage = answer["usage"] = {"prompt_tokens": prompt, "completion_tokens": completion,
-                                       "total_tokens": prompt + completion, "estimated": True}
-        return answer, usage, upstream_model if type(upstream_model) is str else None
+        return produced
+
+    def usage_event(self, usage: dict) -> bytes:
+        """A usage-only event of the gateway's own, in the client's chunk shape."""
+        event = {**self.CHUNK, "created": int(time.time()), "model": self.alias, "choices": [],
+                 "usage": usage}
+        return b"data: " + orjson.dumps(event) + b"\n\n"
 
 
 class StreamAdapter:
@@ -130,7 +149,7 @@ class StreamAdapter:
         self.done = False
         self.finished = False  # a choice said why it ended: the answer is whole
         self.truncated = False  # the upstream stopped in the middle of an event
-        self.tally = Tally()  # what the client was sent: its charge if no usage comes
+        self.tally = Tally(answer.TEXT)  # what the client was sent: its charge if no usage comes
         self._reported = False  # this read held an upstream usage with a completion count
         self.upstream_model: str | None = None
         self.usage: dict | None = None
@@ -246,10 +265,7 @@ class StreamAdapter:
         prompt, completion = charged([self.tally], self._answer.prompt_estimate)
         self.usage = {"prompt_tokens": prompt, "completion_tokens": completion,
                       "total_tokens": prompt + completion, "estimated": True}
-        event = {"id": "chatcmpl-gateway", "object": "chat.completion.chunk",
-                 "created": int(time.time()), "model": self._answer.alias, "choices": [],
-                 "usage": self.usage}
-        return b"data: " + orjson.dumps(event) + b"\n\n"
+        return self._answer.usage_event(self.usage)
 
 
 _REASONING_KEY = re.compile(rb'"reasoning(?:_content)?"\s*:')

@@ -143,12 +143,7 @@ async def _streams(ex: Exchange, target: Target, api: str, translation: Translat
                 ex.ttft = first - ex.started
             await send({"type": "http.response.body", "body": event, "more_body": True})
     ex.usage = _summed(usages)
-    tail = b""
-    if not translation.hide_usage:
-        usage_event = {"id": "chatcmpl-gateway", "object": "chat.completion.chunk",
-                       "created": int(time.time()), "model": answer.alias, "choices": [],
-                       "usage": ex.usage}
-        tail = b"data: " + orjson.dumps(usage_event) + b"\n\n"
+    tail = b"" if translation.hide_usage else answer.usage_event(ex.usage)
     if not ex.committed:
         raise Failure(target, "the fanned-out streams sent nothing")
     await send({"type": "http.response.body", "body": tail + DONE_EVENT, "more_body": False})

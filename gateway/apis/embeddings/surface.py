@@ -16,7 +16,7 @@ from gateway.apis.embeddings.adapt import Answer
 from gateway.apis.embeddings.schema import CORE_PARAMS, KNOWN_PARAMS
 from gateway.apis.embeddings.validate import validate_embeddings
 from gateway.balance import session_key
-from gateway.tally import text_tokens
+from gateway.tokens import text_tokens
 from gateway.translate import Translation, translate
 
 if TYPE_CHECKING:

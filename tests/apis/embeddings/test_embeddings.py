@@ -189,9 +189,11 @@ def test_models_say_which_apis_each_serves(http):
     listed = http.get("/v1/models", headers=auth()).json()["data"]
 
     apis = {m["id"]: m["apis"] for m in listed}
-    assert apis["emb"] == apis["emb-fallback"] == apis["demo"] == ["chat", "embeddings"]
-    assert apis["chat-only"] == ["chat"]
-    assert apis["chat-first"] == ["chat", "embeddings"]  # its second target embeds
+    # completions: natively, or converted to chat wherever chat is
+    assert apis["emb"] == apis["emb-fallback"] == apis["demo"] == ["chat", "completions",
+                                                                   "embeddings"]
+    assert apis["chat-only"] == ["chat", "completions"]
+    assert apis["chat-first"] == ["chat", "completions", "embeddings"]  # its second target embeds
 
 
 @pytest.mark.parametrize("body, param, code", [

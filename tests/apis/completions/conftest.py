@@ -1,0 +1,107 @@
+"""One gateway in front of an upstream that speaks completions and one that speaks chat only.
+
+    native            -> up (openai profile: speaks completions)
+    native-vllm       -> up, through the vllm profile
+    converted         -> chat (aggregator profile: chat only, max_tokens renamed)
+    converted-strict  -> chat, with unsupported_params: reject
+    converted-fanout  -> chat, n > 1 fanned out to n requests
+    native-then-chat  -> up, then chat (the fallback converts)
+    chat-then-native  -> chat, then up (what chat cannot say falls back to completions)
+    dead-then-chat    -> a closed port, then chat
+    demo              -> the built-in demo model (chat only)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.gateway_process import GatewayProcess, free_port, serving, wait_for
+from tests.upstream import Upstream
+
+KEY = "sk-completions-team-0123456789"
+MASTER = "sk-completions-master-0123456789"
+PROVIDER_KEY = "sk-completions-provider-secret-77"
+
+
+@pytest.fixture(scope="session")
+def native() -> Iterator[Upstream]:
+    upstream = Upstream().start()
+    yield upstream
+    upstream.stop()
+
+
+@pytest.fixture(scope="session")
+def chat_only() -> Iterator[Upstream]:
+    upstream = Upstream(apis=("chat",)).start()
+    yield upstream
+    upstream.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh(request) -> None:
+    for name in ("native", "chat_only"):
+        if name in request.fixturenames:
+            request.getfixturevalue(name).reset()
+
+
+@pytest.fixture(scope="session")
+def gateway(native, chat_only, tmp_path_factory) -> Iterator[GatewayProcess]:
+    with serving(tmp_path_factory.mktemp("completions"), f"""
+        routing: {{breaker: {{failures: 1000000}}}}
+        providers:
+          up: {{profile: openai, base_url: "{native.url}", api_key: "{PROVIDER_KEY}"}}
+          up-vllm: {{profile: vllm, base_url: "{native.url}"}}
+          chat: {{profile: aggregator, base_url: "{chat_only.url}", api_key: "{PROVIDER_KEY}"}}
+          chat-strict: {{profile: aggregator, base_url: "{chat_only.url}", unsupported_params: reject}}
+          dead: {{profile: openai, base_url: "http://127.0.0.1:{free_port()}/v1", timeouts: {{connect: 1}}}}
+          demo: {{profile: demo}}
+        models:
+          native: {{targets: [{{provider: up, model: native-model}}]}}
+          native-vllm: {{targets: [{{provider: up-vllm, model: vllm-model}}]}}
+          converted: {{targets: [{{provider: chat, model: chat-model}}]}}
+          converted-strict: {{targets: [{{provider: chat-strict, model: chat-model}}]}}
+          converted-fanout:
+            params: {{n: {{min: 1, max: 1, on_range: fanout}}}}
+            targets: [{{provider: chat, model: chat-model}}]
+          native-then-chat:
+            targets: [{{provider: up, model: native-model}}, {{provider: chat, model: chat-model}}]
+          chat-then-native:
+            targets: [{{provider: chat, model: chat-model}}, {{provider: up, model: native-model}}]
+          dead-then-chat:
+            targets: [{{provider: dead, model: x}}, {{provider: chat, model: chat-model}}]
+          demo: {{targets: [{{provider: demo, model: demo}}]}}
+        keys:
+          team: {{key: "{KEY}"}}
+    """, {"GATEWAY_MASTER_KEY": MASTER}) as process:
+        yield process
+
+
+@pytest.fixture
+def http(gateway) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=gateway.url, timeout=30,
+                      headers={"Authorization": f"Bearer {KEY}"}) as client:
+        yield client
+
+
+def admin(gateway: GatewayProcess, method: str, path: str, body: dict | None = None) -> httpx.Response:
+    return httpx.request(method, gateway.url + path, json=body, timeout=10,
+                         headers={"Authorization": f"Bearer {MASTER}"})
+
+
+def new_key(gateway: GatewayProcess, name: str, **limits) -> str:
+    """A key of its own for one test (its limits and usage are that test's alone)."""
+    response = admin(gateway, "POST", "/admin/keys", {"name": name, "limits": limits})
+    assert response.status_code == 201, response.text
+    return response.json()["key"]
+
+
+def usage_of(gateway: GatewayProcess, name: str, requests: int) -> dict:
+    """The key's usage totals, once its `requests` requests are recorded (off the request path)."""
+    def totals() -> dict | None:
+        found = admin(gateway, "GET", f"/admin/usage?key={name}&by=key").json()["totals"]
+        return found if found["requests"] >= requests else None
+
+    return wait_for(totals, 10, f"{requests} usage records of key {name}")
