@@ -1,5 +1,5 @@
-"""In-process tests of the request stages (admit, plan, ...), one file per stage.
+"""The request stages, shared by every API: authenticate, admit, plan, relay, settle.
 
-They build a real compiled config from a small routes.yaml and use the real store and
-health objects; the whole gateway over sockets is tested in the files above this folder.
+In process where a stage stands alone (test_limiter, test_plan, test_health,
+test_deadline, test_tally), through a real gateway process otherwise.
 """

@@ -1,6 +1,6 @@
 """Admit (gateway/limits.py): which limits a request is checked against, what it reserves,
 and how a refusal reads. In process, on the embedded store; the same against a real Redis
-and through a real gateway: tests/test_limits.py.
+and through a real gateway: tests/core/test_limits.py.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Plan (gateway/route.py): which target a request tries next, when it waits and when it stops.
 
 In process, with the real health state the relay keeps; the same through a real gateway
-and real upstreams: tests/test_routing.py.
+and real upstreams: tests/core/test_routing.py.
 """
 
 from __future__ import annotations

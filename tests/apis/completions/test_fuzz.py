@@ -1,6 +1,6 @@
 """Hypothesis against POST /v1/completions on a running gateway, with raw bodies.
 
-As tests/test_fuzz_chat.py does for chat: prompts of every shape and near-shape
+As tests/apis/chat/test_fuzz.py does for chat: prompts of every shape and near-shape
 (text, token ids past 32 and 64 bits, nested arrays, nulls), every parameter
 with any JSON value, to a target that speaks completions and to chat-only ones
 (the conversion), streamed or not. The property: every answer is a text
@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.test_fuzz_chat import json_values
+from tests.apis.chat.test_fuzz import json_values
 
 EXAMPLES = int(os.environ.get("GATEWAY_FUZZ_EXAMPLES", "30"))
 pytestmark = pytest.mark.timeout(max(120, EXAMPLES))

@@ -10,7 +10,7 @@ import pytest
 from gateway.apis.chat.adapt import StreamAdapter
 from gateway.tally import Tally
 from gateway.tokens import text_tokens
-from tests.test_adapt import answer
+from tests.apis.chat.test_adapt import answer
 
 
 def event(delta: dict, dumps=orjson.dumps, **extra) -> bytes:

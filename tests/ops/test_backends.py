@@ -27,10 +27,10 @@ from gateway.health import Health, Load
 from tests.gateway_process import GatewayProcess, free_port, wait_for
 from tests.upstream import Upstream
 
-HERE = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 KEY = "sk-backends-tests-0123456789"
 CHAT = "/v1/chat/completions"
-STANDIN = [sys.executable, str(HERE / "vllm_standin.py")]
+STANDIN = [sys.executable, str(TESTS / "vllm_standin.py")]
 
 
 def write(directory: Path, routes: str, **backends: str) -> Path:
@@ -365,7 +365,7 @@ def test_a_url_replica_serving_another_model_is_refused(tmp_path, wrong_and_righ
 
 
 def test_the_example_backend_file_is_valid(tmp_path):
-    example = (HERE.parent / "backends" / "qwen3-8b.yaml.example").read_text()
+    example = (TESTS.parent / "backends" / "qwen3-8b.yaml.example").read_text()
     config = load_config(write(tmp_path, "models: {}", **{"qwen3-8b": example}), {})
     backend = config.backends["qwen3-8b"]
     assert [r.launched for r in backend.replicas] == [True, True, False]

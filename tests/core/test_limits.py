@@ -152,7 +152,7 @@ def test_day_reservation_is_replaced_by_real_usage(gateway, mode):
     assert totals["cost"] > 0  # priced: $1 and $2 per million
 
 
-TOKENS = json.loads((Path(__file__).parent / "tokens.json").read_text())  # o200k_base's
+TOKENS = json.loads((Path(__file__).parents[1] / "tokens.json").read_text())  # o200k_base's
 PROMPT = [{"role": "user", "content": "hi"}]
 
 

@@ -20,7 +20,7 @@ import yaml
 
 from gateway.config import load_config
 
-DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
 
 def documents(path: Path) -> list[dict]:

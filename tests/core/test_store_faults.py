@@ -20,10 +20,10 @@ from gateway.keys import KeyRing
 from gateway.store.base import Admission, Check, KeyRecord, Settlement, StoreUnavailable
 from gateway.store.redis import RedisStore
 from tests.conftest import assert_openai_error
+from tests.core.test_limits import MASTER, admin, ask, new_key, usage_of
 from tests.delay_proxy import DelayProxy
 from tests.gateway_process import GatewayProcess, serving, wait_for
 from tests.redis_server import RedisServer
-from tests.test_limits import MASTER, admin, ask, new_key, usage_of
 
 CONFIG = """
 store: {{url: "{store}", on_failure: {policy}, timeout: 0.2}}

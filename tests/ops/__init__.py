@@ -1,0 +1,1 @@
+"""Running the gateway: config, serve, shutdown, scale-out, backends, metrics, logs, deploy."""
