@@ -1,11 +1,11 @@
 """How close the gateway's count of an abandoned stream is to a real tokenizer's.
 
     python bench/stream_tokens.py [--streams 300] [--seed 1]
-    python bench/stream_tokens.py --fit              # the weights of gateway/tally.py
+    python bench/stream_tokens.py --fit              # the weights of gateway/core/tally.py
     python bench/stream_tokens.py --test-data tests/tokens.json
 
 A client that leaves a stream before the upstream's usage arrives is charged
-what the gateway counted on the way (gateway/tally.py). This script measures
+what the gateway counted on the way (gateway/core/tally.py). This script measures
 that count against real token counts: it tokenizes a varied corpus (English
 prose, also as reasoning; Python from the standard library; this repo's
 markdown; JSON tool-call arguments; figures; Chinese; Russian; bench/corpus/)
@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from gateway.apis.chat.adapt import Answer, StreamAdapter  # noqa: E402
 from gateway.config.compiled import Dialect, Profile, Route  # noqa: E402
-from gateway.tokens import WEIGHTS, char_classes  # noqa: E402
+from gateway.core.tokens import WEIGHTS, char_classes  # noqa: E402
 
 NODE_PREFIX = ROOT / "bench" / ".node"
 JS_TIKTOKEN = "js-tiktoken@1.0.21"

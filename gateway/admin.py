@@ -21,14 +21,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.accept import SEND_JSON, read_headers, require_json
-from gateway.auth import authenticate
 from gateway.config import ConfigError
 from gateway.config.load import digest_key
 from gateway.config.schema import LimitsSpec
-from gateway.echo import echo
-from gateway.endpoints import error_response, json_response
-from gateway.errors import (
+from gateway.core.accept import SEND_JSON, read_headers, require_json
+from gateway.core.auth import authenticate
+from gateway.core.echo import echo
+from gateway.core.errors import (
     Conflict,
     Forbidden,
     GatewayError,
@@ -37,7 +36,8 @@ from gateway.errors import (
     ServiceUnavailable,
     Unauthorized,
 )
-from gateway.keys import new_id, new_secret, visible_prefix
+from gateway.core.keys import new_id, new_secret, visible_prefix
+from gateway.endpoints import error_response, json_response
 from gateway.store.base import KeyConflict, KeyRecord, StoreUnavailable, UsageRow
 
 # A number and a unit, at most a couple of centuries: so every duration this accepts ends

@@ -20,17 +20,17 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway import admin, endpoints, heap, lag, metrics, openapi
-from gateway.accept import request_id_of
 from gateway.apis.chat.surface import CHAT
 from gateway.apis.completions.surface import COMPLETIONS
 from gateway.apis.embeddings.surface import EMBEDDINGS
 from gateway.config import Config, ConfigError, load_config
+from gateway.core.accept import request_id_of
+from gateway.core.echo import echo
+from gateway.core.errors import GatewayError, InvalidRequest, NotFound
+from gateway.core.pipeline import Pipeline
 from gateway.drain import Drain
-from gateway.echo import echo
-from gateway.errors import GatewayError, InvalidRequest, NotFound
 from gateway.logs import REQUEST_ID, log, log_request, setup_logging
 from gateway.monitor import Monitor
-from gateway.pipeline import Pipeline
 from gateway.reload import Reloader
 from gateway.runtime import start_runtime, stop_runtime
 from gateway.store.base import StoreUnavailable

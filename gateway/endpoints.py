@@ -12,13 +12,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway import metrics
-from gateway.accept import read_headers
 from gateway.apis.base import Surface, openai_error
-from gateway.auth import Principal, authenticate, digest_of
 from gateway.config import Config
-from gateway.echo import echo
-from gateway.errors import GatewayError, NotFound, Unauthorized
-from gateway.route import visible_models
+from gateway.core.accept import read_headers
+from gateway.core.auth import Principal, authenticate, digest_of
+from gateway.core.echo import echo
+from gateway.core.errors import GatewayError, NotFound, Unauthorized
+from gateway.core.route import visible_models
 
 
 def json_response(data: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:

@@ -21,7 +21,7 @@ import orjson
 
 from gateway.config import Provider
 from gateway.config.compiled import LoadMetrics, Probe
-from gateway.health import Load
+from gateway.core.health import Load
 from gateway.logs import log
 from gateway.runtime import Runtime
 from gateway.upstream import TransportError

@@ -16,11 +16,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from gateway.config import Config
-from gateway.health import Health
-from gateway.keys import KeyCache, KeyRing
-from gateway.limits import Limiter
+from gateway.core.health import Health
+from gateway.core.keys import KeyCache, KeyRing
+from gateway.core.limits import Limiter
+from gateway.core.recorder import Recorder
 from gateway.logs import log
-from gateway.recorder import Recorder
 from gateway.store import MemoryStore, Store, open_store
 from gateway.upstream import Transport, open_transport
 

@@ -17,7 +17,7 @@ import os
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from gateway.deadline import ticker_of
+from gateway.core.deadline import ticker_of
 
 HEADER_TIMEOUT_ENV = "GATEWAY_HEADER_TIMEOUT"
 MAX_HEAD_BYTES = 64 * 1024  # request line and headers; nginx's default allows 32 KiB

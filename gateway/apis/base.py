@@ -18,14 +18,14 @@ from typing import TYPE_CHECKING, Protocol
 
 import orjson
 
-from gateway.errors import GatewayError, InvalidRequest
-from gateway.sse import DONE_EVENT, data_event
+from gateway.core.errors import GatewayError, InvalidRequest
+from gateway.core.sse import DONE_EVENT, data_event
 
 if TYPE_CHECKING:
     from gateway.config import Route, Target
     from gateway.config.compiled import Affinity
-    from gateway.tally import Tally
-    from gateway.translate import Translation
+    from gateway.core.tally import Tally
+    from gateway.core.translate import Translation
 
 
 class StreamAdapter(Protocol):

@@ -12,7 +12,7 @@ import functools
 
 import orjson
 
-from gateway.errors import UpstreamError
+from gateway.core.errors import UpstreamError
 
 
 @functools.cache

@@ -17,8 +17,8 @@ from typing import Any, cast
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails, from_json
 
-from gateway.accept import SEND_JSON
-from gateway.errors import InvalidRequest
+from gateway.core.accept import SEND_JSON
+from gateway.core.errors import InvalidRequest
 
 # A custom error kind's message: given the parameter's name and pydantic's error.
 Special = Callable[[str, ErrorDetails], InvalidRequest]

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from gateway.deadline import Deadline
+from gateway.core.deadline import Deadline
 
 
 def run(coro):

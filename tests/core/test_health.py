@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gateway.config import Breaker
-from gateway.health import CLOSED, HALF_OPEN, TargetState
+from gateway.core.health import CLOSED, HALF_OPEN, TargetState
 
 BREAKER = Breaker(failures=1, window=30, cooldown=5)
 

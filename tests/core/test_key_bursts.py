@@ -19,8 +19,8 @@ import httpx
 import orjson
 import pytest
 
-from gateway.auth import digest_of
-from gateway.keys import UNKNOWN_FOR
+from gateway.core.auth import digest_of
+from gateway.core.keys import UNKNOWN_FOR
 from gateway.store.base import KeyRecord
 from gateway.store.redis import RedisStore
 from tests.gateway_process import GatewayProcess

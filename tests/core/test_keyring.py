@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from gateway.config import load_config
-from gateway.keys import UNKNOWN_KEPT, KeyRing
+from gateway.core.keys import UNKNOWN_KEPT, KeyRing
 from gateway.store import MemoryStore
 from gateway.store.base import KeyRecord, StoreUnavailable
 from gateway.store.redis import RedisStore

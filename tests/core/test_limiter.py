@@ -1,4 +1,4 @@
-"""Admit (gateway/limits.py): which limits a request is checked against, what it reserves,
+"""Admit (gateway/core/limits.py): which limits a request is checked against, what it reserves,
 and how a refusal reads. In process, on the embedded store; the same against a real Redis
 and through a real gateway: tests/core/test_limits.py.
 """
@@ -12,12 +12,12 @@ from dataclasses import replace
 import pytest
 
 from gateway.apis.chat.surface import CHAT
-from gateway.auth import MASTER, Principal
 from gateway.config import Config, digest_key
-from gateway.errors import RateLimited, ServiceUnavailable, Unauthorized
-from gateway.keys import KeyRing
-from gateway.limits import Admitted, Limiter
-from gateway.recorder import Recorder
+from gateway.core.auth import MASTER, Principal
+from gateway.core.errors import RateLimited, ServiceUnavailable, Unauthorized
+from gateway.core.keys import KeyRing
+from gateway.core.limits import Admitted, Limiter
+from gateway.core.recorder import Recorder
 from gateway.store import MemoryStore
 from gateway.store.base import KeyRecord
 from gateway.store.redis import RedisStore

@@ -1,4 +1,4 @@
-"""Plan (gateway/route.py): which target a request tries next, when it waits and when it stops.
+"""Plan (gateway/core/route.py): which target a request tries next, when it waits and when it stops.
 
 In process, with the real health state the relay keeps; the same through a real gateway
 and real upstreams: tests/core/test_routing.py.
@@ -12,8 +12,8 @@ from collections import Counter
 import pytest
 
 from gateway.config import Breaker, Config, Route
-from gateway.health import Health
-from gateway.route import Plan
+from gateway.core.health import Health
+from gateway.core.route import Plan
 
 PROVIDERS = """
     providers:

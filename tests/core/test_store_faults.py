@@ -14,9 +14,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from gateway.auth import digest_of
 from gateway.config import load_config
-from gateway.keys import KeyRing
+from gateway.core.auth import digest_of
+from gateway.core.keys import KeyRing
 from gateway.store.base import Admission, Check, KeyRecord, Settlement, StoreUnavailable
 from gateway.store.redis import RedisStore
 from tests.conftest import assert_openai_error

@@ -8,8 +8,8 @@ import orjson
 import pytest
 
 from gateway.apis.chat.adapt import StreamAdapter
-from gateway.tally import Tally
-from gateway.tokens import text_tokens
+from gateway.core.tally import Tally
+from gateway.core.tokens import text_tokens
 from tests.apis.chat.test_adapt import answer
 
 

@@ -21,9 +21,9 @@ import pytest
 
 from gateway.apis.chat.surface import CHAT as CHAT_API
 from gateway.backends import launch
-from gateway.balance import pick
 from gateway.config import ConfigError, load_config
-from gateway.health import Health, Load
+from gateway.core.balance import pick
+from gateway.core.health import Health, Load
 from tests.gateway_process import GatewayProcess, free_port, wait_for
 from tests.upstream import Upstream
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from gateway.echo import MASK, echo
+from gateway.core.echo import MASK, echo
 from tests.conftest import TEAM_KEY, assert_openai_error, auth
 from tests.gateway_process import wait_for
 

@@ -21,8 +21,8 @@ import orjson
 from gateway.apis.relayed import encoded, load_answer, scrub
 from gateway.config import Route
 from gateway.config.compiled import Dialect
-from gateway.tally import TEXT, Tally, charged
-from gateway.tokens import text_tokens
+from gateway.core.tally import TEXT, Tally, charged
+from gateway.core.tokens import text_tokens
 from gateway.upstream.base import MalformedStream, ResponseTooLarge
 
 # Only a key can match `"name"\s*:` : quotes inside a string are escaped, and a string
@@ -92,7 +92,7 @@ class Answer:
         answer["model"] = self.alias
         produced = self._choices(answer["choices"])
         usage = answer.get("usage")
-        if type(usage) is not dict:  # the same count as for a stream's text (gateway/tally.py)
+        if type(usage) is not dict:  # the same count as for a stream's text (gateway/core/tally.py)
             prompt = self.prompt_estimate
             completion = max(1, round(text_tokens("".join(produced).encode(errors="replace"))))
             usage = answer["usage"] = {"prompt_tokens": prompt, "completion_tokens": completion,
@@ -261,7 +261,7 @@ class StreamAdapter:
 
     def _estimated_usage(self) -> bytes:
         """The usage event a client asked for when the upstream sent none: what it was sent,
-        counted as a client that leaves is charged (gateway/tally.py)."""
+        counted as a client that leaves is charged (gateway/core/tally.py)."""
         prompt, completion = charged([self.tally], self._answer.prompt_estimate)
         self.usage = {"prompt_tokens": prompt, "completion_tokens": completion,
                       "total_tokens": prompt + completion, "estimated": True}

@@ -16,13 +16,13 @@ import time
 import orjson
 
 from gateway.apis.chat.adapt import Answer
-from gateway.attempt import Failure, open_upstream, response_headers, send_completion
 from gateway.config import Target
-from gateway.deadline import Deadline
-from gateway.errors import UpstreamClientError, UpstreamError
-from gateway.exchange import Exchange
-from gateway.sse import DONE_EVENT, SSE_HEADERS, end_stream
-from gateway.translate import Translation
+from gateway.core.attempt import Failure, open_upstream, response_headers, send_completion
+from gateway.core.deadline import Deadline
+from gateway.core.errors import UpstreamClientError, UpstreamError
+from gateway.core.exchange import Exchange
+from gateway.core.sse import DONE_EVENT, SSE_HEADERS, end_stream
+from gateway.core.translate import Translation
 from gateway.upstream import Transport
 
 _USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")

@@ -15,9 +15,9 @@ from gateway.apis.base import OpenAIErrors, Unspoken
 from gateway.apis.chat import adapt, fanout
 from gateway.apis.chat.schema import CORE_PARAMS, KNOWN_PARAMS
 from gateway.apis.chat.validate import validate_chat
-from gateway.balance import session_key
-from gateway.tokens import of_chars
-from gateway.translate import Translation, translate
+from gateway.core.balance import session_key
+from gateway.core.tokens import of_chars
+from gateway.core.translate import Translation, translate
 
 if TYPE_CHECKING:
     from gateway.config import Route, Target
@@ -28,7 +28,7 @@ _REASONING_FIELDS = ("reasoning_content", "reasoning")
 
 
 def estimate_prompt(payload: dict) -> int:
-    """Prompt tokens, roughly (gateway/tokens.py; a fixed count an image, 4 a message)."""
+    """Prompt tokens, roughly (gateway/core/tokens.py; a fixed count an image, 4 a message)."""
     chars = images = 0
     for message in payload["messages"]:
         content = message.get("content")

@@ -12,7 +12,7 @@ from pydantic_core import ErrorDetails
 
 from gateway.apis.chat.schema import CHAT_REQUEST
 from gateway.apis.validation import parse_request
-from gateway.errors import InvalidRequest
+from gateway.core.errors import InvalidRequest
 
 
 def _assistant_only(param: str, err: ErrorDetails) -> InvalidRequest:

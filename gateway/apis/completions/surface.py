@@ -36,8 +36,8 @@ from gateway.apis.completions.schema import (
     KNOWN_PARAMS,
 )
 from gateway.apis.validation import parse_request
-from gateway.balance import session_key
-from gateway.translate import Rejected, Translation, translate
+from gateway.core.balance import session_key
+from gateway.core.translate import Rejected, Translation, translate
 
 if TYPE_CHECKING:
     from gateway.config import Route, Target

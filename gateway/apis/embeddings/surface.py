@@ -15,9 +15,9 @@ from gateway.apis.base import OpenAIErrors, Unspoken
 from gateway.apis.embeddings.adapt import Answer
 from gateway.apis.embeddings.schema import CORE_PARAMS, KNOWN_PARAMS
 from gateway.apis.embeddings.validate import validate_embeddings
-from gateway.balance import session_key
-from gateway.tokens import text_tokens
-from gateway.translate import Translation, translate
+from gateway.core.balance import session_key
+from gateway.core.tokens import text_tokens
+from gateway.core.translate import Translation, translate
 
 if TYPE_CHECKING:
     from gateway.config import Route, Target

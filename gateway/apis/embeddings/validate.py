@@ -13,7 +13,7 @@ from typing import Any
 
 from gateway.apis.embeddings.schema import EMBEDDINGS_REQUEST, MAX_INPUTS, MAX_TOKEN_ID
 from gateway.apis.validation import empty_array, invalid_type, parse_request, short
-from gateway.errors import InvalidRequest
+from gateway.core.errors import InvalidRequest
 
 _SHAPES = ("a string, an array of strings, an array of integers (token ids) or an array of "
            "arrays of integers")

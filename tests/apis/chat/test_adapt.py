@@ -8,7 +8,7 @@ import pytest
 
 from gateway.apis.chat.adapt import Answer, StreamAdapter
 from gateway.config.compiled import Dialect, Profile, Route
-from gateway.errors import UpstreamError
+from gateway.core.errors import UpstreamError
 
 
 def answer(alias: str = "my-alias", *, client_reasoning: str = "reasoning_content",
@@ -165,7 +165,7 @@ def test_completion_without_usage_gets_an_estimate():
     body, usage, _ = answer(prompt_estimate=10).completion(json.dumps({
         "choices": [{"message": {"role": "assistant", "content": "x" * 40}}]}).encode())
     assert usage == {"prompt_tokens": 10, "completion_tokens": 9, "total_tokens": 19,
-                     "estimated": True}  # 40 letters, 0.23 a token (gateway/tally.py)
+                     "estimated": True}  # 40 letters, 0.23 a token (gateway/core/tally.py)
     assert json.loads(body)["usage"] == usage
 
 

@@ -17,7 +17,7 @@ from gateway.apis.chat.schema import KNOWN_PARAMS
 from gateway.apis.chat.surface import CODEC
 from gateway.apis.chat.validate import validate_chat
 from gateway.config.compiled import Target
-from gateway.translate import Rejected
+from gateway.core.translate import Rejected
 from tests.profiles import PROFILES, target
 
 TOOL = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}

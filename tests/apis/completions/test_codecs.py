@@ -14,8 +14,8 @@ import pytest
 
 from gateway.apis.completions.surface import COMPLETIONS, PASSTHROUGH, TO_CHAT, parse
 from gateway.config import Target, load_config
-from gateway.errors import InvalidRequest
-from gateway.translate import Rejected
+from gateway.core.errors import InvalidRequest
+from gateway.core.translate import Rejected
 
 CONFIG = """
     providers:

@@ -29,7 +29,7 @@ import re
 
 import orjson
 
-from gateway.tokens import text_tokens
+from gateway.core.tokens import text_tokens
 
 # A JSON string value of the key, written compact or with Python's `": "`. Only a key is
 # followed by `:` (see adapt.py).

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable
 
-from gateway.errors import ClientDisconnected
+from gateway.core.errors import ClientDisconnected
 
 
 async def until_disconnect(receive, work: Awaitable[None]) -> None:

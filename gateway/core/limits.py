@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 from gateway import metrics
 from gateway.apis.base import Surface
-from gateway.auth import Principal
 from gateway.config import Config, Route
-from gateway.errors import RateLimited, ServiceUnavailable, Unauthorized
+from gateway.core.auth import Principal
+from gateway.core.errors import RateLimited, ServiceUnavailable, Unauthorized
 from gateway.logs import log
 from gateway.store.base import Admission, Check, Store, StoreUnavailable, Verdict
 

@@ -20,7 +20,7 @@ import time
 from collections import deque
 
 from gateway import metrics
-from gateway.limits import LEASE_TTL
+from gateway.core.limits import LEASE_TTL
 from gateway.logs import log
 from gateway.store.base import Settlement, Store, StoreUnavailable
 

@@ -12,17 +12,17 @@ from __future__ import annotations
 import time
 
 from gateway import metrics
-from gateway.accept import read_body, read_headers
-from gateway.account import settle
 from gateway.apis.base import Surface
-from gateway.auth import authenticate
-from gateway.disconnect import until_disconnect
-from gateway.errors import ClientDisconnected, GatewayError
-from gateway.exchange import Exchange
+from gateway.core.accept import read_body, read_headers
+from gateway.core.account import settle
+from gateway.core.auth import authenticate
+from gateway.core.disconnect import until_disconnect
+from gateway.core.errors import ClientDisconnected, GatewayError
+from gateway.core.exchange import Exchange
+from gateway.core.relay import relay
+from gateway.core.responses import send_error
+from gateway.core.route import resolve
 from gateway.logs import REQUEST_ID, log
-from gateway.relay import relay
-from gateway.responses import send_error
-from gateway.route import resolve
 
 
 class Pipeline:

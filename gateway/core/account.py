@@ -4,7 +4,7 @@ Metrics and the request's log line, and the usage that replaces the request's
 reservation (written by recorder.py, off the request path). A request without
 usage from its upstream is charged what can be known: a stream that ended early
 (the client left, the upstream broke off) pays for the prompt and the text it
-was sent, counted on the way (gateway/tally.py); a request no upstream answered
+was sent, counted on the way (gateway/core/tally.py); a request no upstream answered
 pays nothing.
 """
 
@@ -13,11 +13,11 @@ from __future__ import annotations
 import time
 
 from gateway import metrics
-from gateway.exchange import Exchange
-from gateway.limits import _calendar
+from gateway.core.exchange import Exchange
+from gateway.core.limits import _calendar
+from gateway.core.tally import charged
 from gateway.logs import log_request
 from gateway.store.base import Settlement
-from gateway.tally import charged
 
 
 async def settle(runtime, ex: Exchange) -> None:

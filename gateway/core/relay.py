@@ -18,10 +18,10 @@ import time
 
 from gateway import metrics
 from gateway.apis.base import Surface, Unspoken
-from gateway.attempt import Failure, attempt
 from gateway.config import Route
-from gateway.echo import echo
-from gateway.errors import (
+from gateway.core.attempt import Failure, attempt
+from gateway.core.echo import echo
+from gateway.core.errors import (
     GatewayError,
     NoHealthyTarget,
     RateLimited,
@@ -29,8 +29,8 @@ from gateway.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from gateway.exchange import Exchange
-from gateway.route import Plan
+from gateway.core.exchange import Exchange
+from gateway.core.route import Plan
 from gateway.runtime import Runtime
 
 

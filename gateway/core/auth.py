@@ -11,8 +11,8 @@ import hmac
 import time
 from dataclasses import dataclass
 
-from gateway.errors import ServiceUnavailable, Unauthorized
-from gateway.keys import KeyRing, allows
+from gateway.core.errors import ServiceUnavailable, Unauthorized
+from gateway.core.keys import KeyRing, allows
 from gateway.store.base import KeyRecord, StoreUnavailable
 
 HOW_TO_SEND = ("Send it as 'Authorization: Bearer KEY', 'Authorization: Api-Key KEY' "

@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.deadline import Deadline
-from gateway.errors import ClientDisconnected, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
+from gateway.core.deadline import Deadline
+from gateway.core.errors import ClientDisconnected, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
 
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
 # Media types whose body is parsed as JSON (curl -d sends the second one unless told otherwise).

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import time
 
-from gateway.auth import Principal
-from gateway.balance import Session, pick
 from gateway.config import Config, Route, Target
-from gateway.echo import echo
-from gateway.errors import NotFound
-from gateway.health import Health
+from gateway.core.auth import Principal
+from gateway.core.balance import Session, pick
+from gateway.core.echo import echo
+from gateway.core.errors import NotFound
+from gateway.core.health import Health
 
 _LISTED = 20
 

@@ -21,11 +21,11 @@ import orjson
 from gateway.apis.base import Answer, Codec
 from gateway.apis.relayed import encoded, scrub
 from gateway.config import Route, Target
-from gateway.deadline import Deadline
-from gateway.errors import InvalidRequest, UpstreamClientError, UpstreamError, UpstreamTimeout
-from gateway.exchange import Exchange
-from gateway.sse import SSE_HEADERS, end_stream
-from gateway.translate import Rejected, Translation
+from gateway.core.deadline import Deadline
+from gateway.core.errors import InvalidRequest, UpstreamClientError, UpstreamError, UpstreamTimeout
+from gateway.core.exchange import Exchange
+from gateway.core.sse import SSE_HEADERS, end_stream
+from gateway.core.translate import Rejected, Translation
 from gateway.upstream import (
     ConnectFailed,
     ConnectTimeout,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from gateway.config.compiled import Dialect, Rule
-from gateway.errors import InvalidRequest
+from gateway.core.errors import InvalidRequest
 
 _DROP = object()
 

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from hashlib import blake2b
 
 from gateway.config import Affinity, Group, Target
-from gateway.health import Health
+from gateway.core.health import Health
 
 Session = Callable[[Affinity], "bytes | None"]  # a request's session key, for a group's affinity
 
