@@ -39,6 +39,9 @@ models:
     targets: [{{provider: up, model: um}}]
   other:
     targets: [{{provider: up, model: uo}}]
+  fanned:      # n > 1 sent as n requests of one answer each
+    params: {{n: {{min: 1, max: 1, on_range: fanout}}}}
+    targets: [{{provider: up, model: uf}}]
 """
 
 
@@ -197,6 +200,24 @@ def test_a_client_that_leaves_a_stream_is_charged_the_tokens_it_was_sent(gateway
     totals = charge(gateway, name)
     assert abs(totals["completion_tokens"] - 240) <= 24, totals
     assert totals["prompt_tokens"] == estimate_prompt({"messages": PROMPT})
+
+
+def test_a_client_that_leaves_a_fanned_out_stream_is_charged_the_tokens_it_was_sent(gateway,
+                                                                                    primary):
+    """n=2 on a target that makes one answer at a time: two upstream streams of 120 known
+    tokens merged into one. The client reads both and leaves: it pays for the 240."""
+    key = new_key(gateway, "fanned-leaver", tokens_per_day=100_000)
+    events = token_stream({"model": "uf"}, TOKENS["prose"][:120], 1)
+    gates = [Gate(), Gate()]
+    primary.then(*(Reply(events=[*events, gate]) for gate in gates))
+
+    received = stream(gateway, key, leave_after=2 * len(events), model="fanned", n=2)
+    for gate in gates:
+        gate.open()
+
+    assert {choice["index"] for event in received for choice in event["choices"]} == {0, 1}
+    totals = charge(gateway, "fanned-leaver")
+    assert abs(totals["completion_tokens"] - 240) <= 24, totals
 
 
 def test_a_stream_that_breaks_off_is_charged_the_tokens_it_relayed(gateway, primary):

@@ -47,6 +47,12 @@ models:
   fan-out:
     params: {{n: {{min: 1, max: 1, on_range: fanout}}}}
     targets: [{{provider: to-model-api, model: up-ma}}]
+  fan-out-json:
+    params: {{n: {{min: 1, max: 1, on_range: fanout}}}}
+    targets: [{{provider: to-model-api, model: up-timed-json}}]
+  fan-out-stream:
+    params: {{n: {{min: 1, max: 1, on_range: fanout}}}}
+    targets: [{{provider: to-model-api, model: up-timed-stream}}]
   openai-then-vllm:
     targets:
       - {{provider: to-openai, model: first}}
@@ -256,6 +262,20 @@ def test_n_fans_out_streams_too(sdk, primary):
     assert texts == {0: "echo: weather? ", 1: "echo: weather? "}
     assert chunks[-1].usage is not None and chunks[-1].usage.prompt_tokens == 22
     assert len(primary.requests) == 2
+
+
+@pytest.mark.parametrize("mode", ["json", "stream"])
+def test_fanned_out_answers_teach_the_target_its_latency(sdk, dialects, mode):
+    """Load balancing reads each target's time to first byte; fanned-out answers count."""
+    answer = sdk.chat.completions.create(model=f"fan-out-{mode}", messages=HISTORY, n=2,
+                                         stream=mode == "stream")
+    if mode == "stream":
+        list(answer)  # read to the end
+
+    targets = httpx.get(dialects.url + "/readyz").json()["targets"]
+    [report] = [report for key, report in targets.items() if f"up-timed-{mode}" in key]
+    assert report["successes"] == 1 and report["errors"] == 0
+    assert report["ttfb_ms"] > 0, report
 
 
 def test_stream_usage_is_asked_for_and_hidden_from_a_client_that_did_not(sdk, primary):
