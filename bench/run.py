@@ -122,6 +122,8 @@ http {{
     location = /v1/embeddings {{
       default_type application/json;
       alias {dir}/embeddings.json;
+      error_page 405 =200 $uri;
+    }}
     location = /v1/completions {{
       default_type application/json;
       alias {dir}/text.json;

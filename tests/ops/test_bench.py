@@ -1,0 +1,56 @@
+"""bench/run.py's fixtures: the mock upstream's nginx config and the gateway config it benches.
+
+The benchmark needs nginx and wrk, so no test runs it; these checks catch what
+would stop it before its first figure: a block left open, a scenario's model
+or path that its configs do not have.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+
+import pytest
+
+from gateway.config import load_config
+from tests.conftest import REPO
+
+spec = importlib.util.spec_from_file_location("bench_run", REPO / "bench" / "run.py")
+assert spec is not None and spec.loader is not None
+bench = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bench)
+
+
+def nginx_locations(text: str) -> list[str]:
+    """Each `location` block's path, checking that every block closes before the next opens."""
+    depth, paths = 0, []
+    for number, line in enumerate(text.splitlines(), 1):
+        found = re.match(r"\s*location = (\S+) \{", line)
+        if found:
+            assert depth == 2, f"nginx.conf:{number}: a location inside another block"
+            paths.append(found.group(1))
+        depth += line.count("{") - line.count("}")
+        assert depth >= 0, f"nginx.conf:{number}: '}}' without its block"
+    assert depth == 0, "nginx.conf: a block is never closed"
+    return paths
+
+
+def test_the_mock_upstreams_blocks_are_balanced_and_distinct():
+    paths = nginx_locations(bench.NGINX.format(dir="/tmp/bench", port=8000))
+
+    assert len(paths) == len(set(paths)) >= 7
+
+
+@pytest.mark.parametrize("scenario", list(bench.SCENARIOS))
+def test_each_scenario_has_its_models_and_its_upstream_paths(tmp_path, scenario):
+    json_model, stream_model, baselines, _, spoken = bench.SCENARIOS[scenario]
+    path = tmp_path / "routes.yaml"
+    full = bench.FULL.format(redis="redis://127.0.0.1:6379/0") if scenario == "full" else ""
+    path.write_text(bench.CONFIG.format(port=8000) + full)
+    config = load_config(path, {})  # what `gateway serve` would refuse, this refuses
+
+    locations = nginx_locations(bench.NGINX.format(dir="/tmp/bench", port=8000))
+    for model in (json_model, stream_model):
+        assert model is None or model in config.routes
+    for base in baselines:
+        assert base is None or base + bench.APIS[spoken][0] in locations
