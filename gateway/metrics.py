@@ -195,6 +195,10 @@ for _result in ("ok", "refused"):  # shown as 0 before the first reload, not as 
 
 BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 _children: dict[tuple, object] = {}
+# Every request's series, found with one lookup of its labels: requests and duration;
+# prompt and completion tokens.
+_done: dict[tuple, tuple] = {}
+_counted: dict[tuple, tuple] = {}
 
 
 def child(metric, *labels):
@@ -208,20 +212,28 @@ def child(metric, *labels):
 
 def request_done(api: str, model: str | None, target: str | None, key: str | None, status: int,
                  seconds: float, ttft: float | None) -> None:
-    model = model or NONE
-    child(REQUESTS, api, model, target or NONE, key or NONE, f"{status // 100}xx").inc()
-    child(DURATION, model).observe(seconds)
+    labels = (api, model or NONE, target or NONE, key or NONE, status // 100)
+    found = _done.get(labels)
+    if found is None:
+        found = _done[labels] = (
+            REQUESTS.labels(*labels[:4], f"{labels[4]}xx"), DURATION.labels(labels[1]))
+    found[0].inc()
+    found[1].observe(seconds)
     if ttft is not None:
-        child(TTFT, model).observe(ttft)
+        child(TTFT, labels[1]).observe(ttft)
 
 
 def count_tokens(api: str, model: str | None, key: str | None, prompt: int, completion: int,
                  reasoning: int) -> None:
-    model, key = model or NONE, key or NONE
-    child(TOKENS, api, model, key, "prompt").inc(prompt)
-    child(TOKENS, api, model, key, "completion").inc(completion)
+    labels = (api, model or NONE, key or NONE)
+    found = _counted.get(labels)
+    if found is None:
+        found = _counted[labels] = (TOKENS.labels(*labels, "prompt"),
+                                    TOKENS.labels(*labels, "completion"))
+    found[0].inc(prompt)
+    found[1].inc(completion)
     if reasoning:
-        child(TOKENS, api, model, key, "reasoning").inc(reasoning)
+        child(TOKENS, *labels, "reasoning").inc(reasoning)
 
 
 def breaker(target: str, state: str) -> None:
