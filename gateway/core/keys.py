@@ -6,8 +6,10 @@ through the admin API come from the store and are cached in this process.
 Any replica's change to a key is announced by the store and drops the cached
 entry at once (when announcements may have been missed, every entry is read
 again at its next use, and served meanwhile); without that message a cached
-key is re-read after a second (and meanwhile admission, which reads a key's
-revocation in the store itself, refuses a revoked key).
+key is re-read after a second. Meanwhile admission refuses a revoked key that
+has limits, since it reads the key's revocation in the store itself; a key with
+no limits is admitted without a store call, so once revoked it may still serve
+until its entry is re-read.
 
 Bursts and floods: concurrent lookups of one digest share one store read, so
 a thousand requests arriving together on a key this process has not seen yet
