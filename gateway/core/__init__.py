@@ -14,6 +14,6 @@
                     written off the client's path)
 
 exchange.py is the request as it moves through; errors.py the failures, each with
-its status; responses.py writes them on raw ASGI; tokens.py estimates tokens
+its status; asgi.py writes them on raw ASGI; tokens.py estimates tokens
 where no upstream counted; echo.py says what of a client's text may be repeated.
 """

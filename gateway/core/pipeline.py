@@ -15,12 +15,12 @@ from gateway import metrics
 from gateway.apis.base import Surface
 from gateway.core.accept import read_body, read_headers
 from gateway.core.account import settle
+from gateway.core.asgi import send_error
 from gateway.core.auth import authenticate
 from gateway.core.disconnect import until_disconnect
 from gateway.core.errors import ClientDisconnected, GatewayError
 from gateway.core.exchange import Exchange
 from gateway.core.relay import relay
-from gateway.core.responses import send_error
 from gateway.core.route import resolve
 from gateway.logs import REQUEST_ID, log
 
