@@ -115,7 +115,8 @@ def token_stream(request: dict, tokens: list[str], per_event: int, field: str = 
 
 def _text(content: Any) -> str:
     if isinstance(content, list):
-        return " ".join(p.get("text", "") for p in content if p.get("type") == "text")
+        return " ".join(str(p.get("text", "")) for p in content
+                        if isinstance(p, dict) and p.get("type") == "text")
     return str(content)
 
 
