@@ -4,9 +4,10 @@ It records every request it receives and answers as a test tells it to:
 with a scripted status or body, after a delay, as a stream (optionally held
 at a gate until the test opens it), or never. With nothing scripted it
 answers like a model would: an echo of the last user message, a tool call
-when tools are offered, JSON in JSON mode, streamed when asked to; a text
-completion of the prompt; known vectors for embeddings. It serves the APIs it
-is told (`apis`); the others' paths answer 404, as a chat-only server's would.
+when tools are offered and then an answer from the tool's result, JSON in
+JSON mode, streamed when asked to; a text completion of the prompt; known
+vectors for embeddings. It serves the APIs it is told (`apis`); the others'
+paths answer 404, as a chat-only server's would.
 
 It runs aiohttp's server in a thread of its own, so tests stay plain
 synchronous code and read like usage.
@@ -112,23 +113,32 @@ def token_stream(request: dict, tokens: list[str], per_event: int, field: str = 
     return events
 
 
+def _text(content: Any) -> str:
+    if isinstance(content, list):
+        return " ".join(str(p.get("text", "")) for p in content
+                        if isinstance(p, dict) and p.get("type") == "text")
+    return str(content)
+
+
 def _last_user_text(request: dict) -> str:
     for message in reversed(request.get("messages") or []):
         if message.get("role") == "user":
-            content = message.get("content")
-            if isinstance(content, list):
-                return " ".join(p.get("text", "") for p in content if p.get("type") == "text")
-            return str(content)
+            return _text(message.get("content"))
     return ""
 
 
 def natural_answer(request: dict) -> tuple[str | None, list | None]:
-    """What a well-behaved model would say: a tool call if offered tools, JSON in JSON mode, else an echo."""
+    """What a well-behaved model would say: a tool call if offered tools, then an answer from
+    the tool's result; JSON in JSON mode; else an echo."""
     tools = request.get("tools") or []
-    if tools and request.get("tool_choice") != "none" and request["messages"][-1]["role"] == "user":
+    last = (request.get("messages") or [{}])[-1]
+    role = last.get("role") if isinstance(last, dict) else None
+    if tools and request.get("tool_choice") != "none" and role == "user":
         name = tools[0]["function"]["name"]
         return None, [{"id": "call_test_1", "type": "function",
                        "function": {"name": name, "arguments": '{"location": "Paris"}'}}]
+    if role == "tool":
+        return f"the tool said: {_text(last.get('content'))}", None
     if (request.get("response_format") or {}).get("type") == "json_object":
         return json.dumps({"echo": _last_user_text(request)}), None
     return f"echo: {_last_user_text(request)}", None

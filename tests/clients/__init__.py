@@ -1,0 +1,1 @@
+"""Real clients run against the gateway as their users run them (tests/apis/*/test_*sdk.py)."""
