@@ -18,7 +18,14 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.gateway_process import GatewayProcess, free_port, serving, wait_for
+from tests.gateway_process import (  # noqa: F401 (admin, new_key, usage_of: for the tests)
+    GatewayProcess,
+    admin,
+    free_port,
+    new_key,
+    serving,
+    usage_of,
+)
 from tests.upstream import Upstream
 
 KEY = "sk-completions-team-0123456789"
@@ -85,23 +92,3 @@ def http(gateway) -> Iterator[httpx.Client]:
                       headers={"Authorization": f"Bearer {KEY}"}) as client:
         yield client
 
-
-def admin(gateway: GatewayProcess, method: str, path: str, body: dict | None = None) -> httpx.Response:
-    return httpx.request(method, gateway.url + path, json=body, timeout=10,
-                         headers={"Authorization": f"Bearer {MASTER}"})
-
-
-def new_key(gateway: GatewayProcess, name: str, **limits) -> str:
-    """A key of its own for one test (its limits and usage are that test's alone)."""
-    response = admin(gateway, "POST", "/admin/keys", {"name": name, "limits": limits})
-    assert response.status_code == 201, response.text
-    return response.json()["key"]
-
-
-def usage_of(gateway: GatewayProcess, name: str, requests: int) -> dict:
-    """The key's usage totals, once its `requests` requests are recorded (off the request path)."""
-    def totals() -> dict | None:
-        found = admin(gateway, "GET", f"/admin/usage?key={name}&by=key").json()["totals"]
-        return found if found["requests"] >= requests else None
-
-    return wait_for(totals, 10, f"{requests} usage records of key {name}")
