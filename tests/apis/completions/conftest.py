@@ -18,6 +18,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests.apis import upstreams
 from tests.gateway_process import (  # noqa: F401 (admin, new_key, usage_of: for the tests)
     GatewayProcess,
     admin,
@@ -26,32 +27,13 @@ from tests.gateway_process import (  # noqa: F401 (admin, new_key, usage_of: for
     serving,
     usage_of,
 )
-from tests.upstream import Upstream
 
 KEY = "sk-completions-team-0123456789"
 MASTER = "sk-completions-master-0123456789"
 PROVIDER_KEY = "sk-completions-provider-secret-77"
 
-
-@pytest.fixture(scope="session")
-def native() -> Iterator[Upstream]:
-    upstream = Upstream().start()
-    yield upstream
-    upstream.stop()
-
-
-@pytest.fixture(scope="session")
-def chat_only() -> Iterator[Upstream]:
-    upstream = Upstream(apis=("chat",)).start()
-    yield upstream
-    upstream.stop()
-
-
-@pytest.fixture(autouse=True)
-def _fresh(request) -> None:
-    for name in ("native", "chat_only"):
-        if name in request.fixturenames:
-            request.getfixturevalue(name).reset()
+# The two upstreams, fresh for each test.
+native, chat_only, _fresh = upstreams.native, upstreams.chat_only, upstreams._fresh
 
 
 @pytest.fixture(scope="session")
