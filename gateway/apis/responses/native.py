@@ -138,7 +138,8 @@ class NativeStream:
         """Whole events (each ending with a blank line), rewritten where they must be."""
         events = scrub(events, self._answer.secrets)
         out = [self._event(event) for event in events.split(b"\n\n")[:-1]]
-        last = _SEQUENCE.search(events, max(0, events.rfind(b"\n\n", 0, -2)))
+        at = events.rfind(b'"sequence_number"')
+        last = _SEQUENCE.match(events, at) if at >= 0 else None
         if last is not None:
             self._sequence = int(last.group(1))
         return b"".join(out)
