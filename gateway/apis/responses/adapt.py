@@ -146,26 +146,34 @@ class ConvertedStream(adapt.StreamAdapter):
             return b""
         choice = choices[0] if choices and type(choices[0]) is dict else {}
         delta = choice.get("delta")
-        out = []
+        out = b""
         if type(delta) is dict:
-            writer = self._writer
-            for kind, text in (("reasoning", _reasoning(delta)),
-                               ("refusal", _string(delta, "refusal")),
-                               ("text", _string(delta, "content"))):
-                if text:
-                    out.append(writer.piece(kind, text))
-            calls = delta.get("tool_calls")
-            for call in calls if type(calls) is list else ():
-                if type(call) is dict:
-                    function = call.get("function")
-                    function = function if type(function) is dict else {}
-                    out.append(writer.call(call.get("index", 0), _string(call, "id"),
-                                           _string(function, "name"),
-                                           _string(function, "arguments")))
+            content = delta.get("content")
+            if len(delta) == 1 and type(content) is str:  # the bulk of a stream: text alone
+                out = self._writer.piece("text", content) if content else b""
+            else:
+                out = self._pieces(delta)
         reason = choice.get("finish_reason")
         if reason is not None:
             self._reason = reason
             status = objects.status_of(reason)[0]
-            out.append(self._writer.close("completed" if status == "completed"
-                                          else "incomplete"))
+            out += self._writer.close("completed" if status == "completed" else "incomplete")
+        return out
+
+    def _pieces(self, delta: dict) -> bytes:
+        """Whatever one delta holds, in the order items of a turn come: reasoning, a refusal,
+        text, tool calls."""
+        writer = self._writer
+        out = []
+        for kind, text in (("reasoning", _reasoning(delta)), ("refusal", _string(delta, "refusal")),
+                           ("text", _string(delta, "content"))):
+            if text:
+                out.append(writer.piece(kind, text))
+        calls = delta.get("tool_calls")
+        for call in calls if type(calls) is list else ():
+            if type(call) is dict:
+                function = call.get("function")
+                function = function if type(function) is dict else {}
+                out.append(writer.call(call.get("index", 0), _string(call, "id"),
+                                       _string(function, "name"), _string(function, "arguments")))
         return b"".join(out)

@@ -30,18 +30,35 @@ _PART = {"text": ("response.content_part", "content_index", "response.output_tex
          "reasoning": ("response.reasoning_summary_part", "summary_index",
                        "response.reasoning_summary_text")}
 _PREFIX = {"text": "msg_", "refusal": "msg_", "reasoning": "rs_", "call": "fc_"}
+_DELTA = {kind: part[2] + ".delta" for kind, part in _PART.items()} | {
+    "call": "response.function_call_arguments.delta"}
 
 
 class _Open:
     """The item being written: its kind, place, id and the pieces so far."""
 
-    __slots__ = ("index", "item_id", "kind", "pieces", "call_id", "name")
+    __slots__ = ("call_id", "delta_head", "index", "item_id", "kind", "name", "pieces", "where")
 
     def __init__(self, kind: str, index: int, call_id: str = "", name: str = "") -> None:
         self.kind, self.index = kind, index
         self.pieces: list[str] = []
         self.item_id = objects.new_id(_PREFIX[kind])
         self.call_id, self.name = call_id, name
+        where: dict = {"item_id": self.item_id, "output_index": index}
+        if kind != "call":
+            where[_PART[kind][1]] = 0
+        self.where = where  # what every event of its parts says of its place
+        # Its delta events are the stream's bulk: written from bytes made once, not from dicts.
+        name_ = _DELTA[kind].encode()
+        self.delta_head = (b"event: " + name_ + b'\ndata: {"type":"' + name_ + b'",'
+                           + orjson.dumps(where)[1:-1]
+                           + (b',"logprobs":[]' if kind == "text" else b"") + b',"delta":')
+
+    def delta(self, text: str, sequence: int) -> bytes:
+        """The delta event of `text`, numbered `sequence`."""
+        self.pieces.append(text)
+        return (self.delta_head + orjson.dumps(text) + b',"sequence_number":'
+                + str(sequence).encode() + b"}\n\n")
 
     def item(self, status: str) -> dict:
         text = "".join(self.pieces)
@@ -100,16 +117,14 @@ class Writer:
 
     def piece(self, kind: str, text: str) -> bytes:
         """A piece of text of `kind` (text, refusal, reasoning), in an item of that kind."""
-        out = b""
-        if self._open is None or self._open.kind != kind:
-            out = self._begin(_Open(kind, len(self.output)))
         current = self._open
-        assert current is not None
-        current.pieces.append(text)
-        fields = {**self._where(current), "delta": text}
-        if kind == "text":
-            fields["logprobs"] = []
-        return out + self.event(_PART[kind][2] + ".delta", fields)
+        if current is not None and current.kind == kind:  # the usual: one more piece
+            self.sequence += 1
+            return current.delta(text, self.sequence)
+        current = _Open(kind, len(self.output))
+        out = self._begin(current)
+        self.sequence += 1
+        return out + current.delta(text, self.sequence)
 
     def call(self, index: object, call_id: str | None, name: str | None,
              arguments: str) -> bytes:
@@ -125,10 +140,8 @@ class Writer:
             current.name += name  # a name sent in pieces
         if not arguments:
             return out
-        current.pieces.append(arguments)
-        return out + self.event("response.function_call_arguments.delta",
-                                {"item_id": current.item_id, "output_index": current.index,
-                                 "delta": arguments})
+        self.sequence += 1
+        return out + current.delta(arguments, self.sequence)
 
     def _begin(self, item: _Open) -> bytes:
         out = self.close()
@@ -138,8 +151,8 @@ class Writer:
         out += self.event("response.output_item.added", {"output_index": item.index,
                                                          "item": added})
         if item.kind != "call":
-            out += self.event(_PART[item.kind][0] + ".added",
-                              {**self._where(item), "part": item.part("")})
+            out += self.event(_PART[item.kind][0] + ".added", {**item.where,
+                                                               "part": item.part("")})
         return out
 
     def close(self, status: str = "completed") -> bytes:
@@ -149,7 +162,7 @@ class Writer:
             return b""
         text = "".join(item.pieces)
         whole = self.output[item.index] = item.item(status)
-        where = self._where(item)
+        where = item.where
         if item.kind == "call":
             out = self.event("response.function_call_arguments.done",
                              {**where, "name": item.name, "arguments": text})
@@ -179,9 +192,3 @@ class Writer:
             self.output[current.index] = current.item("incomplete")
         self.final = self._response("failed", error=objects.failed(code, message))
         return out + self.event("response.failed", {"response": self.final})
-
-    def _where(self, item: _Open) -> dict:
-        where: dict = {"item_id": item.item_id, "output_index": item.index}
-        if item.kind != "call":
-            where[_PART[item.kind][1]] = 0
-        return where
