@@ -119,3 +119,17 @@ def test_a_native_answer_and_stream_keep_the_upstreams_object_as_the_clients(tar
         assert adapter.final == sent[-1]["response"] and adapter.final["model"] == "alias"
         assert adapter.upstream_model == "vllm-up" and adapter.usage["completion_tokens"] == 5
         assert out.startswith(b"event: response.created\ndata: ")
+
+
+def test_a_native_stream_that_breaks_off_is_failed_after_its_last_numbered_event(targets):
+    events = response_stream({"model": "vllm-up", "input": "a b"})[:4]
+    adapter = answer_for(targets, "vllm").stream(True, 2**20)
+    out = adapter.feed(b"".join(map(response_event, events))
+                       + b'event: error\ndata: {"type": "error", "message": "overloaded"}\n\n')
+    out += adapter.finish()
+
+    assert not adapter.finished and adapter.final is None
+    failed = parsed(adapter.stream_error(UpstreamError("The stream ended early.")))[0]
+    assert failed["sequence_number"] == 4  # after the upstream's 0..3; its error had none
+    assert failed["response"]["id"] == "resp_test" and adapter.final == failed["response"]
+    assert parsed(out)[-1] == {"type": "error", "message": "overloaded"}  # relayed as it came

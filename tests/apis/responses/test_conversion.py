@@ -239,3 +239,36 @@ def test_the_demo_model_answers_responses_by_conversion(gateway):
     answer = response.json()
     assert 'You said: "Hello!"' in answer["output"][0]["content"][0]["text"]
     assert answer["usage"]["output_tokens"] > 10
+
+
+def test_reasoning_effort_and_the_length_limit_take_each_dialects_names(http, native, chat_only):
+    asked = {"input": "think", "reasoning": {"effort": "xhigh"}, "max_output_tokens": 64}
+    aggregator = http.post("/v1/responses", json={"model": "converted-agg", **asked})
+    assert aggregator.status_code == 200, aggregator.text
+    assert chat_only.last.json["reasoning_effort"] == "high"  # its map: xhigh -> high
+    assert chat_only.last.json["max_completion_tokens"] == 64
+    assert aggregator.headers["x-gateway-adjusted-params"] == "reasoning.effort"
+    assert aggregator.json()["reasoning"] == {"effort": "xhigh", "summary": None}
+
+    generalcompute = http.post("/v1/responses", json={"model": "converted", **asked})
+    assert "reasoning_effort" not in chat_only.last.json  # its rules: not supported
+    assert chat_only.last.json["max_tokens"] == 64
+    assert generalcompute.headers["x-gateway-dropped-params"] == "reasoning.effort"
+    strict = http.post("/v1/responses", json={"model": "converted-strict", **asked})
+    assert_openai_error(strict, 400, param="reasoning.effort", code="unsupported_parameter")
+
+    assert http.post("/v1/responses", json={"model": "native", **asked}).status_code == 200
+    assert native.last.json["reasoning"] == {"effort": "xhigh"}  # a Responses upstream's own
+
+
+def test_the_policy_drops_or_refuses_what_only_changes_the_extras(http, chat_only):
+    asked = {"input": "q", "include": ["message.output_text.logprobs"], "top_logprobs": 2}
+    dropped = http.post("/v1/responses", json={"model": "converted", **asked})
+    assert dropped.status_code == 200, dropped.text
+    assert dropped.headers["x-gateway-dropped-params"] == "top_logprobs, include"
+    assert set(chat_only.last.json) == {"model", "messages"}
+
+    refused = http.post("/v1/responses", json={"model": "converted-strict", **asked})
+    error = assert_openai_error(refused, 400, param="top_logprobs",
+                                code="unsupported_parameter")
+    assert "which speaks chat completions only" in error["message"]
