@@ -183,7 +183,8 @@ def _responses_request() -> tuple[dict, dict]:
     for name, why in REFUSED.items():  # what the schema takes and the gateway refuses
         unset = [{"type": "null"}, {"const": False}] if name == "background" else [
             {"type": "null"}]
-        request["properties"][name] = {"anyOf": unset, "description": f"Refused when set: {why}."}
+        request["properties"][name] = {"anyOf": unset,
+                                       "description": f"Refused when set: the parameter {why}."}
     return request, schemas
 
 

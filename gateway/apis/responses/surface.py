@@ -44,11 +44,11 @@ API = "responses"
 
 # Refused on every target: the gateway keeps conversations itself, and answers at once.
 REFUSED = {
-    "previous_response_id": "not supported yet: send the whole conversation in 'input'",
-    "conversation": "conversations stored at OpenAI are not reached through the gateway; "
-                    "send the whole conversation in 'input'",
-    "background": "the gateway answers every request at once, so there is no response to "
-                  "poll; send it without background",
+    "previous_response_id": "is not supported yet: send the whole conversation in 'input'",
+    "conversation": "is not supported: a conversation stored at OpenAI is not reached "
+                    "through the gateway; send the whole conversation in 'input'",
+    "background": "is not supported: the gateway answers every request at once, so there is "
+                  "no response to poll; send the request without it",
 }
 
 
@@ -62,7 +62,7 @@ def parse(body: bytes) -> dict:
                             fields=_FIELDS)
     for name, why in REFUSED.items():
         if payload.get(name) not in (None, False):
-            raise InvalidRequest(f"Parameter '{name}' is {why}.", param=name,
+            raise InvalidRequest(f"Parameter '{name}' {why}.", param=name,
                                  code="unsupported_parameter")
     return payload
 
@@ -145,10 +145,12 @@ def _allowed_tools(tools: list, dialect: Dialect) -> list:
     """The tools, if the target takes every built-in among them: its profile's `tools` rule
     lists the types it takes (`true`: any); function tools go everywhere."""
     rule = dialect.rules.get("tools")
-    if rule is not None and rule.supported and rule.values is None:
-        return tools
-    allowed = {"function", *(rule.values or ())} if rule is not None and rule.supported else {
-        "function"}
+    if rule is None or not rule.supported:
+        allowed = {"function"}
+    elif rule.values is None:
+        return tools  # `tools: true`: every type
+    else:
+        allowed = {"function", *rule.values}
     for i, tool in enumerate(tools):
         if tool["type"] not in allowed:
             raise Rejected(f"Tool '{tool['type']}' (tools[{i}]) is not available on provider "

@@ -13,7 +13,14 @@ from gateway.apis.responses.surface import PASSTHROUGH, TO_CHAT, parse
 from gateway.config import Route, Target
 from gateway.core.errors import UpstreamError
 from tests.profiles import NOWHERE, targets_on
-from tests.upstream import chunk, completion, response_event, response_object, response_stream
+from tests.upstream import (
+    chunk,
+    completion,
+    message_output,
+    response_event,
+    response_object,
+    response_stream,
+)
 
 SECRET = "sk-adapt-provider-secret-0123"
 
@@ -133,3 +140,14 @@ def test_a_native_stream_that_breaks_off_is_failed_after_its_last_numbered_event
     assert failed["sequence_number"] == 4  # after the upstream's 0..3; its error had none
     assert failed["response"]["id"] == "resp_test" and adapter.final == failed["response"]
     assert parsed(out)[-1] == {"type": "error", "message": "overloaded"}  # relayed as it came
+
+
+def test_a_native_answer_without_usage_is_charged_an_estimate(targets):
+    answer = answer_for(targets, "vllm")
+    upstream = response_object({"model": "vllm-up"}, [message_output("one two three four")])
+    del upstream["usage"]
+    body, usage, _ = answer.completion(orjson.dumps(upstream))
+
+    assert usage["estimated"] is True and usage["prompt_tokens"] == 7  # admission's estimate
+    assert usage["completion_tokens"] >= 4
+    assert orjson.loads(body)["usage"]["output_tokens"] == usage["completion_tokens"]
