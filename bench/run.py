@@ -431,6 +431,10 @@ def main() -> None:
                 body = json.dumps({"model": model, **fields(stream)})
                 lua = work / f"{scenario}-{model}.lua"
                 lua.write_text(WRK_LUA.format(body=body, expect=stream_end if stream else expect))
+                # The baselines answer in the upstream's API: their answers are checked as its.
+                spoken_expect = APIS[spoken][3 if stream else 2]
+                baseline = work / f"{scenario}-{model}-upstream.lua"
+                baseline.write_text(WRK_LUA.format(body=body, expect=spoken_expect))
                 mode = "stream" if stream else "json"
                 for c in map(int, args.connections.split(",")):
                     wrk(f"http://127.0.0.1:{port}{gateway_path}", lua, c, 2)  # warm up
@@ -447,7 +451,8 @@ def main() -> None:
                             measured[target] = next(r for r in rows if r["mode"] == mode and
                                                     r["connections"] == c and r["target"] == "relay")
                             continue  # the same relay figure as for `bare`
-                        result = wrk(url, lua, c, args.duration, pid)
+                        result = wrk(url, lua if target == "gateway" else baseline, c,
+                                     args.duration, pid)
                         result["rss_mb"] = rss_mb(pid) if pid else None
                         measured[target] = result
                         rows.append({"scenario": scenario, "mode": mode, "connections": c,
