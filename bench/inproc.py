@@ -1,6 +1,7 @@
 """CPU cost of the gateway's own code per request, without sockets, uvicorn or aiohttp.
 
     python bench/inproc.py [--requests 20000] [--events 20] [--reads whole|event]
+                           [--api chat|responses|responses-converted]
 
 Drives the ASGI app in-process with an upstream transport that answers from
 memory, and reports CPU microseconds per request for a JSON and a streamed
@@ -9,6 +10,10 @@ the upstream in one piece or, with `--reads event`, an event a read, as from
 an upstream that writes each token as it makes it. Network benchmarks on a shared VM are noisy; this one is
 steady enough to compare two commits of the request path: it runs 10 rounds
 and reports the quickest, as timeit does, to leave out time other work took.
+`--api` picks the client API: chat (the default), responses (passed through to a
+target that speaks it: bench/run.py's canned response and its stream of as many
+text deltas) or responses-converted (to a chat-only target: the same chat answer
+as `chat`'s, converted, so the two compare what a conversion costs).
 """
 
 from __future__ import annotations
@@ -31,8 +36,10 @@ from gateway.config import load_config  # noqa: E402
 CONFIG = """
 providers:
   mock: {profile: openai, base_url: "http://mock/v1", api_key: "sk-upstream"}
+  chat: {profile: aggregator, base_url: "http://mock/v1", api_key: "sk-upstream"}
 models:
   bench: {targets: [{provider: mock, model: mock}]}
+  bench-converted: {targets: [{provider: chat, model: mock}]}
 keys:
   bench: {key: "sk-bench-key-0123456789"}
 """
@@ -67,17 +74,28 @@ class CannedTransport:
     def __init__(self, events: int = 20, per_event: bool = False) -> None:
         self.json = json.dumps(run.COMPLETION).encode()
         self.sse = run.sse_stream(events).encode()
+        self.response = json.dumps(run.RESPONSE).encode()
+        self.response_sse = run.response_stream(events).encode()
         self.per_event = per_event
 
     async def send(self, url, headers, body):
         stream = b'"stream":true' in body
+        if url.endswith("/responses"):
+            return Canned(self.response_sse if stream else self.response, stream, self.per_event)
         return Canned(self.sse if stream else self.json, stream, self.per_event)
 
     async def aclose(self) -> None:
         pass
 
 
-async def one(app, body: bytes) -> int:
+# --api: the path, the model and the request (given the stream flag).
+APIS = {"chat": ("/v1/chat/completions", "bench", {"messages": [{"role": "user",
+                                                                  "content": "Hello"}]}),
+        "responses": ("/v1/responses", "bench", {"input": "Hello"}),
+        "responses-converted": ("/v1/responses", "bench-converted", {"input": "Hello"})}
+
+
+async def one(app, body: bytes, path: str = "/v1/chat/completions") -> int:
     """One request, with uvicorn's receive: the body, then `http.disconnect` once answered."""
     sent = 0
     delivered = False
@@ -99,14 +117,14 @@ async def one(app, body: bytes) -> int:
         if message["type"] == "http.response.body" and not message.get("more_body"):
             answered.set()
 
-    scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "headers": HEADERS}
+    scope = {"type": "http", "method": "POST", "path": path, "headers": HEADERS}
     await app(scope, receive, send)
     return sent
 
 
 async def measure(requests: int, rounds: int = 10, modes: tuple = ("json", "stream"),
                   redis: str | None = None, transport: CannedTransport | None = None,
-                  warmup: int = 500) -> dict:
+                  warmup: int = 500, api: str = "chat") -> dict:
     config = CONFIG
     if redis:  # limits that never refuse: every request is admitted and settled through Redis
         config += (f'store: {{url: "{redis}"}}\n'
@@ -125,20 +143,21 @@ async def measure(requests: int, rounds: int = 10, modes: tuple = ("json", "stre
     stderr, sys.stderr = sys.stderr, open(os.devnull, "w")
     setup_logging("info", "json")  # a request line each, as in production, to nowhere
     sys.stderr = stderr
+    transport = transport or CannedTransport()
     app.state.runtime = replace(start_runtime(app.config),
-                                transports={"mock": transport or CannedTransport()})
+                                transports={"mock": transport, "chat": transport})
     results = {}
+    path, model, fields = APIS[api]
     for mode in modes:
         stream = mode == "stream"
-        body = json.dumps({"model": "bench", "stream": stream,
-                           "messages": [{"role": "user", "content": "Hello"}]}).encode()
+        body = json.dumps({"model": model, "stream": stream, **fields}).encode()
         for _ in range(warmup):
-            await one(app, body)
+            await one(app, body, path)
         best = float("inf")
         for _ in range(rounds):  # the quickest round: the least disturbed by other work
             start = time.process_time()
             for _ in range(requests // rounds):
-                await one(app, body)
+                await one(app, body, path)
             best = min(best, (time.process_time() - start) / (requests // rounds))
         results[mode] = best * 1e6
     return results
@@ -153,6 +172,7 @@ def main() -> None:
     parser.add_argument("--reads", choices=["whole", "event"], default="whole",
                         help="the stream in one upstream read, or an event a read")
     parser.add_argument("--warmup", type=int, default=500, help="requests before measuring")
+    parser.add_argument("--api", choices=sorted(APIS), default="chat", help="the client API")
     args = parser.parse_args()
     modes = ("json", "stream") if args.mode == "both" else (args.mode,)
     transport = CannedTransport(args.events, args.reads == "event")
@@ -163,10 +183,10 @@ def main() -> None:
         import uvloop
 
         results = uvloop.run(measure(args.requests, modes=modes, redis=args.redis,
-                                     transport=transport, warmup=args.warmup))
+                                     transport=transport, warmup=args.warmup, api=args.api))
     except ImportError:
         results = asyncio.run(measure(args.requests, modes=modes, redis=args.redis,
-                                      transport=transport, warmup=args.warmup))
+                                      transport=transport, warmup=args.warmup, api=args.api))
     for mode, micros in results.items():
         print(f"{mode:<7} {micros:7.1f} us CPU per request (gateway code only)")
 

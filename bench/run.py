@@ -1,7 +1,8 @@
 """Benchmark the gateway's request path against a reference relay and a mock upstream.
 
     python3 bench/run.py [--duration 10] [--connections 1,64]
-        [--scenarios bare,full,fallback,long-stream,completions,completions-converted,embeddings]
+        [--scenarios bare,full,fallback,long-stream,completions,completions-converted,embeddings,
+                     responses,responses-converted]
 
 Needs nginx and wrk (installed with apt-get when missing and running as root)
 and, for `full`, a redis-server (on PATH, or the one in the test extras'
@@ -19,8 +20,13 @@ Redis, parameter translation, metrics), `fallback` (the first target answers
 completions to a target that speaks them: nginx serves a text completion and
 its 22-event stream), `completions-converted` (legacy completions to a
 chat-only target: converted to chat and back, event by event, from the chat
-mock) and `embeddings` (two inputs, a canned answer of two base64 vectors of
-1536 numbers, as the openai SDK asks; passed through, no conversion).
+mock), `embeddings` (two inputs, a canned answer of two base64 vectors of
+1536 numbers, as the openai SDK asks; passed through, no conversion),
+`responses` (the Responses API to a target that speaks it: nginx serves a
+response object and a stream of 28 events, 20 of them text deltas) and
+`responses-converted` (the Responses API to a chat-only target: converted to
+chat and back, event by event, from the chat mock; its stream against `bare`'s
+is what a conversion costs).
 """
 
 from __future__ import annotations
@@ -79,6 +85,41 @@ def text_stream(events: int = 20) -> str:
     return "".join(f"data: {json.dumps(e)}\n\n" for e in out) + "data: [DONE]\n\n"
 
 
+RESPONSE = {
+    "id": "resp_bench", "object": "response", "created_at": 1700000000, "status": "completed",
+    "error": None, "incomplete_details": None, "model": "mock",
+    "output": [{"id": "msg_bench", "type": "message", "status": "completed", "role": "assistant",
+                "content": [{"type": "output_text", "text": "Hello! How can I help?",
+                             "annotations": []}]}],
+    "usage": {"input_tokens": 12, "input_tokens_details": {"cached_tokens": 0},
+              "output_tokens": 7, "output_tokens_details": {"reasoning_tokens": 0},
+              "total_tokens": 19},
+}
+
+
+def response_stream(deltas: int = 20) -> str:
+    """A Responses stream as OpenAI writes it: the envelope's events around `deltas` text deltas."""
+    item = RESPONSE["output"][0]
+    where = {"item_id": item["id"], "output_index": 0, "content_index": 0}
+    text = "".join(f" tok{i}" for i in range(1, deltas + 1))
+    started = {**RESPONSE, "status": "in_progress", "output": [], "usage": None}
+    part = {"type": "output_text", "text": "", "annotations": []}
+    events = [("response.created", {"response": started}),
+              ("response.in_progress", {"response": started}),
+              ("response.output_item.added", {"output_index": 0, "item": {
+                  **item, "status": "in_progress", "content": []}}),
+              ("response.content_part.added", {**where, "part": part}),
+              *(("response.output_text.delta", {**where, "delta": f" tok{i}", "logprobs": []})
+                for i in range(1, deltas + 1)),
+              ("response.output_text.done", {**where, "text": text, "logprobs": []}),
+              ("response.content_part.done", {**where, "part": {**part, "text": text}}),
+              ("response.output_item.done", {"output_index": 0, "item": item}),
+              ("response.completed", {"response": RESPONSE})]
+    return "".join(f"event: {kind}\ndata: "
+                   f"{json.dumps({'type': kind, 'sequence_number': n, **fields})}\n\n"
+                   for n, (kind, fields) in enumerate(events))
+
+
 def sse_stream(events: int = 20) -> str:
     head = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1700000000,
             "model": "mock"}
@@ -132,6 +173,16 @@ http {{
     location = /stream/v1/completions {{
       default_type text/event-stream;
       alias {dir}/text-stream.txt;
+      error_page 405 =200 $uri;
+    }}
+    location = /v1/responses {{
+      default_type application/json;
+      alias {dir}/response.json;
+      error_page 405 =200 $uri;
+    }}
+    location = /stream/v1/responses {{
+      default_type text/event-stream;
+      alias {dir}/response-stream.txt;
       error_page 405 =200 $uri;
     }}
     location = /busy/v1/chat/completions {{
@@ -203,16 +254,22 @@ SCENARIOS = {
     "completions-converted": ("bench-converted", "bench-converted-stream", ("/v1", "/stream/v1"),
                               "completions", "chat"),
     "embeddings": ("bench-embed", None, ("/v1", None), "embeddings", "embeddings"),
+    "responses": ("bench", "bench-stream", ("/v1", "/stream/v1"), "responses", "responses"),
+    "responses-converted": ("bench-converted", "bench-converted-stream", ("/v1", "/stream/v1"),
+                            "responses", "chat"),
 }
 # Each API's path, the request the load sends (without the model; given the stream flag),
-# and what a good whole answer holds.
+# what a good whole answer holds, and what a good stream ends with.
 APIS = {"chat": ("/chat/completions", lambda stream: {
             "stream": stream, "max_tokens": 64,
-            "messages": [{"role": "user", "content": "Hello"}]}, '"choices"'),
+            "messages": [{"role": "user", "content": "Hello"}]}, '"choices"', "[DONE]"),
         "completions": ("/completions", lambda stream: {
-            "stream": stream, "max_tokens": 64, "prompt": "Hello"}, '"choices"'),
+            "stream": stream, "max_tokens": 64, "prompt": "Hello"}, '"choices"', "[DONE]"),
         "embeddings": ("/embeddings", lambda stream: {
-            "input": ["Hello", "world"], "encoding_format": "base64"}, '"embedding"')}
+            "input": ["Hello", "world"], "encoding_format": "base64"}, '"embedding"', None),
+        "responses": ("/responses", lambda stream: {
+            "stream": stream, "max_output_tokens": 64, "input": "Hello"}, '"output"',
+            "event: response.completed")}
 
 
 def free_port() -> int:
@@ -330,6 +387,8 @@ def main() -> None:
     (work / "embeddings.json").write_text(json.dumps(EMBEDDINGS))
     (work / "text.json").write_text(json.dumps(TEXT_COMPLETION))
     (work / "text-stream.txt").write_text(text_stream())
+    (work / "response.json").write_text(json.dumps(RESPONSE))
+    (work / "response-stream.txt").write_text(response_stream())
     (work / "nginx.conf").write_text(NGINX.format(dir=work, port=mock_port))
     processes = [start([nginx_bin, "-c", str(work / "nginx.conf")], 1, work / "nginx.log"),
                  start([sys.executable, str(Path(__file__).parent / "relay.py"),
@@ -362,7 +421,7 @@ def main() -> None:
         for scenario in scenarios:
             gateway, port = gateways[scenario]
             json_model, stream_model, (json_path, stream_path), api, spoken = SCENARIOS[scenario]
-            endpoint, fields, expect = APIS[api]
+            endpoint, fields, expect, stream_end = APIS[api]
             gateway_path = "/v1" + endpoint
             upstream_endpoint = APIS[spoken][0]
             for stream, model, path in ((False, json_model, json_path),
@@ -371,7 +430,11 @@ def main() -> None:
                     continue
                 body = json.dumps({"model": model, **fields(stream)})
                 lua = work / f"{scenario}-{model}.lua"
-                lua.write_text(WRK_LUA.format(body=body, expect="[DONE]" if stream else expect))
+                lua.write_text(WRK_LUA.format(body=body, expect=stream_end if stream else expect))
+                # The baselines answer in the upstream's API: their answers are checked as its.
+                spoken_expect = APIS[spoken][3 if stream else 2]
+                baseline = work / f"{scenario}-{model}-upstream.lua"
+                baseline.write_text(WRK_LUA.format(body=body, expect=spoken_expect))
                 mode = "stream" if stream else "json"
                 for c in map(int, args.connections.split(",")):
                     wrk(f"http://127.0.0.1:{port}{gateway_path}", lua, c, 2)  # warm up
@@ -388,7 +451,8 @@ def main() -> None:
                             measured[target] = next(r for r in rows if r["mode"] == mode and
                                                     r["connections"] == c and r["target"] == "relay")
                             continue  # the same relay figure as for `bare`
-                        result = wrk(url, lua, c, args.duration, pid)
+                        result = wrk(url, lua if target == "gateway" else baseline, c,
+                                     args.duration, pid)
                         result["rss_mb"] = rss_mb(pid) if pid else None
                         measured[target] = result
                         rows.append({"scenario": scenario, "mode": mode, "connections": c,

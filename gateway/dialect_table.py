@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from gateway.apis.chat.schema import KNOWN_PARAMS, ChatRequest
 from gateway.apis.completions import schema as completions
 from gateway.apis.embeddings import schema as embeddings
+from gateway.apis.responses import schema as responses
 from gateway.config.compiled import Profile, Rule
 
 ACTIONS = {"clamp": "clamped", "drop": "else not sent", "reject": "else refused",
@@ -88,7 +89,8 @@ def _overflow(profile: Profile) -> str:
 
 # Each API's own parameters (OpenAI's), besides chat's: a profile that lists none of one
 # does not support it.
-API_PARAMS = {"completions": completions.KNOWN_PARAMS, "embeddings": embeddings.KNOWN_PARAMS}
+API_PARAMS = {"completions": completions.KNOWN_PARAMS, "embeddings": embeddings.KNOWN_PARAMS,
+              "responses": responses.KNOWN_PARAMS | {"tools"}}
 
 
 def _api_section(api: str, speaking: list[Profile]) -> list[str]:

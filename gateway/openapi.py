@@ -19,6 +19,8 @@ from gateway.admin import EXPIRES_IN, KeyChange
 from gateway.apis.chat.schema import ASSISTANT_ONLY, CHAT_REQUEST
 from gateway.apis.completions.schema import COMPLETION_REQUEST
 from gateway.apis.embeddings.schema import EMBEDDINGS_REQUEST
+from gateway.apis.responses.schema import ITEM_TYPES, RESPONSES_REQUEST
+from gateway.apis.responses.surface import REFUSED
 
 _REF = "#/components/schemas/{model}"
 
@@ -69,6 +71,18 @@ _TEXT_CHUNK = _object({
     "choices": {"type": "array", "items": _TEXT_CHOICE},
     "usage": {"anyOf": [_USAGE, {"type": "null"}]},
 }, ("object", "model", "choices"))
+_RESPONSE = _object({
+    "id": {"type": "string"}, "object": {"const": "response"}, "created_at": {"type": "number"},
+    "status": {"enum": ["completed", "incomplete", "failed", "in_progress", "queued",
+                        "cancelled"]},
+    "model": {"type": "string"},
+    "output": {"type": "array", "items": _object({"type": {"type": "string"}}, ("type",))},
+    "incomplete_details": {"type": ["object", "null"]}, "error": {"type": ["object", "null"]},
+    "usage": {"anyOf": [_object({"input_tokens": {"type": "integer"},
+                                 "output_tokens": {"type": "integer"},
+                                 "total_tokens": {"type": "integer"}},
+                                ("input_tokens", "output_tokens")), {"type": "null"}]},
+}, ("id", "object", "created_at", "status", "model", "output"))
 _MODEL = _object({"id": {"type": "string"}, "object": {"const": "model"},
                   "created": {"type": "integer"}, "owned_by": {"type": "string"},
                   "apis": {"type": "array", "items": {"type": "string"},
@@ -151,6 +165,29 @@ def _chat_request() -> tuple[dict, dict]:
     return chat, schemas
 
 
+def _responses_request() -> tuple[dict, dict]:
+    """The Responses request's JSON schema, its own schemas named `Responses...` (chat has a
+    `FunctionTool` of another shape), as strict as the validator's discriminators (as for
+    chat: the catch-alls exclude what the others take; the variant that only words an
+    unknown format's error is left out)."""
+    request = RESPONSES_REQUEST.json_schema(ref_template=_REF.format(model="Responses{model}"))
+    schemas = {f"Responses{name}": schema for name, schema in request.pop("$defs", {}).items()}
+    unknown = _REF.format(model="ResponsesUnknownFormat")
+    formats = schemas["ResponsesText"]["properties"]["format"]["anyOf"][0]
+    formats["oneOf"] = [v for v in formats["oneOf"] if v.get("$ref") != unknown]
+    del schemas["ResponsesUnknownFormat"]
+    schemas["ResponsesOtherItem"]["properties"]["type"]["not"] = {"enum": list(ITEM_TYPES)}
+    schemas["ResponsesOtherPart"]["properties"]["type"]["not"] = {
+        "enum": ["input_text", "output_text", "input_image"]}
+    schemas["ResponsesOtherTool"]["properties"]["type"]["not"] = {"const": "function"}
+    for name, why in REFUSED.items():  # what the schema takes and the gateway refuses
+        unset = [{"type": "null"}, {"const": False}] if name == "background" else [
+            {"type": "null"}]
+        request["properties"][name] = {"anyOf": unset,
+                                       "description": f"Refused when set: the parameter {why}."}
+    return request, schemas
+
+
 def _stream(chunk: str) -> dict:
     """A text/event-stream answer: its events' schema is named, as OpenAPI 3.1 cannot say it."""
     return {"text/event-stream": {"schema": {
@@ -182,6 +219,8 @@ def build() -> dict:
                 "TextCompletionChunk": _TEXT_CHUNK}
     schemas |= {"EmbeddingsRequest": EMBEDDINGS_REQUEST.json_schema(ref_template=_REF),
                 "Embeddings": _EMBEDDINGS}
+    responses, responses_schemas = _responses_request()
+    schemas |= responses_schemas | {"ResponsesRequest": responses, "Response": _RESPONSE}
     ref = {name: {"$ref": _REF.format(model=name)} for name in schemas}
     admin: dict[str, Any] = {"tag": "admin"}  # keyword arguments of _op
     key = [_path_param("key", "The key's id or name.")]
@@ -206,6 +245,20 @@ def build() -> dict:
                      | _stream("TextCompletionChunk")}}
             | _errors(400, 401, 403, 404, 413, 415, 429, 502, 503, 504),
             body=ref["CompletionRequest"])},
+        "/v1/responses": {"post": _op(
+            "Create a response (OpenAI's Responses API) on the model the request names; a "
+            "target that speaks chat only gets it converted to chat completions.",
+            {"200": {"description": "The response, or its events when `stream` is true.",
+                     "content": {"application/json": {"schema": ref["Response"]},
+                                 "text/event-stream": {"schema": {
+                                     "type": "string", "description": (
+                                         "Server-sent events, each `event: <type>` and its "
+                                         "`data:` (with a `sequence_number`), from "
+                                         "response.created to response.completed, "
+                                         "response.incomplete or response.failed, which "
+                                         "carries the response.")}}}}}
+            | _errors(400, 401, 403, 404, 413, 415, 429, 502, 503, 504),
+            body=ref["ResponsesRequest"])},
         "/v1/models": {"get": _op("The models this key may use.", {"200": _json(_object({
             "object": {"const": "list"}, "data": {"type": "array", "items": ref["Model"]}},
             ("object", "data")))} | _errors(401))},

@@ -104,6 +104,29 @@ class GatewayProcess:
         self.stop()
 
 
+def admin(gateway: GatewayProcess, method: str, path: str, body: dict | None = None
+          ) -> httpx.Response:
+    """A call to /admin as the gateway's master key (GATEWAY_MASTER_KEY in its environment)."""
+    return httpx.request(method, gateway.url + path, json=body, timeout=10,
+                         headers={"Authorization": f"Bearer {gateway.env['GATEWAY_MASTER_KEY']}"})
+
+
+def new_key(gateway: GatewayProcess, name: str, **limits) -> str:
+    """A key of its own for one test (its limits and usage are that test's alone)."""
+    response = admin(gateway, "POST", "/admin/keys", {"name": name, "limits": limits})
+    assert response.status_code == 201, response.text
+    return response.json()["key"]
+
+
+def usage_of(gateway: GatewayProcess, name: str, requests: int) -> dict:
+    """The key's usage totals, once its `requests` requests are recorded (off the request path)."""
+    def totals() -> dict | None:
+        found = admin(gateway, "GET", f"/admin/usage?key={name}&by=key").json()["totals"]
+        return found if found["requests"] >= requests else None
+
+    return wait_for(totals, 10, f"{requests} usage records of key {name}")
+
+
 @contextlib.contextmanager
 def serving(directory: Path, config: str, env: dict[str, str] | None = None
             ) -> Iterator[GatewayProcess]:

@@ -13,7 +13,18 @@ import httpx
 import pytest
 
 from tests.gateway_process import GatewayProcess, free_port, serving, upstream_running
-from tests.upstream import Reply, Upstream, chunk, completion, text_chunk, text_completion
+from tests.upstream import (
+    Reply,
+    Upstream,
+    chunk,
+    completion,
+    message_output,
+    response_event,
+    response_object,
+    response_stream,
+    text_chunk,
+    text_completion,
+)
 
 CLIENT = "sk-secrets-client-0123456789"
 LIMITED = "sk-secrets-limited-0123456789"
@@ -22,6 +33,7 @@ PROVIDER = "sk-provider-secret-abcdef987654"
 CHAT = "/v1/chat/completions"
 EMBEDDINGS = "/v1/embeddings"
 COMPLETIONS = "/v1/completions"
+RESPONSES = "/v1/responses"
 
 
 @pytest.fixture(scope="module")
@@ -123,10 +135,35 @@ def test_no_secret_in_any_answer_or_in_the_log(gateway, upstream):
                      headers=bearer)
         send("POST", COMPLETIONS, json={**prompt, "echo": True, "model": "converted"},
              headers=bearer)
+        # The Responses API, passed through (m) and converted to chat (converted).
+        asked = {"model": "m", "input": "hi"}
+        send("POST", RESPONSES, json=asked)
+        send("POST", RESPONSES, json=asked, headers={"Authorization": f"Bearer {PROVIDER}"})
+        send("POST", RESPONSES, content=b"{not json", headers=bearer)
+        send("POST", RESPONSES, json={**asked, "model": "unreachable"}, headers=bearer)
+        send("POST", RESPONSES, json={**asked, "previous_response_id": CLIENT}, headers=bearer)
+        native_stream = [response_event(e) for e in response_stream({"model": "m", "input": leak})]
+        for model, whole, events in (
+                ("m", response_object({}, [message_output(leak)]),
+                 [*native_stream[:5], response_event({"type": "error", "message": leak})]),
+                ("converted", completion({}, leak), [chunk({}, {"content": leak}),
+                                                     {"error": {"message": leak}}])):
+            for reply in (Reply(status=400, json={"error": {"message": leak, "code": PROVIDER}}),
+                          Reply(status=500, json={"error": {"message": leak}}),
+                          Reply(status=200, json={"error": {"message": leak}}),
+                          Reply(json=whole), Reply(events=events, done=False)):
+                upstream.then(reply)
+                send("POST", RESPONSES, json={**asked, "model": model,
+                                              "stream": reply.events is not None},
+                     headers=bearer)
+        send("POST", RESPONSES, json={**asked, "model": "converted",
+                                      "tools": [{"type": "web_search", "key": PROVIDER}]},
+             headers=bearer)
         # A limit.
         for _ in range(2):
             send("POST", CHAT, json=body(), headers={"Authorization": f"Bearer {LIMITED}"})
         send("POST", COMPLETIONS, json=prompt, headers={"Authorization": f"Bearer {LIMITED}"})
+        send("POST", RESPONSES, json=asked, headers={"Authorization": f"Bearer {LIMITED}"})
         # Admin: a new key's secret is in the answer that creates it, and nowhere else.
         created = http.post("/admin/keys", headers=master, json={"name": "made"})
         assert created.status_code == 201, created.text

@@ -6,8 +6,10 @@ at a gate until the test opens it), or never. With nothing scripted it
 answers like a model would: an echo of the last user message, a tool call
 when tools are offered and then an answer from the tool's result, JSON in
 JSON mode, streamed when asked to; a text completion of the prompt; known
-vectors for embeddings. It serves the APIs it is told (`apis`); the others'
-paths answer 404, as a chat-only server's would.
+vectors for embeddings; a response object, or a Responses event stream, for
+/v1/responses (which refuses chat's names, an unknown previous_response_id and
+chat's stream option, as OpenAI's does). It serves the APIs it is told
+(`apis`); the others' paths answer 404, as a chat-only server's would.
 
 It runs aiohttp's server in a thread of its own, so tests stay plain
 synchronous code and read like usage.
@@ -240,6 +242,117 @@ def _embeddings_or_refusal(payload: dict) -> dict | web.Response:
     return embeddings_answer(payload)
 
 
+def _last_input_text(request: dict) -> str:
+    """The text of a Responses request's last user message (`input` itself if a string)."""
+    items = request.get("input")
+    if isinstance(items, str):
+        return items
+    for item in reversed(items if isinstance(items, list) else []):
+        if isinstance(item, dict) and item.get("role") == "user":
+            content = item.get("content")
+            if isinstance(content, list):
+                return " ".join(p.get("text", "") for p in content if isinstance(p, dict)
+                                and p.get("type") == "input_text")
+            return str(content)
+    return ""
+
+
+def response_object(request: dict, output: list, usage: dict | None = None,
+                    status: str = "completed") -> dict:
+    """A Responses API response object, as OpenAI's /v1/responses answers."""
+    return {"id": "resp_test", "object": "response", "created_at": int(time.time()),
+            "status": status, "error": None, "incomplete_details": None,
+            "model": request.get("model"), "output": output, "store": request.get("store", True),
+            "tools": request.get("tools") or [], "tool_choice": request.get("tool_choice", "auto"),
+            "parallel_tool_calls": True, "text": request.get("text") or {"format": {"type": "text"}},
+            "usage": usage or {"input_tokens": 9, "input_tokens_details": {"cached_tokens": 2},
+                               "output_tokens": 5, "output_tokens_details": {"reasoning_tokens": 1},
+                               "total_tokens": 14}}
+
+
+def message_output(text: str) -> dict:
+    return {"id": "msg_test", "type": "message", "status": "completed", "role": "assistant",
+            "content": [{"type": "output_text", "text": text, "annotations": []}]}
+
+
+def natural_output(request: dict) -> dict:
+    """What a model behind /v1/responses would say: a call of the first function tool offered
+    if the last item is the user's, JSON when text.format asks, else an echo."""
+    tools = [t for t in request.get("tools") or [] if t.get("type") == "function"]
+    items = request.get("input")
+    last = items[-1] if isinstance(items, list) and items else {"role": "user"}
+    if tools and request.get("tool_choice") != "none" and last.get("role") == "user":
+        return {"id": "fc_test", "type": "function_call", "status": "completed",
+                "call_id": "call_test_1", "name": tools[0]["name"],
+                "arguments": '{"location": "Paris"}'}
+    form = ((request.get("text") or {}).get("format") or {}).get("type")
+    if form in ("json_object", "json_schema"):
+        return message_output(json.dumps({"echo": _last_input_text(request)}))
+    return message_output(f"echo: {_last_input_text(request)}")
+
+
+def response_event(event: dict) -> bytes:
+    """One event of a Responses stream: its type on the `event:` line, then its data."""
+    return f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
+
+
+def response_stream(request: dict, output: dict | None = None, usage: dict | None = None
+                    ) -> list[dict]:
+    """A Responses stream of `output` (else the natural one), numbered from 0: the message's
+    text a word an event, a function call's arguments five characters an event."""
+    item = output or natural_output(request)
+    events: list[dict] = []
+
+    def add(kind: str, **fields: Any) -> None:
+        events.append({"type": kind, "sequence_number": len(events), **fields})
+
+    add("response.created", response=response_object(request, [], status="in_progress"))
+    add("response.in_progress", response=response_object(request, [], status="in_progress"))
+    where = {"item_id": item["id"], "output_index": 0}
+    if item["type"] == "function_call":
+        add("response.output_item.added", output_index=0, item={**item, "arguments": "",
+                                                                 "status": "in_progress"})
+        arguments = item["arguments"]
+        for i in range(0, len(arguments), 5):
+            add("response.function_call_arguments.delta", **where, delta=arguments[i:i + 5])
+        add("response.function_call_arguments.done", **where, arguments=arguments)
+    else:
+        text = item["content"][0]["text"]
+        add("response.output_item.added", output_index=0,
+            item={**item, "content": [], "status": "in_progress"})
+        part = {"type": "output_text", "text": "", "annotations": []}
+        add("response.content_part.added", **where, content_index=0, part=part)
+        words = text.split(" ")
+        for i, word in enumerate(words):
+            add("response.output_text.delta", **where, content_index=0, logprobs=[],
+                delta=word + (" " if i < len(words) - 1 else ""))
+        add("response.output_text.done", **where, content_index=0, logprobs=[], text=text)
+        add("response.content_part.done", **where, content_index=0, part={**part, "text": text})
+    add("response.output_item.done", output_index=0, item=item)
+    add("response.completed", response=response_object(request, [item], usage))
+    return events
+
+
+def _responses_refusal(payload: dict) -> web.Response | None:
+    """OpenAI's 400 for what /v1/responses refuses besides chat's names: an earlier response
+    it never stored, and chat's stream option."""
+    if payload.get("previous_response_id"):
+        return _refused(f"Previous response with id '{payload['previous_response_id']}' not "
+                        "found.", "previous_response_id")
+    if "include_usage" in (payload.get("stream_options") or {}):
+        return _refused("Unknown parameter: 'stream_options.include_usage'.",
+                        "stream_options.include_usage")
+    return None
+
+
+def _refused(message: str, param: str) -> web.Response:
+    return web.json_response({"error": {"message": message, "type": "invalid_request_error",
+                                        "param": param, "code": None}}, status=400)
+
+
+# What OpenAI's /v1/responses refuses: chat's names for what it calls otherwise.
+_NOT_RESPONSES = ("messages", "max_tokens", "max_completion_tokens", "response_format",
+                  "reasoning_effort")
 # What OpenAI's /v1/completions refuses: chat's parameters (it takes max_tokens only).
 _NOT_COMPLETIONS = ("messages", "max_completion_tokens", "tools", "response_format")
 
@@ -247,10 +360,12 @@ _NOT_COMPLETIONS = ("messages", "max_completion_tokens", "tools", "response_form
 class Upstream:
     """A scriptable OpenAI-compatible server on 127.0.0.1, on a free port.
 
-    `apis` are the APIs it serves (chat, completions, embeddings); any other path answers 404."""
+    `apis` are the APIs it serves (chat, completions, embeddings, responses); any other path
+    answers 404."""
 
     def __init__(self, port: int = 0, served: list[str] | None = None,
-                 apis: tuple[str, ...] = ("chat", "completions", "embeddings")) -> None:
+                 apis: tuple[str, ...] = ("chat", "completions", "embeddings", "responses")
+                 ) -> None:
         self.apis = apis
         self.requests: list[Recorded] = []
         self.closed_early = threading.Event()  # the gateway hung up before the answer ended
@@ -309,6 +424,8 @@ class Upstream:
                 app.router.add_post("/v1/completions", self._completions)
             if "embeddings" in self.apis:
                 app.router.add_post("/v1/embeddings", self._embeddings)
+            if "responses" in self.apis:
+                app.router.add_post("/v1/responses", self._responses)
             app.router.add_get("/v1/models", self._models)
             app.router.add_get("/metrics", self._metrics)
             app.router.add_get("/health", self._health)
@@ -373,8 +490,15 @@ class Upstream:
     async def _embeddings(self, request: web.Request) -> web.StreamResponse:
         return await self._answer(request, None, _embeddings_or_refusal)
 
+    async def _responses(self, request: web.Request) -> web.StreamResponse:
+        return await self._answer(
+            request, response_stream, lambda payload: response_object(
+                payload, [natural_output(payload)]),
+            refused=_NOT_RESPONSES, check=_responses_refusal, sse=response_event, end=b"")
+
     async def _answer(self, request: web.Request, stream, whole,
-                      refused: tuple[str, ...] = ()) -> web.StreamResponse:
+                      refused: tuple[str, ...] = (), check=None, sse=None,
+                      end: bytes = b"data: [DONE]\n\n") -> web.StreamResponse:
         """Record the request; answer as scripted, else as `stream` or `whole` make it."""
         body = await request.read()
         with self._lock:
@@ -397,17 +521,22 @@ class Upstream:
             return web.json_response({"error": {
                 "message": f"Unrecognized request argument supplied: {wrong[0]}",
                 "type": "invalid_request_error", "param": None, "code": None}}, status=400)
+        refusal = check(payload) if check is not None and isinstance(payload, dict) else None
+        if refusal is not None:
+            return refusal
         if reply.raw is not None or reply.json is not None or reply.status != 200:
             data = reply.raw if reply.raw is not None else json.dumps(reply.json or {}).encode()
             headers = {"content-type": "application/json", **reply.headers}
             return web.Response(status=reply.status, body=data, headers=headers)
         if stream is not None and (payload.get("stream") or reply.events is not None):
             events = reply.events if reply.events is not None else stream(payload)
-            return await self._stream(request, reply, events)
+            return await self._stream(request, reply, events, sse, end)
         answer = whole(payload)
         return answer if isinstance(answer, web.Response) else web.json_response(answer)
 
-    async def _stream(self, request: web.Request, reply: Reply, events: list) -> web.StreamResponse:
+    async def _stream(self, request: web.Request, reply: Reply, events: list, sse=None,
+                      end: bytes = b"data: [DONE]\n\n") -> web.StreamResponse:
+        """`sse` writes a dict event (default: `data: JSON`); `end` ends a stream that is done."""
         response = web.StreamResponse(headers={"content-type": "text/event-stream", **reply.headers})
         await response.prepare(request)
         try:
@@ -417,13 +546,18 @@ class Upstream:
                     if not opened:
                         raise RuntimeError("a test gate was never opened")
                     continue
-                data = event if isinstance(event, bytes) else b"data: " + json.dumps(event).encode() + b"\n\n"
+                if isinstance(event, bytes):
+                    data = event
+                elif sse is not None:
+                    data = sse(event)
+                else:
+                    data = b"data: " + json.dumps(event).encode() + b"\n\n"
                 await response.write(data)
                 self.events_sent += 1
                 if reply.interval:
                     await asyncio.sleep(reply.interval)
-            if reply.done:
-                await response.write(b"data: [DONE]\n\n")
+            if reply.done and end:
+                await response.write(end)
             await response.write_eof()
         except (ConnectionError, asyncio.CancelledError):
             self.closed_early.set()

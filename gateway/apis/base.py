@@ -20,10 +20,11 @@ import orjson
 
 from gateway.core.errors import GatewayError, InvalidRequest
 from gateway.core.sse import DONE_EVENT, data_event
+from gateway.core.translate import Rejected
 
 if TYPE_CHECKING:
     from gateway.config import Route, Target
-    from gateway.config.compiled import Affinity
+    from gateway.config.compiled import Affinity, Dialect
     from gateway.core.tally import Tally
     from gateway.core.translate import Translation
 
@@ -39,6 +40,11 @@ class StreamAdapter(Protocol):
     def feed(self, chunk: bytes) -> bytes: ...
 
     def finish(self) -> bytes: ...
+
+    def stream_error(self, error: GatewayError) -> bytes | None:
+        """The events that end this stream with `error`, once it has started; None: the
+        surface's (`Surface.stream_error`). A stream whose events are numbered (Responses)
+        writes its own, numbered on."""
 
 
 class Answer(Protocol):
@@ -131,6 +137,37 @@ class Unspoken(InvalidRequest):
         speaks = ", ".join(provider.profile.apis)
         return cls(f"Provider '{provider.name}' does not speak {api} (it speaks {speaks}).",
                    detail=f"provider '{provider.name}' speaks {speaks}")
+
+
+class PassedOrConverted:
+    """What a surface does whose requests pass through to a target that speaks its API, and
+    are converted to chat completions for a target that speaks only chat."""
+
+    name: str  # the API, as profiles' `apis` name it
+    passthrough: Codec
+    to_chat: Codec
+
+    def codec(self, target: Target) -> Codec:
+        apis = target.provider.profile.apis
+        if self.name in apis:
+            return self.passthrough
+        if "chat" in apis:
+            return self.to_chat
+        raise Unspoken(f"Provider '{target.provider.name}' speaks neither {self.name} nor "
+                       "chat completions.")
+
+    def served_by(self, target: Target) -> bool:
+        """Whether `target` can answer this API: natively, or converted to chat."""
+        apis = target.provider.profile.apis
+        return self.name in apis or "chat" in apis
+
+
+def unconvertible(dialect: Dialect, what: str, why: str, *, param: str | None) -> Rejected:
+    """`what` (a parameter, a tool, an item) has no equivalent in chat completions, and the
+    answer would change without it: the chat-only target refuses the request, naming it."""
+    return Rejected(f"{what} cannot be sent to provider '{dialect.provider}' (profile "
+                    f"'{dialect.profile.name}'), which speaks chat completions only: {why}.",
+                    param=param)
 
 
 def openai_error(error: GatewayError) -> bytes:

@@ -203,6 +203,7 @@ async def _stream(ex: Exchange, target: Target, translation: Translation, answer
         out = adapter.feed(chunk)
     ex.target, ex.status, ex.committed = target.name, 200, True
     ex.tallies.append(adapter.tally)  # from here on the client is sent text: charged if it leaves
+    ex.stream_error = adapter.stream_error
     await send({"type": "http.response.start", "status": 200, "headers": response_headers(
         SSE_HEADERS, ex, target, translation, adapter.upstream_model)})
     if out:

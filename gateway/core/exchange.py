@@ -28,4 +28,7 @@ class Exchange:
     admitted: Any = None  # limits.Admitted, once the request is admitted
     limit_headers: dict = field(default_factory=dict)  # x-ratelimit-*, on every answer
     tallies: list = field(default_factory=list)  # tally.Tally of each stream the client got
+    # The started stream's own way to end with an error (its adapter's: a Responses stream
+    # numbers its events on); None, or a None from it: the surface's stream_error.
+    stream_error: Any = None
     messages: Any = None  # the prompt, kept only when server.log_prompts asks for it

@@ -20,7 +20,10 @@ def data_event(body: bytes) -> bytes:
 
 
 async def end_stream(ex, send, error: GatewayError) -> None:
-    """End a started stream with the surface's error event, so the client does not hang."""
+    """End a started stream with its error event (its adapter's, else the surface's), so the
+    client does not hang."""
     ex.error = error.message
-    await send({"type": "http.response.body", "body": ex.surface.stream_error(error),
-                "more_body": False})
+    body = ex.stream_error(error) if ex.stream_error is not None else None
+    if body is None:
+        body = ex.surface.stream_error(error)
+    await send({"type": "http.response.body", "body": body, "more_body": False})

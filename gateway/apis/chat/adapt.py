@@ -175,6 +175,10 @@ class StreamAdapter:
         if len(self._rest) > self._max_event:
             raise ResponseTooLarge(f"upstream sent an event over the {self._max_event}-byte limit")
 
+    def stream_error(self, error) -> bytes | None:
+        """Chat's streams end as their surface says (an error event, then `[DONE]`)."""
+        return None
+
     def finish(self) -> bytes:
         """What is left when the upstream ends: its last event if it lacked the blank line, and
         the usage the client asked for if the upstream sent none. A cut-off event is dropped.

@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from gateway.apis.base import Codec, OpenAIErrors, Unspoken
+from gateway.apis.base import OpenAIErrors, PassedOrConverted, unconvertible
 from gateway.apis.chat import fanout
 from gateway.apis.chat import schema as chat_schema
 from gateway.apis.completions.adapt import ConvertedAnswer, TextAnswer
@@ -142,18 +142,18 @@ def _one_text(payload: dict, dialect: Dialect) -> str:
 
 
 def _unconvertible(dialect: Dialect, name: str, why: str) -> Rejected:
-    return Rejected(f"Parameter '{name}' cannot be sent to provider '{dialect.provider}' "
-                    f"(profile '{dialect.profile.name}'), which speaks chat completions only: "
-                    f"{why}.", param=name)
+    return unconvertible(dialect, f"Parameter '{name}'", why, param=name)
 
 
 PASSTHROUGH = CompletionsCodec()
 TO_CHAT = ToChatCodec()
 
 
-class CompletionsSurface(OpenAIErrors):
+class CompletionsSurface(PassedOrConverted, OpenAIErrors):
     name = "completions"
     paths = ("/v1/completions", "/completions")
+    passthrough = PASSTHROUGH
+    to_chat = TO_CHAT
 
     parse = staticmethod(parse)
     prompt_tokens = staticmethod(estimate_prompt)
@@ -166,20 +166,6 @@ class CompletionsSurface(OpenAIErrors):
 
     def session(self, affinity: Affinity, payload: dict) -> bytes | None:
         return session_key(affinity, payload.get("user"), prompt_texts(payload))
-
-    def codec(self, target: Target) -> Codec:
-        apis = target.provider.profile.apis
-        if "completions" in apis:
-            return PASSTHROUGH
-        if "chat" in apis:
-            return TO_CHAT
-        raise Unspoken(f"Provider '{target.provider.name}' speaks neither completions nor "
-                       "chat completions.")
-
-    def served_by(self, target: Target) -> bool:
-        """Whether `target` can answer completions: natively, or converted to chat."""
-        apis = target.provider.profile.apis
-        return "completions" in apis or "chat" in apis
 
     def messages(self, payload: dict) -> object:
         return payload["prompt"]

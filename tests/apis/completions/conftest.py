@@ -18,33 +18,22 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.gateway_process import GatewayProcess, free_port, serving, wait_for
-from tests.upstream import Upstream
+from tests.apis import upstreams
+from tests.gateway_process import (  # noqa: F401 (admin, new_key, usage_of: for the tests)
+    GatewayProcess,
+    admin,
+    free_port,
+    new_key,
+    serving,
+    usage_of,
+)
 
 KEY = "sk-completions-team-0123456789"
 MASTER = "sk-completions-master-0123456789"
 PROVIDER_KEY = "sk-completions-provider-secret-77"
 
-
-@pytest.fixture(scope="session")
-def native() -> Iterator[Upstream]:
-    upstream = Upstream().start()
-    yield upstream
-    upstream.stop()
-
-
-@pytest.fixture(scope="session")
-def chat_only() -> Iterator[Upstream]:
-    upstream = Upstream(apis=("chat",)).start()
-    yield upstream
-    upstream.stop()
-
-
-@pytest.fixture(autouse=True)
-def _fresh(request) -> None:
-    for name in ("native", "chat_only"):
-        if name in request.fixturenames:
-            request.getfixturevalue(name).reset()
+# The two upstreams, fresh for each test.
+native, chat_only, _fresh = upstreams.native, upstreams.chat_only, upstreams._fresh
 
 
 @pytest.fixture(scope="session")
@@ -85,23 +74,3 @@ def http(gateway) -> Iterator[httpx.Client]:
                       headers={"Authorization": f"Bearer {KEY}"}) as client:
         yield client
 
-
-def admin(gateway: GatewayProcess, method: str, path: str, body: dict | None = None) -> httpx.Response:
-    return httpx.request(method, gateway.url + path, json=body, timeout=10,
-                         headers={"Authorization": f"Bearer {MASTER}"})
-
-
-def new_key(gateway: GatewayProcess, name: str, **limits) -> str:
-    """A key of its own for one test (its limits and usage are that test's alone)."""
-    response = admin(gateway, "POST", "/admin/keys", {"name": name, "limits": limits})
-    assert response.status_code == 201, response.text
-    return response.json()["key"]
-
-
-def usage_of(gateway: GatewayProcess, name: str, requests: int) -> dict:
-    """The key's usage totals, once its `requests` requests are recorded (off the request path)."""
-    def totals() -> dict | None:
-        found = admin(gateway, "GET", f"/admin/usage?key={name}&by=key").json()["totals"]
-        return found if found["requests"] >= requests else None
-
-    return wait_for(totals, 10, f"{requests} usage records of key {name}")

@@ -7,37 +7,25 @@ test_conversion.py.
 
 from __future__ import annotations
 
-import textwrap
-
 import orjson
 import pytest
 
 from gateway.apis.completions.surface import COMPLETIONS, PASSTHROUGH, TO_CHAT, parse
-from gateway.config import Target, load_config
+from gateway.config import Target
 from gateway.core.errors import InvalidRequest
 from gateway.core.translate import Rejected
+from tests.profiles import NOWHERE, targets_on
 
-CONFIG = """
-    providers:
-      openai: {profile: openai, base_url: "http://127.0.0.1:9/v1"}
-      vllm: {profile: vllm, base_url: "http://127.0.0.1:9/v1"}
-      aggregator: {profile: aggregator, base_url: "http://127.0.0.1:9/v1"}
-      strict: {profile: aggregator, base_url: "http://127.0.0.1:9/v1", unsupported_params: reject}
-      model-api: {profile: model-api, base_url: "http://127.0.0.1:9/v1"}
-      demo: {profile: demo}
-    models:
-"""
+PROVIDERS = {"openai": f"{{profile: openai, {NOWHERE}}}", "vllm": f"{{profile: vllm, {NOWHERE}}}",
+             "aggregator": f"{{profile: aggregator, {NOWHERE}}}",
+             "strict": f"{{profile: aggregator, {NOWHERE}, unsupported_params: reject}}",
+             "model-api": f"{{profile: model-api, {NOWHERE}}}", "demo": "{profile: demo}"}
 
 
 @pytest.fixture(scope="module")
 def targets(tmp_path_factory) -> dict[str, Target]:
     """A target on each provider, by the provider's name."""
-    names = ("openai", "vllm", "aggregator", "strict", "model-api", "demo")
-    path = tmp_path_factory.mktemp("codecs") / "routes.yaml"
-    path.write_text(textwrap.dedent(CONFIG) + "".join(
-        f"  {name}: {{targets: [{{provider: {name}, model: up-{name}}}]}}\n" for name in names))
-    config = load_config(path, {})
-    return {name: next(config.routes[name].attempts()) for name in names}
+    return targets_on(tmp_path_factory.mktemp("codecs"), PROVIDERS)
 
 
 def request(**fields) -> dict:

@@ -189,11 +189,12 @@ def test_models_say_which_apis_each_serves(http):
     listed = http.get("/v1/models", headers=auth()).json()["data"]
 
     apis = {m["id"]: m["apis"] for m in listed}
-    # completions: natively, or converted to chat wherever chat is
+    # completions and responses: natively, or converted to chat wherever chat is
     assert apis["emb"] == apis["emb-fallback"] == apis["demo"] == ["chat", "completions",
-                                                                   "embeddings"]
-    assert apis["chat-only"] == ["chat", "completions"]
-    assert apis["chat-first"] == ["chat", "completions", "embeddings"]  # its second target embeds
+                                                                   "embeddings", "responses"]
+    assert apis["chat-only"] == ["chat", "completions", "responses"]
+    # its second target embeds
+    assert apis["chat-first"] == ["chat", "completions", "embeddings", "responses"]
 
 
 @pytest.mark.parametrize("body, param, code", [

@@ -1,0 +1,179 @@
+"""A chat-only target's answer, written back as a Responses answer.
+
+The chat answer is first adapted as chat's are (gateway/apis/chat/adapt.py: the
+alias as `model`, finish reasons, reasoning under one name, usage, keys
+scrubbed), then written as a response object: the reasoning text as a
+`reasoning` item's summary, the content as a `message` item with an
+`output_text` part (a refusal as a `refusal` part), each tool call as a
+`function_call` item whose `call_id` is the tool call's id. A `length` finish is
+`incomplete` (`max_output_tokens`), `content_filter` too; anything else is
+`completed`.
+
+A stream goes through chat's stream adapter too, so what it counts for the
+charge (the tally), the usage it keeps from the client and the finish are
+chat's; its chunks, whole events as they come, become Responses events
+(gateway/apis/responses/events.py). The last event waits for the end of the
+upstream stream, where the usage is.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from gateway.apis.chat import adapt
+from gateway.apis.responses import objects
+from gateway.apis.responses.events import Writer
+from gateway.config import Route
+from gateway.config.compiled import Dialect
+from gateway.core.errors import GatewayError
+from gateway.upstream.base import MalformedStream
+
+
+def _string(holder: dict, key: str) -> str:
+    value = holder.get(key)
+    return value if type(value) is str else ""
+
+
+def _reasoning(holder: dict) -> str:
+    """The reasoning text under whichever name the route gave it (`both`: the same text)."""
+    return _string(holder, "reasoning_content") or _string(holder, "reasoning")
+
+
+class ConvertedAnswer(adapt.Answer):
+    """A chat completion, adapted as chat's are, then written as a response object."""
+
+    __slots__ = ("echo", "final")
+
+    def __init__(self, route: Route, dialect: Dialect, prompt_estimate: int, model: str,
+                 secrets: tuple[str, ...], echo: dict) -> None:
+        super().__init__(route, dialect, prompt_estimate, model, secrets)
+        self.echo = echo  # the request's settings, repeated in the response
+        self.final: dict | None = None  # the response object, once written
+
+    def completion(self, data: bytes) -> tuple[bytes, dict, str | None]:
+        answer, usage, upstream_model = self.normalized(data)
+        choice = next((c for c in answer["choices"] if type(c) is dict), {})
+        message = choice.get("message")
+        message = message if type(message) is dict else {}
+        status, why = objects.status_of(choice.get("finish_reason"))
+        item_status = "completed" if status == "completed" else "incomplete"
+        output = []
+        reasoning = _reasoning(message)
+        if reasoning:
+            output.append(objects.reasoning_item(objects.new_id("rs_"), reasoning))
+        calls = message.get("tool_calls")
+        calls = [c for c in calls if type(c) is dict] if type(calls) is list else []
+        text, refusal = _string(message, "content"), _string(message, "refusal")
+        if text or refusal or not calls:
+            output.append(objects.message_item(objects.new_id("msg_"), text, item_status,
+                                               refusal or None))
+        for call in calls:
+            function = call.get("function")
+            function = function if type(function) is dict else {}
+            output.append(objects.function_call_item(
+                objects.new_id("fc_"), _string(call, "id") or objects.new_id("call_"),
+                _string(function, "name"), _string(function, "arguments"), item_status))
+        created = answer.get("created")
+        self.final = objects.response(
+            objects.new_id("resp_"), created if type(created) is int else objects.now(),
+            self.alias, self.echo, status, output, objects.from_chat_usage(usage), why)
+        return orjson.dumps(self.final), usage, upstream_model
+
+    def stream(self, show_usage: bool = True, max_event: int = 64 * 2**20) -> ConvertedStream:
+        """`show_usage` is chat's: a Responses stream always ends with the usage."""
+        return ConvertedStream(self, max_event)
+
+
+class ConvertedStream(adapt.StreamAdapter):
+    """Chat's stream adapter, its events then written as Responses events."""
+
+    __slots__ = ("_reason", "_upstream_error", "_writer")
+
+    def __init__(self, answer: ConvertedAnswer, max_event: int) -> None:
+        super().__init__(answer, show_usage=False, max_event=max_event)
+        self._writer = Writer(answer.alias, answer.echo)
+        self._reason: object = None  # the chat finish reason, once it came
+        self._upstream_error: str | None = None  # an error event the upstream sent
+
+    @property
+    def final(self) -> dict | None:
+        """The response object, once the last event (completed, incomplete, failed) is written."""
+        return self._writer.final
+
+    def feed(self, chunk: bytes) -> bytes:
+        return self._converted(super().feed(chunk))
+
+    def finish(self) -> bytes:
+        tail = self._converted(super().finish())
+        if self.truncated or not (self.finished or self.done):
+            return tail  # the relay ends the stream with stream_error
+        if self.usage is None:  # the gateway's estimate of what was sent, as chat's
+            self._estimated_usage()
+        assert self.usage is not None
+        return tail + self._writer.end(self._reason, self.usage)
+
+    def stream_error(self, error: GatewayError) -> bytes:
+        message = error.message
+        if self._upstream_error:
+            message += f" The upstream said: {self._upstream_error}"
+        return self._writer.fail(error.code, message)
+
+    def _converted(self, events: bytes) -> bytes:
+        """Whole chat chunk events (already adapted) as Responses events."""
+        if not events:
+            return events
+        writer = self._writer
+        out = [writer.start()]
+        for event in events.split(b"\n\n"):
+            if not event.startswith(b"data:"):
+                continue  # a comment, a keep-alive: no Responses event says it
+            try:
+                data = orjson.loads(event[5:])
+            except orjson.JSONDecodeError:
+                raise MalformedStream("upstream sent an event that is not JSON: "
+                                      + event[5:85].decode(errors="replace")) from None
+            if type(data) is dict:
+                out.append(self._chunk(data))
+        return b"".join(out)
+
+    def _chunk(self, data: dict) -> bytes:
+        choices = data.get("choices")
+        if type(choices) is not list:
+            error = data.get("error")
+            if error is not None:  # the stream ends without a finish: the relay fails it
+                detail = error.get("message") if type(error) is dict else error
+                self._upstream_error = str(detail)[:500]
+            return b""
+        choice = choices[0] if choices and type(choices[0]) is dict else {}
+        delta = choice.get("delta")
+        out = b""
+        if type(delta) is dict:
+            content = delta.get("content")
+            if len(delta) == 1 and type(content) is str:  # the bulk of a stream: text alone
+                out = self._writer.piece("text", content) if content else b""
+            else:
+                out = self._pieces(delta)
+        reason = choice.get("finish_reason")
+        if reason is not None:
+            self._reason = reason
+            status = objects.status_of(reason)[0]
+            out += self._writer.close("completed" if status == "completed" else "incomplete")
+        return out
+
+    def _pieces(self, delta: dict) -> bytes:
+        """Whatever one delta holds, in the order items of a turn come: reasoning, a refusal,
+        text, tool calls."""
+        writer = self._writer
+        out = []
+        for kind, text in (("reasoning", _reasoning(delta)), ("refusal", _string(delta, "refusal")),
+                           ("text", _string(delta, "content"))):
+            if text:
+                out.append(writer.piece(kind, text))
+        calls = delta.get("tool_calls")
+        for call in calls if type(calls) is list else ():
+            if type(call) is dict:
+                function = call.get("function")
+                function = function if type(function) is dict else {}
+                out.append(writer.call(call.get("index", 0), _string(call, "id"),
+                                       _string(function, "name"), _string(function, "arguments")))
+        return b"".join(out)

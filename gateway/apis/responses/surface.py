@@ -1,0 +1,222 @@
+"""POST /v1/responses: OpenAI's Responses API, passed through or converted to chat.
+
+A target whose profile lists `responses` (openai, vllm) gets the request as it
+is, ruled by the profile's `api_params.responses`, with `store: false` (the
+gateway keeps conversations, not the target). Built-in tools reach it only if
+the profile's `tools` rule lists their types. Any other target gets the request
+converted to chat completions (gateway/apis/responses/to_chat.py) and its answer
+written back as a response object (adapt.py). A refusal of either moves the
+request to the next target, as any refusal of a target's dialect does, so a
+route can fall back between a native target and a converted one.
+
+Errors are OpenAI's error body; a stream that breaks after its first byte ends
+with `response.failed` (a Responses stream has no `[DONE]`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import orjson
+
+from gateway.apis.base import OpenAIErrors, PassedOrConverted
+from gateway.apis.chat.surface import CODEC as CHAT_CODEC
+from gateway.apis.chat.surface import IMAGE_TOKENS
+from gateway.apis.responses.adapt import ConvertedAnswer
+from gateway.apis.responses.events import Writer
+from gateway.apis.responses.native import NativeAnswer
+from gateway.apis.responses.objects import echoed
+from gateway.apis.responses.schema import CORE_PARAMS, KNOWN_PARAMS, RESPONSES_REQUEST
+from gateway.apis.responses.to_chat import CLIENT_NAMES, chat_request
+from gateway.apis.validation import empty_array, parse_request
+from gateway.core.balance import session_key
+from gateway.core.errors import GatewayError, InvalidRequest
+from gateway.core.tokens import of_chars
+from gateway.core.translate import Rejected, Translation, translate
+
+if TYPE_CHECKING:
+    from gateway.config import Route, Target
+    from gateway.config.compiled import Affinity, Dialect
+
+API = "responses"
+
+
+# Refused on every target: the gateway keeps conversations itself, and answers at once.
+REFUSED = {
+    "previous_response_id": "is not supported yet: send the whole conversation in 'input'",
+    "conversation": "is not supported: a conversation stored at OpenAI is not reached "
+                    "through the gateway; send the whole conversation in 'input'",
+    "background": "is not supported: the gateway answers every request at once, so there is "
+                  "no response to poll; send the request without it",
+}
+
+
+# `input` is a string or items: of an empty array, say that, not that it is not a string.
+_FIELDS = {"input": lambda value: empty_array("input") if value == [] else None}
+
+
+def parse(body: bytes) -> dict:
+    """The parsed request if `body` is a well-formed Responses request; else InvalidRequest."""
+    payload = parse_request(RESPONSES_REQUEST, body, "a JSON object with 'model' and 'input'",
+                            fields=_FIELDS)
+    for name, why in REFUSED.items():
+        if payload.get(name) not in (None, False):
+            raise InvalidRequest(f"Parameter '{name}' {why}.", param=name,
+                                 code="unsupported_parameter")
+    return payload
+
+
+def input_texts(payload: dict) -> Iterator[str]:
+    """The instructions and the text of every input item, in order."""
+    if payload.get("instructions"):
+        yield payload["instructions"]
+    items = payload["input"]
+    if type(items) is str:
+        yield items
+        return
+    for item in items:
+        kind = item.get("type") or "message"
+        if kind == "message":
+            yield from _part_texts(item.get("content"))
+        elif kind == "function_call":
+            yield from _part_texts(item.get("arguments"))
+        elif kind == "function_call_output":
+            yield from _part_texts(item.get("output"))
+        elif kind == "reasoning":
+            yield from _part_texts(item.get("summary"))
+
+
+def _part_texts(content: object) -> Iterator[str]:
+    if type(content) is str:
+        yield content
+    elif type(content) is list:
+        for part in content:
+            text = part.get("text") if type(part) is dict else None
+            if type(text) is str:
+                yield text
+
+
+def estimate_prompt(payload: dict) -> int:
+    """Prompt tokens, roughly, as chat's are: its text, a fixed count an image, 4 an item."""
+    chars = sum(map(len, input_texts(payload)))
+    items = payload["input"]
+    images = 0
+    if type(items) is list:
+        images = sum(1 for item in items if type(item.get("content")) is list
+                     for part in item["content"]
+                     if type(part) is dict and part.get("type") == "input_image")
+    if payload.get("tools"):
+        chars += len(orjson.dumps(payload["tools"]))
+    count = (len(items) if type(items) is list else 1) + bool(payload.get("instructions"))
+    return of_chars(chars) + images * IMAGE_TOKENS + 4 * count
+
+
+class ResponsesCodec:
+    """Responses requests to a target that speaks them: its dialect's rules apply."""
+
+    api = API
+    fan_out = None
+
+    def translate(self, payload: dict, target: Target, stream: bool) -> Translation:
+        dialect = target.dialect_for(API)
+        out = {"model": target.model, "input": payload["input"]}
+        if payload.get("tools"):
+            out["tools"] = _allowed_tools(payload["tools"], dialect)
+        if payload.get("prompt") is not None:
+            out["prompt"] = payload["prompt"]
+        # Not chat's stream: a Responses stream always ends with its usage, and takes no
+        # stream_options.include_usage.
+        translation = translate(payload, dialect, out, False, CORE_PARAMS, KNOWN_PARAMS)
+        out["store"] = False
+        if stream:
+            out["stream"] = True
+            if payload.get("stream_options"):
+                out["stream_options"] = payload["stream_options"]
+        return translation
+
+    def answer(self, route: Route, target: Target, payload: dict,
+               prompt_estimate: int) -> NativeAnswer:
+        return NativeAnswer(payload["model"], target.provider.secrets, prompt_estimate,
+                            payload.get("store") is not False)
+
+
+def _allowed_tools(tools: list, dialect: Dialect) -> list:
+    """The tools, if the target takes every built-in among them: its profile's `tools` rule
+    lists the types it takes (`true`: any); function tools go everywhere."""
+    rule = dialect.rules.get("tools")
+    if rule is None or not rule.supported:
+        allowed = {"function"}
+    elif rule.values is None:
+        return tools  # `tools: true`: every type
+    else:
+        allowed = {"function", *rule.values}
+    for i, tool in enumerate(tools):
+        if tool["type"] not in allowed:
+            raise Rejected(f"Tool '{tool['type']}' (tools[{i}]) is not available on provider "
+                           f"'{dialect.provider}' (profile '{dialect.profile.name}'), which "
+                           f"takes {', '.join(sorted(allowed))} tools.", param=f"tools[{i}]")
+    return tools
+
+
+class ToChatCodec:
+    """Responses requests to a chat-only target: converted, the answer written back."""
+
+    api = "chat"
+    fan_out = None
+
+    def translate(self, payload: dict, target: Target, stream: bool) -> Translation:
+        chat, dropped = chat_request(payload, target.dialect)
+        try:
+            translation = CHAT_CODEC.translate(chat, target, stream)
+        except Rejected as rejection:
+            raise _in_client_words(rejection) from None
+        translation.dropped = [CLIENT_NAMES.get(n, n) for n in translation.dropped] + dropped
+        translation.adjusted = [CLIENT_NAMES.get(n, n) for n in translation.adjusted]
+        return translation
+
+    def answer(self, route: Route, target: Target, payload: dict,
+               prompt_estimate: int) -> ConvertedAnswer:
+        return ConvertedAnswer(route, target.dialect, prompt_estimate, payload["model"],
+                               target.provider.secrets, echoed(payload))
+
+
+def _in_client_words(rejection: Rejected) -> Rejected:
+    """The chat dialect's refusal of a parameter, naming it as the client did."""
+    name = CLIENT_NAMES.get(rejection.param or "")
+    if name is None:
+        return rejection
+    message = rejection.message.replace(f"Parameter '{rejection.param}'",
+                                        f"Parameter '{name}' (sent as '{rejection.param}')", 1)
+    return Rejected(message, param=name)
+
+
+PASSTHROUGH = ResponsesCodec()
+TO_CHAT = ToChatCodec()
+
+
+class ResponsesSurface(PassedOrConverted, OpenAIErrors):
+    name = API
+    paths = ("/v1/responses", "/responses")
+    passthrough = PASSTHROUGH
+    to_chat = TO_CHAT
+    stream_end = b""  # the last event (response.completed...) ends it; there is no [DONE]
+
+    parse = staticmethod(parse)
+    prompt_tokens = staticmethod(estimate_prompt)
+
+    def completion_tokens(self, payload: dict, default: int) -> int:
+        return payload.get("max_output_tokens") or default
+
+    def session(self, affinity: Affinity, payload: dict) -> bytes | None:
+        return session_key(affinity, payload.get("user"), input_texts(payload))
+
+    def stream_error(self, error: GatewayError) -> bytes:
+        """`response.failed`, for a stream whose adapter did not write its own."""
+        return Writer("", {}).fail(error.code, error.message)
+
+    def messages(self, payload: dict) -> object:
+        return payload["input"]
+
+
+RESPONSES = ResponsesSurface()
