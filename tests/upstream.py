@@ -277,7 +277,8 @@ def message_output(text: str) -> dict:
 
 def natural_output(request: dict) -> dict:
     """What a model behind /v1/responses would say: a call of the first function tool offered
-    if the last item is the user's, JSON when text.format asks, else an echo."""
+    if the last item is the user's, then an answer from the tool's result; JSON when
+    text.format asks, else an echo."""
     tools = [t for t in request.get("tools") or [] if t.get("type") == "function"]
     items = request.get("input")
     last = items[-1] if isinstance(items, list) and items else {"role": "user"}
@@ -285,6 +286,8 @@ def natural_output(request: dict) -> dict:
         return {"id": "fc_test", "type": "function_call", "status": "completed",
                 "call_id": "call_test_1", "name": tools[0]["name"],
                 "arguments": '{"location": "Paris"}'}
+    if isinstance(last, dict) and last.get("type") == "function_call_output":
+        return message_output(f"the tool said: {last.get('output')}")
     form = ((request.get("text") or {}).get("format") or {}).get("type")
     if form in ("json_object", "json_schema"):
         return message_output(json.dumps({"echo": _last_input_text(request)}))

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tests.upstream import Recorded, Reply, completion
+from tests.upstream import Recorded, Reply, completion, message_output, response_object
 
 
 @dataclass(frozen=True)
@@ -18,6 +18,7 @@ class Wire:
     tool_result: Callable[[dict], tuple[str, str] | None]  # (call id, output) sent back, if any
     schema: Callable[[dict], dict]  # the JSON schema the answer must follow (structured output)
     answer: Callable[[str], Reply]  # the upstream's answer of this text, scripted
+    usage: tuple[int, int, int]  # what the upstream reports of a plain answer: in, out, total
 
     def bodies(self, requests: list[Recorded]) -> list[dict]:
         """The requests' bodies, after checking each came on this API's path."""
@@ -37,6 +38,33 @@ CHAT = Wire(
     tool_result=_chat_tool_result,
     schema=lambda body: body["response_format"]["json_schema"]["schema"],
     answer=lambda text: Reply(json=completion({"model": "upstream"}, text)),
+    usage=(11, 7, 18),
 )
 
-WIRES = {"chat": CHAT}
+
+def _user_text(body: dict) -> str:
+    items = body["input"]
+    if isinstance(items, str):
+        return items
+    content = next(i["content"] for i in items if i.get("role") == "user")
+    if isinstance(content, str):
+        return content
+    return "".join(part.get("text", "") for part in content)
+
+
+def _responses_tool_result(body: dict) -> tuple[str, str] | None:
+    last = body["input"][-1] if isinstance(body["input"], list) else {}
+    return (last["call_id"], last["output"]) if last.get("type") == "function_call_output" else None
+
+
+RESPONSES = Wire(
+    path="/v1/responses",
+    tools=lambda body: [t["name"] for t in body.get("tools", []) if t.get("type") == "function"],
+    prompt=_user_text,
+    tool_result=_responses_tool_result,
+    schema=lambda body: body["text"]["format"]["schema"],
+    answer=lambda text: Reply(json=response_object({"model": "upstream"}, [message_output(text)])),
+    usage=(9, 5, 14),
+)
+
+WIRES = {"chat": CHAT, "responses": RESPONSES}

@@ -33,7 +33,7 @@ def test_the_request_is_passed_as_it_is_with_store_false(http, native):
     answer = response.json()
     assert answer["model"] == "native" and answer["id"] == "resp_test"
     assert answer["store"] is True  # what the client asked: the gateway keeps it, not vLLM
-    assert answer["output"] == [message_output("echo: Weather?")]
+    assert answer["output"] == [message_output("the tool said: 18C")]
     assert response.headers["x-gateway-upstream-model"] == "native-model"
     assert "x-gateway-dropped-params" not in response.headers
 

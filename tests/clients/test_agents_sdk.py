@@ -3,9 +3,9 @@ tool, run whole (`Runner.run`) and streamed (`Runner.run_streamed`). The upstrea
 tool, the SDK runs it and sends its result back, and the upstream answers from it. Each test
 checks what the agent got and what the upstream received.
 
-MODELS are the SDK's model classes the agent is given; `OpenAIResponsesModel` (the SDK's
-default) joins them, with a "responses" entry in tests/clients/wire.py, when the gateway serves
-/v1/responses. Tracing is off: nothing leaves loopback.
+MODELS are the SDK's model classes the agent is given: chat completions, and Responses (the
+SDK's default), each read on the upstream's side by its entry in tests/clients/wire.py. Tracing
+is off: nothing leaves loopback.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from agents import (
     Agent,
     ModelSettings,
     OpenAIChatCompletionsModel,
+    OpenAIResponsesModel,
     RunConfig,
     Runner,
     function_tool,
@@ -28,7 +29,7 @@ from openai.types.responses import ResponseTextDeltaEvent
 from tests.clients.wire import WIRES
 from tests.conftest import TEAM_KEY
 
-MODELS = {"chat": OpenAIChatCompletionsModel}
+MODELS = {"chat": OpenAIChatCompletionsModel, "responses": OpenAIResponsesModel}
 QUESTION = "Weather in Paris?"
 ANSWER = "the tool said: 18C and sunny in Paris"
 pytestmark = pytest.mark.parametrize("kind", MODELS)
@@ -63,8 +64,8 @@ def check_run(result, primary, kind: str) -> None:
     assert result.new_items[1].output == "18C and sunny in Paris"
     usage = result.context_wrapper.usage
     assert usage.requests == 2
-    assert usage.input_tokens == 2 * 11 and usage.output_tokens > 0  # as the upstream reported
     wire = WIRES[kind]
+    assert usage.input_tokens == 2 * wire.usage[0] and usage.output_tokens > 0  # as reported
     first, second = wire.bodies(primary.requests)
     assert first["model"] == second["model"] == "upstream-model-a"
     assert wire.tools(first) == wire.tools(second) == ["get_weather"]
