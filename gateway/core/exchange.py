@@ -29,3 +29,6 @@ class Exchange:
     limit_headers: dict = field(default_factory=dict)  # x-ratelimit-*, on every answer
     tallies: list = field(default_factory=list)  # tally.Tally of each stream the client got
     messages: Any = None  # the prompt, kept only when server.log_prompts asks for it
+    # A stateful surface's: awaited with the final object once the answer is whole, before
+    # its last byte is sent (so the next turn finds it, on any replica).
+    keep: Any = None

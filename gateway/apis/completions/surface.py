@@ -154,6 +154,7 @@ TO_CHAT = ToChatCodec()
 class CompletionsSurface(OpenAIErrors):
     name = "completions"
     paths = ("/v1/completions", "/completions")
+    stateful = False  # each request stands alone
 
     parse = staticmethod(parse)
     prompt_tokens = staticmethod(estimate_prompt)
