@@ -271,7 +271,8 @@ class ResponsesSpec(Strict):
     # A response whose record (its whole context, its input and its output) is larger is
     # answered but not stored (compiled.py says why 4 MiB).
     max_bytes: ByteSize = _STORED.max_bytes
-    # The memory store (no store.url) keeps at most this much of them, the oldest going first.
+    # The memory store (no store.url) keeps at most this much of them, the oldest going first
+    # (read at start, as the store's settings are; ttl and max_bytes apply at a reload).
     memory_bytes: ByteSize = _STORED.memory_bytes
 
 

@@ -20,6 +20,12 @@ sent (see gateway/core/attempt.py). Every item is given an id (`msg_...`) the
 way OpenAI's input_items list shows them; a record is a few items more than
 the last one, so storing whole contexts trades store memory (each turn holds
 the conversation so far, up to `responses.max_bytes`) for one read a turn.
+
+The Responses surface plugs these in as a `Stateful` one (gateway/apis/base.py):
+`stateful = True`, `recall = staticmethod(state.recall)`, `keep =
+staticmethod(state.keep)`; its answers set `final`. The recalled items carry
+their ids and statuses, which chat conversion ignores; a passthrough to a target
+that keeps nothing itself (`store: false`) may need to leave the ids out.
 """
 
 from __future__ import annotations
