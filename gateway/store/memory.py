@@ -215,7 +215,6 @@ class MemoryStore:
                 for (key_id, day, model), row in sorted(self.usage_rows.items())
                 if since <= day <= until]
 
-
     # stored responses
 
     async def save_response(self, key_id: str, response_id: str, record: bytes, ttl: float,
