@@ -169,7 +169,9 @@ async def keep(runtime: Runtime, principal: Principal, asked: dict, sent: dict,
     fields = {"response_id": echo(str(response_id)), "bytes": len(data)}
     started = time.perf_counter()
     try:
-        saved = await runtime.store.save_response(principal.key_id, str(response_id), data,
+        if type(response_id) is not str:
+            raise ValueError("no id")
+        saved = await runtime.store.save_response(principal.key_id, response_id, data,
                                                   settings.ttl, settings.max_bytes)
     except StoreUnavailable as exc:
         metrics.child(metrics.STORE_ERRORS, "save_response").inc()

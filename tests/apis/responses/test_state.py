@@ -232,6 +232,9 @@ def test_what_cannot_be_continued_is_refused(runtime):
             await state.recall(runtime, TEAM, {"model": "m", "previous_response_id": 7})
         assert caught.value.param == "previous_response_id"
         await state.keep(runtime, TEAM, {"model": "m", "input": "a"}, {}, None)  # no answer
+        await state.keep(runtime, TEAM, {"model": "m", "input": "a"}, {}, {"output": []})
+        with pytest.raises(NotFound):
+            await state.stored(runtime, TEAM, "None")  # an answer without an id: not kept
         stored = getattr(runtime.store, "responses", None)
         assert stored is None or not stored
 
