@@ -23,6 +23,7 @@ from gateway import admin, endpoints, heap, lag, metrics, openapi
 from gateway.apis.chat.surface import CHAT
 from gateway.apis.completions.surface import COMPLETIONS
 from gateway.apis.embeddings.surface import EMBEDDINGS
+from gateway.apis.responses import endpoints as responses
 from gateway.apis.responses.surface import RESPONSES
 from gateway.config import Config, ConfigError, load_config
 from gateway.core.accept import request_id_of
@@ -122,6 +123,10 @@ def _starlette(config: Config) -> Starlette:
               for path in surface.paths if path.startswith("/v1/")),
             Route("/v1/models", endpoints.list_models, methods=["GET"]),
             Route("/v1/models/{model:path}", endpoints.get_model, methods=["GET"]),
+            Route("/v1/responses/{response_id}", responses.retrieve, methods=["GET"]),
+            Route("/v1/responses/{response_id}", responses.delete, methods=["DELETE"]),
+            Route("/v1/responses/{response_id}/input_items", responses.input_items,
+                  methods=["GET"]),
             Route("/healthz", endpoints.healthz, methods=["GET"]),
             Route("/readyz", endpoints.readyz, methods=["GET"]),
             Route("/metrics", endpoints.prometheus, methods=["GET"]),

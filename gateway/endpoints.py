@@ -30,7 +30,8 @@ def error_response(error: GatewayError) -> Response:
     return Response(openai_error(error), error.status, error.headers, media_type="application/json")
 
 
-async def _principal(request: Request) -> Principal:
+async def principal_of(request: Request) -> Principal:
+    """Who is asking, by the key the request presents, as /v1/* authenticates."""
     runtime = request.app.state.runtime
     return await authenticate(runtime.config.master_digest, runtime.keyring,
                               read_headers(request.scope).key)
@@ -59,7 +60,7 @@ async def list_models(request: Request) -> Response:
     """The key's models, each with the client APIs it serves (`apis`: a field OpenAI's
     clients ignore)."""
     try:
-        principal = await _principal(request)
+        principal = await principal_of(request)
     except GatewayError as error:
         return error_response(error)
     config = request.app.state.runtime.config
@@ -71,7 +72,7 @@ async def list_models(request: Request) -> Response:
 
 async def get_model(request: Request) -> Response:
     try:
-        principal = await _principal(request)
+        principal = await principal_of(request)
     except GatewayError as error:
         return error_response(error)
     config = request.app.state.runtime.config

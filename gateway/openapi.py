@@ -95,6 +95,14 @@ _KEY = _object({
     "revoked_at": _NULLABLE_STRING, "source": {"type": "string"}, "metadata": {"type": "object"},
     "key": {"type": "string", "description": "The secret: in the answer to POST only."},
 }, ("id", "name", "models"))
+_RESPONSE_DELETED = _object({"id": {"type": "string"}, "object": {"const": "response.deleted"},
+                             "deleted": {"const": True}}, ("id", "object", "deleted"))
+_INPUT_ITEMS = _object({
+    "object": {"const": "list"},
+    "data": {"type": "array", "items": _object({"id": {"type": "string"},
+                                                "type": {"type": "string"}}, ("id",))},
+    "first_id": _NULLABLE_STRING, "last_id": _NULLABLE_STRING, "has_more": {"type": "boolean"},
+}, ("object", "data", "first_id", "last_id", "has_more"))
 _TOTALS = _object({name: {"type": "integer"} for name in (
     "requests", "prompt_tokens", "completion_tokens", "reasoning_tokens", "errors")}
     | {"cost": {"type": "number"}})
@@ -220,10 +228,13 @@ def build() -> dict:
     schemas |= {"EmbeddingsRequest": EMBEDDINGS_REQUEST.json_schema(ref_template=_REF),
                 "Embeddings": _EMBEDDINGS}
     responses, responses_schemas = _responses_request()
-    schemas |= responses_schemas | {"ResponsesRequest": responses, "Response": _RESPONSE}
+    schemas |= responses_schemas | {"ResponsesRequest": responses, "Response": _RESPONSE,
+                                    "ResponseDeleted": _RESPONSE_DELETED,
+                                    "ResponseItemList": _INPUT_ITEMS}
     ref = {name: {"$ref": _REF.format(model=name)} for name in schemas}
     admin: dict[str, Any] = {"tag": "admin"}  # keyword arguments of _op
     key = [_path_param("key", "The key's id or name.")]
+    stored = _path_param("response_id", "The response's id (`resp_...`).")
     paths = {
         "/v1/chat/completions": {"post": _op(
             "Create a chat completion on the model the request names.",
@@ -265,6 +276,25 @@ def build() -> dict:
         "/v1/models/{model}": {"get": _op(
             "One model.", {"200": _json(ref["Model"])} | _errors(401, 404),
             parameters=[_path_param("model", "The model id, as clients send it.")])},
+        "/v1/responses/{response_id}": {
+            "get": _op("A stored response (made with `store` true, by this key), as it was sent.",
+                       {"200": _json(ref["Response"])} | _errors(400, 401, 404),
+                       parameters=[stored, _query("stream", "Not supported: a stored response "
+                                                  "is not replayed as a stream.")]),
+            "delete": _op("Delete a stored response.",
+                          {"200": _json(ref["ResponseDeleted"])} | _errors(401, 404),
+                          parameters=[stored])},
+        "/v1/responses/{response_id}/input_items": {"get": _op(
+            "The input items that led to a stored response: the whole conversation, with "
+            "earlier turns' outputs; newest first unless `order` is asc.",
+            {"200": _json(ref["ResponseItemList"])} | _errors(400, 401, 404),
+            parameters=[stored,
+                        _query("order", "asc or desc (the default).",
+                               {"type": "string", "enum": ["asc", "desc"]}),
+                        _query("after", "An item id: the page starts after it."),
+                        _query("limit", "Items a page, 1 to 100 (default 20).",
+                               {"type": "integer", "minimum": 1, "maximum": 100}),
+                        _query("include", "Accepted; every stored field is returned.")])},
         "/healthz": {"get": _op("The process is up.", {"200": _json({"type": "object"})},
                                 secured=False, tag="operations")},
         "/readyz": {"get": _op("Ready for traffic: 503 while starting or draining.",

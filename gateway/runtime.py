@@ -48,7 +48,7 @@ def start_runtime(config: Config, previous: Runtime | None = None) -> Runtime:
             transports[name] = open_transport(provider)
     fallback: Store
     if previous is None:
-        store = open_store(config.store)
+        store = open_store(config.store, config.responses.memory_bytes)
         recorder, fallback, health, cache = Recorder(store), MemoryStore(), Health(), KeyCache()
         recorder.start()
     else:

@@ -14,7 +14,10 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from tests.gateway_process import free_port, wait_for
 
@@ -91,6 +94,14 @@ class RedisServer:
             s.sendall(f"*{len(args)}\r\n".encode()
                       + b"".join(f"${len(a)}\r\n{a}\r\n".encode() for a in args))
             return s.recv(4096).split(b"\r\n", 1)[0]
+
+
+@pytest.fixture(scope="module", name="redis")
+def redis_fixture() -> Iterator[RedisServer]:
+    """`redis`: one Redis server for a test module (import `redis_fixture` where it is used)."""
+    server = RedisServer("redis").start()
+    yield server
+    server.stop()
 
 
 def cluster_port() -> int:

@@ -176,6 +176,12 @@ def test_no_secret_in_any_answer_or_in_the_log(gateway, upstream):
         send("GET", "/admin/usage", headers=master)
         send("GET", "/v1/models", headers=bearer)
         send("GET", "/metrics")
+        # Stored responses: ids shaped like keys, and keys that are wrong.
+        send("GET", f"/v1/responses/{CLIENT}", headers=bearer)
+        send("GET", "/v1/responses/resp_1", headers={"Authorization": f"Bearer {CLIENT}x"})
+        send("DELETE", f"/v1/responses/{MASTER}", headers=bearer)
+        send("GET", f"/v1/responses/{PROVIDER}/input_items", params={"after": PROVIDER},
+             headers=master)
 
     statuses = sorted({a.status_code for a in answers})
     assert statuses == [200, 400, 401, 403, 404, 413, 415, 429, 502], statuses

@@ -23,6 +23,7 @@ import json
 import struct
 import threading
 import time
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -258,9 +259,9 @@ def _last_input_text(request: dict) -> str:
 
 
 def response_object(request: dict, output: list, usage: dict | None = None,
-                    status: str = "completed") -> dict:
+                    status: str = "completed", response_id: str = "resp_test") -> dict:
     """A Responses API response object, as OpenAI's /v1/responses answers."""
-    return {"id": "resp_test", "object": "response", "created_at": int(time.time()),
+    return {"id": response_id, "object": "response", "created_at": int(time.time()),
             "status": status, "error": None, "incomplete_details": None,
             "model": request.get("model"), "output": output, "store": request.get("store", True),
             "tools": request.get("tools") or [], "tool_choice": request.get("tool_choice", "auto"),
@@ -294,13 +295,17 @@ def natural_output(request: dict) -> dict:
     return message_output(f"echo: {_last_input_text(request)}")
 
 
+def _response_id() -> str:
+    return f"resp_{uuid.uuid4().hex[:16]}"
+
+
 def response_event(event: dict) -> bytes:
     """One event of a Responses stream: its type on the `event:` line, then its data."""
     return f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
 
 
-def response_stream(request: dict, output: dict | None = None, usage: dict | None = None
-                    ) -> list[dict]:
+def response_stream(request: dict, output: dict | None = None, usage: dict | None = None,
+                    response_id: str = "resp_test") -> list[dict]:
     """A Responses stream of `output` (else the natural one), numbered from 0: the message's
     text a word an event, a function call's arguments five characters an event."""
     item = output or natural_output(request)
@@ -309,8 +314,10 @@ def response_stream(request: dict, output: dict | None = None, usage: dict | Non
     def add(kind: str, **fields: Any) -> None:
         events.append({"type": kind, "sequence_number": len(events), **fields})
 
-    add("response.created", response=response_object(request, [], status="in_progress"))
-    add("response.in_progress", response=response_object(request, [], status="in_progress"))
+    add("response.created", response=response_object(request, [], status="in_progress",
+                                                     response_id=response_id))
+    add("response.in_progress", response=response_object(request, [], status="in_progress",
+                                                         response_id=response_id))
     where = {"item_id": item["id"], "output_index": 0}
     if item["type"] == "function_call":
         add("response.output_item.added", output_index=0, item={**item, "arguments": "",
@@ -332,7 +339,8 @@ def response_stream(request: dict, output: dict | None = None, usage: dict | Non
         add("response.output_text.done", **where, content_index=0, logprobs=[], text=text)
         add("response.content_part.done", **where, content_index=0, part={**part, "text": text})
     add("response.output_item.done", output_index=0, item=item)
-    add("response.completed", response=response_object(request, [item], usage))
+    add("response.completed", response=response_object(request, [item], usage,
+                                                       response_id=response_id))
     return events
 
 
@@ -494,9 +502,11 @@ class Upstream:
         return await self._answer(request, None, _embeddings_or_refusal)
 
     async def _responses(self, request: web.Request) -> web.StreamResponse:
+        # A fresh id a response, as a real server's: the gateway keeps conversations by them.
         return await self._answer(
-            request, response_stream, lambda payload: response_object(
-                payload, [natural_output(payload)]),
+            request, lambda payload: response_stream(payload, response_id=_response_id()),
+            lambda payload: response_object(payload, [natural_output(payload)],
+                                            response_id=_response_id()),
             refused=_NOT_RESPONSES, check=_responses_refusal, sse=response_event, end=b"")
 
     async def _answer(self, request: web.Request, stream, whole,

@@ -9,6 +9,12 @@ rules still apply), or a conversion to an API the target speaks.
 
 An `Answer` adapts one attempt's response: a whole one (`completion`) or a
 stream (`stream()` gives a `StreamAdapter`, fed the upstream's bytes).
+
+A `Stateful` surface keeps conversations (the Responses API's stored
+responses): the pipeline has it `recall` what a request continues before
+admission, so the history is counted and every target sees all of it, and
+`keep` the answer before its last byte goes out. Its answers and stream
+adapters then hold `final`, the object the client is sent.
 """
 
 from __future__ import annotations
@@ -25,8 +31,10 @@ from gateway.core.translate import Rejected
 if TYPE_CHECKING:
     from gateway.config import Route, Target
     from gateway.config.compiled import Affinity, Dialect
+    from gateway.core.auth import Principal
     from gateway.core.tally import Tally
     from gateway.core.translate import Translation
+    from gateway.runtime import Runtime
 
 
 class StreamAdapter(Protocol):
@@ -86,6 +94,10 @@ class Surface(Protocol):
         """The POST paths it answers."""
 
     @property
+    def stateful(self) -> bool:
+        """Whether this API keeps conversations: then it is a `Stateful` surface."""
+
+    @property
     def stream_end(self) -> bytes:
         """What ends a stream that went well (`data: [DONE]`)."""
 
@@ -117,6 +129,30 @@ class Surface(Protocol):
 
     def messages(self, payload: dict) -> object:
         """The prompt, for `server.log_prompts`."""
+
+
+class Stateful(Surface, Protocol):
+    """A surface whose requests may continue stored conversations, and whose answers are
+    stored: the pipeline awaits `recall` before admission and `keep` (via the Exchange)
+    once the answer is whole and before its last byte is sent.
+
+    Its Answer sets `final` in `completion()`; its StreamAdapter sets `final` in `finish()`
+    and returns from there the event that ends the stream (the one with the whole object),
+    so that event reaches the client after the answer is stored. Saving before the last
+    byte, not after it in settle, is what lets a client send the next turn the moment it
+    has this one, to any replica: a pending save known only to this process would not
+    help a replica behind the same load balancer. It costs the last event one store
+    write's latency (a Redis round trip), and nothing before it."""
+
+    async def recall(self, runtime: Runtime, principal: Principal, payload: dict) -> dict:
+        """The request with what it continues written in: what codecs, limits and the prompt
+        estimate see. InvalidRequest or NotFound for what cannot be continued."""
+
+    async def keep(self, runtime: Runtime, principal: Principal, asked: dict, sent: dict,
+                   final: dict | None) -> None:
+        """Store the answer (`final`: what the client is sent, or None when the answer had
+        none) of the request the client `asked` and `recall` expanded into `sent`. Never
+        raises: the client is answered whether it is stored or not."""
 
 
 class Unspoken(InvalidRequest):

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from gateway.store.base import KeyRecord
+from gateway.store.memory import RESPONSE_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +238,20 @@ class StoreSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ResponsesSettings:
+    """Stored responses (the Responses API's `store`): how long, how large, and in memory how
+    much in all."""
+
+    ttl: float = 30 * 86400.0  # as OpenAI keeps them
+    # 4 MiB holds the text of a context of about a million tokens; beyond that it is mostly
+    # images as data URLs, which the client holds anyway. Each turn's record is read and
+    # written whole on the request path, so its size is latency (and, turn after turn,
+    # the store's memory: each record holds the whole conversation so far).
+    max_bytes: int = 4 * 2**20
+    memory_bytes: int = RESPONSE_BYTES
+
+
+@dataclass(frozen=True, slots=True)
 class Price:
     input: float  # dollars per token
     output: float
@@ -306,6 +321,7 @@ class Config:
     master_digest: str | None = field(repr=False)
     metrics_digest: str | None = field(default=None, repr=False)  # server.metrics_key's SHA-256
     store: StoreSettings = StoreSettings(url=None)
+    responses: ResponsesSettings = ResponsesSettings()
     limits: dict = field(default_factory=dict)  # DefaultLimitsSpec fields: every key's defaults
     wildcards: tuple[Route, ...] = ()  # longest prefix first
     breaker: Breaker = Breaker(failures=5, window=30.0, cooldown=30.0)

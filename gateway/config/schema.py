@@ -11,6 +11,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from gateway.config.compiled import ResponsesSettings
+
+_STORED = ResponsesSettings()  # the defaults
+
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9,
           "kib": 2**10, "mib": 2**20, "gib": 2**30}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
@@ -26,8 +30,24 @@ def _parse_size(value: object) -> object:
     return value
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_IN_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _parse_duration(value: object) -> object:
+    """Accept `2592000` (seconds), `"30d"`, `"12h"`, `"90m"`, `"2w"`; leave anything else
+    for pydantic to refuse."""
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match:
+            return float(match.group(1)) * _IN_SECONDS[match.group(2)]
+        raise ValueError("expected a duration such as 30d, 12h, 90m, 45s or a number of seconds")
+    return value
+
+
 ByteSize = Annotated[int, BeforeValidator(_parse_size), Field(gt=0)]
 Seconds = Annotated[float, Field(gt=0)]
+Duration = Annotated[float, BeforeValidator(_parse_duration), Field(gt=0)]
 
 
 class Strict(BaseModel):
@@ -243,6 +263,19 @@ class StoreSpec(Strict):
     retention_days: Annotated[int, Field(gt=0)] = 90
 
 
+class ResponsesSpec(Strict):
+    """The Responses API's stored responses (`store: true`, OpenAI's default): what a later
+    request's `previous_response_id` continues, kept in the store above."""
+
+    ttl: Duration = _STORED.ttl  # 30 days, as OpenAI keeps them
+    # A response whose record (its whole context, its input and its output) is larger is
+    # answered but not stored (compiled.py says why 4 MiB).
+    max_bytes: ByteSize = _STORED.max_bytes
+    # The memory store (no store.url) keeps at most this much of them, the oldest going first
+    # (read at start, as the store's settings are; ttl and max_bytes apply at a reload).
+    memory_bytes: ByteSize = _STORED.memory_bytes
+
+
 class PriceSpec(Strict):
     """Dollars per million tokens."""
 
@@ -263,6 +296,7 @@ class ConfigSpec(Strict):
     server: ServerSpec = ServerSpec()
     store: StoreSpec = StoreSpec()
     limits: DefaultLimitsSpec = DefaultLimitsSpec()
+    responses: ResponsesSpec = ResponsesSpec()
     upstream: UpstreamSpec = UpstreamSpec()
     routing: RoutingSpec = RoutingSpec()
     providers: dict[str, ProviderSpec] = {}

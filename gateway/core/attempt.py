@@ -111,6 +111,8 @@ async def attempt(ex: Exchange, route: Route, target: Target, codec: Codec, payl
                     body, ex.usage, upstream_model = answer.completion(data)
                 except UpstreamError as exc:
                     raise Failure(target, exc.message) from None
+                if ex.keep is not None:
+                    await ex.keep(getattr(answer, "final", None))
                 await send_completion(ex, target, translation, upstream_model, body, send)
     except TimeoutError:
         if deadline.total_reached:
@@ -230,6 +232,8 @@ async def _stream(ex: Exchange, target: Target, translation: Translation, answer
             "The upstream stream ended before the answer did (no finish_reason, no [DONE])."))
         return
     ex.usage = adapter.usage
+    if ex.keep is not None:  # stored before the last byte: the next turn may come at once
+        await ex.keep(getattr(adapter, "final", None))
     await send({"type": "http.response.body", "body": tail + ex.surface.stream_end,
                 "more_body": False})
 

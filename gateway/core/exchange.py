@@ -32,3 +32,6 @@ class Exchange:
     # numbers its events on); None, or a None from it: the surface's stream_error.
     stream_error: Any = None
     messages: Any = None  # the prompt, kept only when server.log_prompts asks for it
+    # A stateful surface's: awaited with the final object once the answer is whole, before
+    # its last byte is sent (so the next turn finds it, on any replica).
+    keep: Any = None

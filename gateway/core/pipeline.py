@@ -9,10 +9,12 @@ notice a client that disconnects.
 
 from __future__ import annotations
 
+import functools
 import time
+from typing import cast
 
 from gateway import metrics
-from gateway.apis.base import Surface
+from gateway.apis.base import Stateful, Surface
 from gateway.core.accept import read_body, read_headers
 from gateway.core.account import settle
 from gateway.core.asgi import send_error
@@ -29,6 +31,7 @@ class Pipeline:
     def __init__(self, state, surface: Surface) -> None:
         self.state = state  # holds `.runtime`, swapped whole on reload
         self.surface = surface
+        self.stateful = cast(Stateful, surface) if surface.stateful else None
 
     async def __call__(self, scope, receive, send) -> None:
         runtime = self.state.runtime
@@ -49,6 +52,11 @@ class Pipeline:
             metrics.child(metrics.IN_FLIGHT, route.alias).inc()
             ex.in_flight = True
             ex.stream = payload.get("stream") is True
+            if self.stateful is not None:  # what it continues counts toward the limits
+                asked = payload
+                payload = await self.stateful.recall(runtime, principal, payload)
+                ex.keep = functools.partial(self.stateful.keep, runtime, principal, asked,
+                                            payload)
             admitted = ex.admitted = await runtime.limiter.admit(principal, route, surface,
                                                                  payload, ex.request_id)
             ex.limit_headers = admitted.headers

@@ -8,10 +8,12 @@ from gateway.store.base import Store
 from gateway.store.memory import MemoryStore
 
 
-def open_store(settings) -> Store:
-    """The store routes.yaml asks for: Redis with a URL, else this process's memory."""
+def open_store(settings, response_bytes: int | None = None) -> Store:
+    """The store routes.yaml asks for: Redis with a URL, else this process's memory (which
+    keeps at most `response_bytes` of stored responses)."""
     if settings.url is None:
-        return MemoryStore()
+        return MemoryStore() if response_bytes is None else MemoryStore(
+            response_bytes=response_bytes)
     from gateway.store.redis import RedisStore
 
     return RedisStore(settings.url, prefix=settings.prefix, timeout=settings.timeout,

@@ -9,12 +9,21 @@ the request (per-minute rates as GCRA, day and month token counters and the
 month's budget as reserved counters, in-flight slots as expiring leases) and
 reserves them all, or none. Settlement replaces the reservation with what the
 answer really used and writes the usage record.
+
+Stored responses (the Responses API's conversation state) are records the store
+does not read: a value, its owner's key id, a TTL. The owner is part of where the
+record is kept, so another key cannot even find it; each call is one round trip.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Protocol
+
+# What a stored response's id may be: the owner's key id follows it where it is kept, so
+# no separator may hide in it.
+RESPONSE_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 
 class StoreUnavailable(Exception):
@@ -164,3 +173,15 @@ class Store(Protocol):
 
     def on_key_change(self, callback) -> None:
         """Call `callback(key_id)` when any replica changes a key."""
+
+    async def save_response(self, key_id: str, response_id: str, record: bytes, ttl: float,
+                            max_bytes: int) -> bool:
+        """Keep `record` (UTF-8 text, JSON as the caller writes it) for `ttl` seconds, for the
+        key `key_id` only. False, and nothing written, when it is over `max_bytes`.
+        `response_id` has no ':' (RESPONSE_ID); ValueError otherwise."""
+
+    async def read_response(self, key_id: str, response_id: str) -> bytes | None:
+        """The record, unless it is missing, expired or another key's: then None, whichever."""
+
+    async def delete_response(self, key_id: str, response_id: str) -> bool:
+        """Drop the record; False when there was none for this key (missing, expired or not its)."""

@@ -7,9 +7,13 @@ two pass the same test suite.
 from __future__ import annotations
 
 import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from gateway.store.base import (
+    RESPONSE_ID,
     Admission,
     Check,
     KeyConflict,
@@ -41,10 +45,16 @@ def gcra(tat: float, now: float, check: Check) -> tuple[bool, float, Outcome, fl
                                   new_tat - now), 0.0
 
 
+# Stored responses this process keeps at most, all together: past it the oldest go first,
+# so a busy gateway on the memory store cannot grow without bound during a long TTL.
+RESPONSE_BYTES = 256 * 2**20
+
+
 class MemoryStore:
     kind = "memory"
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic,
+                 response_bytes: int = RESPONSE_BYTES) -> None:
         self.keys: dict[str, KeyRecord] = {}  # by id
         self.by_digest: dict[str, str] = {}
         self.by_name: dict[str, str] = {}
@@ -54,6 +64,11 @@ class MemoryStore:
         self.usage_rows: dict[tuple[str, str, str], dict[str, float]] = {}
         self.applied: dict[str, int] = {}  # the last numbered settlement applied, per key
         self.listeners: list = []
+        self.clock = clock  # stored responses' expiry: a test can move it
+        # (key id, response id) -> (record, expires at), oldest first (O(1) at either end)
+        self.responses: OrderedDict[tuple[str, str], tuple[bytes, float]] = OrderedDict()
+        self.response_bytes = 0
+        self.max_response_bytes = response_bytes
 
     async def ping(self) -> bool:
         return True
@@ -200,3 +215,38 @@ class MemoryStore:
                 for (key_id, day, model), row in sorted(self.usage_rows.items())
                 if since <= day <= until]
 
+    # stored responses
+
+    async def save_response(self, key_id: str, response_id: str, record: bytes, ttl: float,
+                            max_bytes: int) -> bool:
+        if not RESPONSE_ID.match(response_id):
+            raise ValueError(f"not a response id: {response_id!r}")
+        if len(record) > min(max_bytes, self.max_response_bytes):
+            return False
+        now = self.clock()
+        place = (key_id, response_id)
+        self._forget(place)
+        self.responses[place] = (record, now + ttl)
+        self.response_bytes += len(record)
+        while True:  # the oldest go while they have expired or there is no room
+            oldest, (_, expires) = next(iter(self.responses.items()))
+            if oldest == place or (expires > now
+                                   and self.response_bytes <= self.max_response_bytes):
+                return True  # the rest are younger (with one TTL, they expire later)
+            self._forget(oldest)
+
+    async def read_response(self, key_id: str, response_id: str) -> bytes | None:
+        kept = self.responses.get((key_id, response_id))
+        if kept is None or kept[1] <= self.clock():
+            return None
+        return kept[0]
+
+    async def delete_response(self, key_id: str, response_id: str) -> bool:
+        kept = self.responses.get((key_id, response_id))
+        self._forget((key_id, response_id))
+        return kept is not None and kept[1] > self.clock()
+
+    def _forget(self, place: tuple[str, str]) -> None:
+        kept = self.responses.pop(place, None)
+        if kept is not None:
+            self.response_bytes -= len(kept[0])

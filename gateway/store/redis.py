@@ -18,6 +18,10 @@ Layout (prefix `gw` by default):
     gw:{<id>}:ud               index of that key's usage hashes
     gw:{<id>}:n:<replica>      the last settlement of that replica applied (retries are exact)
     gw:usage-keys              set of the ids of keys with usage
+    gw:resp:<response id>:<key id>  a stored response's record, kept its TTL: its owner is
+                               in its name, so another key's read finds nothing. (No hash
+                               tag: each call is one key, and one key's records spread
+                               over a Cluster's nodes.)
     gw:events                  pub/sub: the id of a key that changed
 """
 
@@ -41,6 +45,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.logs import log
 from gateway.store.base import (
+    RESPONSE_ID,
     Admission,
     Check,
     KeyConflict,
@@ -391,6 +396,48 @@ class RedisStore:
         # ZREM needs no script: one command per lease, sent together
         await asyncio.gather(*(self._command("ZREM", self._k(key_id, "l", scope), request_id)
                                for key_id, scope, request_id in leases))
+
+    # stored responses
+
+    def _response(self, key_id: str, response_id: str) -> str | None:
+        """Where a response is kept; None for an id that cannot be one (nothing is there)."""
+        if not RESPONSE_ID.match(response_id):
+            return None
+        return f"{self.prefix}:resp:{response_id}:{key_id}"
+
+    async def _raw(self, *args):
+        """One command's reply as Redis sent it (a value stays bytes); a refusal is
+        StoreUnavailable. On the link where there is one, as admission's calls are."""
+        if self.link is None:
+            return await self._call(self.redis.execute_command(*args))  # decoded: text
+        try:
+            reply = await self.link.call(*args)
+        except LinkError as exc:
+            raise StoreUnavailable(f"redis: {exc}") from None
+        if isinstance(reply, hiredis.ReplyError):
+            raise StoreUnavailable(f"redis refused {args[0]}: {reply}")
+        return reply
+
+    async def save_response(self, key_id: str, response_id: str, record: bytes, ttl: float,
+                            max_bytes: int) -> bool:
+        place = self._response(key_id, response_id)
+        if place is None:
+            raise ValueError(f"not a response id: {response_id!r}")
+        if len(record) > max_bytes:
+            return False
+        await self._raw("SET", place, record, "PX", max(1, int(ttl * 1000)))
+        return True
+
+    async def read_response(self, key_id: str, response_id: str) -> bytes | None:
+        place = self._response(key_id, response_id)
+        if place is None:
+            return None
+        reply = await self._raw("GET", place)
+        return reply.encode() if type(reply) is str else reply
+
+    async def delete_response(self, key_id: str, response_id: str) -> bool:
+        place = self._response(key_id, response_id)
+        return place is not None and await self._raw("DEL", place) == 1
 
     async def usage(self, since: str, until: str) -> list[UsageRow]:
         rows = []

@@ -305,6 +305,10 @@ def test_a_dead_redis_is_reported_not_hung(servers):
         started = time.monotonic()
         with pytest.raises(StoreUnavailable):
             await admit(store, REQUESTS)
+        for call in (store.read_response("k1", "resp_1"), store.delete_response("k1", "resp_1"),
+                     store.save_response("k1", "resp_1", RECORD, 60, 1024)):
+            with pytest.raises(StoreUnavailable):
+                await call
         assert time.monotonic() - started < 2
         assert not await store.ping()
         await store.close()
@@ -374,3 +378,108 @@ def test_calls_beyond_the_pool_wait_for_a_connection(servers, kind):
 
     found = run(scenario())
     assert [getattr(f, "id", f) for f in found] == ["k1"] * 200
+
+
+# Stored responses (the Responses API's conversation state): opaque records, owner-only.
+
+RECORD = '{"response": {"id": "resp_1", "output": "h\u00e9llo \u2713"}}'.encode()
+
+
+def test_a_stored_response_is_read_and_deleted_by_its_owner_only(make_store):
+    async def scenario():
+        store = make_store()
+        assert await store.save_response("k1", "resp_1", RECORD, 60, 1024)
+        assert await store.read_response("k1", "resp_1") == RECORD
+        assert await store.read_response("k2", "resp_1") is None  # another key: nothing
+        assert await store.read_response("k1", "resp_2") is None
+        assert not await store.delete_response("k2", "resp_1")
+        assert await store.read_response("k1", "resp_1") == RECORD  # untouched by k2
+        assert await store.delete_response("k1", "resp_1")
+        assert await store.read_response("k1", "resp_1") is None
+        assert not await store.delete_response("k1", "resp_1")
+        await store.close()
+
+    run(scenario())
+
+
+def test_a_response_id_cannot_reach_into_another_keys_records(make_store):
+    """The owner follows the id where a record is kept: an id with the separator in it would
+    name another key's record (`resp_1` of key `b:a` is where `resp_1:b` of key `a` would be)."""
+    async def scenario():
+        store = make_store()
+        assert await store.save_response("b:a", "resp_1", RECORD, 60, 1024)
+        assert await store.read_response("a", "resp_1:b") is None
+        assert not await store.delete_response("a", "resp_1:b")
+        assert await store.read_response("b:a", "resp_1") == RECORD
+        with pytest.raises(ValueError):
+            await store.save_response("a", "resp_1:b", RECORD, 60, 1024)
+        await store.close()
+
+    run(scenario())
+
+
+def test_a_stored_response_expires_after_its_ttl(make_store):
+    async def scenario():
+        store = make_store()
+        if isinstance(store, MemoryStore):  # its clock is the test's
+            clock = [1000.0]
+            store = MemoryStore(clock=lambda: clock[0])
+            assert await store.save_response("k1", "resp_1", RECORD, 30 * 86400, 1024)
+            clock[0] += 30 * 86400 - 1
+            assert await store.read_response("k1", "resp_1") == RECORD
+            clock[0] += 1
+            assert await store.read_response("k1", "resp_1") is None
+            assert not await store.delete_response("k1", "resp_1")
+            return
+        assert await store.save_response("k1", "resp_1", RECORD, 1.0, 1024)
+        assert await store.save_response("k1", "resp_2", RECORD, 60, 1024)
+        started = time.monotonic()
+        assert await store.read_response("k1", "resp_1") == RECORD
+        while await store.read_response("k1", "resp_1") is not None:
+            assert time.monotonic() - started < 5, "a record with a 1 s TTL outlived it"
+            await asyncio.sleep(0.05)
+        assert time.monotonic() - started > 0.5  # gone because it expired, not at once
+        assert await store.read_response("k1", "resp_2") == RECORD
+        await store.close()
+
+    run(scenario())
+
+
+def test_a_response_over_the_size_cap_is_not_stored(make_store):
+    async def scenario():
+        store = make_store()
+        assert await store.save_response("k1", "resp_1", RECORD, 60, len(RECORD))
+        assert not await store.save_response("k1", "resp_2", RECORD, 60, len(RECORD) - 1)
+        assert await store.read_response("k1", "resp_2") is None
+        assert await store.read_response("k1", "resp_1") == RECORD
+        await store.close()
+
+    run(scenario())
+
+
+def test_the_memory_store_keeps_its_newest_responses_within_its_room():
+    async def scenario():
+        store = MemoryStore(response_bytes=3 * len(RECORD))
+        for i in range(5):
+            assert await store.save_response("k1", f"resp_{i}", RECORD, 60, 1024)
+        kept = [i for i in range(5) if await store.read_response("k1", f"resp_{i}")]
+        assert kept == [2, 3, 4]
+        assert store.response_bytes == 3 * len(RECORD)
+        assert not await store.save_response("k1", "big", RECORD * 4, 60, 1024)  # no room ever
+
+    run(scenario())
+
+
+def test_the_memory_store_lets_expired_responses_go():
+    async def scenario():
+        clock = [0.0]
+        store = MemoryStore(clock=lambda: clock[0])
+        for i in range(3):
+            await store.save_response("k1", f"resp_{i}", RECORD, 10, 1024)
+            clock[0] += 4
+        assert len(store.responses) == 3
+        await store.save_response("k1", "resp_3", RECORD, 10, 1024)  # at 12: resp_0 expired
+        assert [r for _, r in store.responses] == ["resp_1", "resp_2", "resp_3"]
+        assert store.response_bytes == 3 * len(RECORD)
+
+    run(scenario())

@@ -128,6 +128,19 @@ def test_unknown_provider_points_at_the_target(tmp_path):
        k: {models: [demo]}
      """, "keys.k: give exactly one of 'key'"),
     ("models: [\n", "not valid YAML"),
+    ("""
+     responses: {ttl: forever}
+     """, "routes.yaml:2: responses.ttl: expected a duration such as 30d"),
+    ("""
+     responses:
+       max_bytes: 0
+     """, "routes.yaml:3: responses.max_bytes: input should be greater than 0"),
+    ("""
+     responses: {max_bytes: huge}
+     """, "responses.max_bytes: expected a size"),
+    ("""
+     responses: {keep: 30d}
+     """, "responses.keep: unknown key 'keep'"),
 ])
 def test_bad_configs_are_refused_with_the_place(tmp_path, text, expected):
     assert expected in str(refused(tmp_path, text))
@@ -140,6 +153,17 @@ def test_the_store_pool_size_reaches_the_redis_pool(tmp_path):
     store = open_store(config.store)  # opens no connection until a call
     assert store.redis.connection_pool.max_connections == 8
     assert load_config(write(tmp_path, "models: {}\n"), {}).store.pool_size == 50
+
+
+def test_stored_responses_settings_and_their_defaults(tmp_path):
+    config = load_config(write(tmp_path, """
+        responses: {ttl: 12h, max_bytes: 1MiB, memory_bytes: 64MiB}
+    """), {})
+    assert (config.responses.ttl, config.responses.max_bytes) == (12 * 3600, 2**20)
+    assert open_store(config.store, config.responses.memory_bytes).max_response_bytes == 2**26
+    defaults = load_config(write(tmp_path, "responses: {ttl: 90}\n"), {}).responses
+    assert (defaults.ttl, defaults.max_bytes, defaults.memory_bytes) == (90, 4 * 2**20, 2**28)
+    assert load_config(write(tmp_path, "models: {}\n"), {}).responses.ttl == 30 * 86400
 
 
 def test_every_problem_is_reported_at_once(tmp_path):

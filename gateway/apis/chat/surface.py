@@ -79,6 +79,7 @@ CODEC = ChatCodec()
 class ChatSurface(OpenAIErrors):
     name = "chat"
     paths = ("/v1/chat/completions", "/chat/completions")
+    stateful = False  # each request stands alone
 
     parse = staticmethod(validate_chat)
     prompt_tokens = staticmethod(estimate_prompt)

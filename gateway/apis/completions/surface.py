@@ -154,6 +154,7 @@ class CompletionsSurface(PassedOrConverted, OpenAIErrors):
     paths = ("/v1/completions", "/completions")
     passthrough = PASSTHROUGH
     to_chat = TO_CHAT
+    stateful = False  # each request stands alone
 
     parse = staticmethod(parse)
     prompt_tokens = staticmethod(estimate_prompt)

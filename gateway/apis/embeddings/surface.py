@@ -72,6 +72,7 @@ CODEC = EmbeddingsCodec()
 class EmbeddingsSurface(OpenAIErrors):
     name = API
     paths = ("/v1/embeddings", "/embeddings")
+    stateful = False  # each request stands alone
 
     parse = staticmethod(validate_embeddings)
     prompt_tokens = staticmethod(estimate_input)

@@ -89,13 +89,14 @@ def _texts(output: list) -> bytes:
 class NativeStream:
     """Splits a Responses event stream into whole events and passes them on, rewritten."""
 
-    __slots__ = ("_answer", "_max_event", "_response_id", "_rest", "_sequence", "done",
+    __slots__ = ("_answer", "_held", "_max_event", "_response_id", "_rest", "_sequence", "done",
                  "final", "finished", "tally", "truncated", "upstream_model", "usage")
 
     def __init__(self, answer: NativeAnswer, max_event: int) -> None:
         self._answer = answer
         self._max_event = max_event
         self._rest = b""
+        self._held = b""  # the last event (completed...), sent by finish(): after the keep
         self._sequence = -1  # the upstream's last sequence_number
         self._response_id: str | None = None
         self.done = self.finished = self.truncated = False
@@ -115,14 +116,19 @@ class NativeStream:
         return self._relayed(data[:end + 2]) if end >= 0 else b""
 
     def finish(self) -> bytes:
-        """The last event if it lacked its blank line; one cut off is dropped (`truncated`)."""
+        """The held last event, and the last event if it lacked its blank line; one cut off
+        is dropped (`truncated`). The pipeline stores the response before it sends this, so
+        a client that continues the conversation the moment it ends finds it stored."""
         rest, self._rest = self._rest.strip(), b""
         if b"data:" not in rest:
-            return b""  # nothing, or a comment
-        if _data(rest) is None:
+            tail = b""  # nothing, or a comment
+        elif _data(rest) is None:
             self.truncated = True
-            return b""
-        return self._relayed(rest + b"\n\n")
+            tail = b""
+        else:
+            tail = self._relayed(rest + b"\n\n")
+        held, self._held = self._held, b""
+        return held + tail
 
     def stream_error(self, error: GatewayError) -> bytes:
         """`response.failed`, numbered on from the upstream's events."""
@@ -172,6 +178,9 @@ class NativeStream:
                 self.usage = objects.to_chat_usage(usage)
                 self.tally.usage_seen(self.usage)
         head = b"event: " + kind.encode() + b"\n" if type(kind) is str else b""
+        if kind in _FINAL:
+            self._held += head + b"data: " + orjson.dumps(data) + b"\n\n"
+            return b""
         return head + b"data: " + orjson.dumps(data) + b"\n\n"
 
 

@@ -23,6 +23,7 @@ import orjson
 from gateway.apis.base import OpenAIErrors, PassedOrConverted
 from gateway.apis.chat.surface import CODEC as CHAT_CODEC
 from gateway.apis.chat.surface import IMAGE_TOKENS
+from gateway.apis.responses import state
 from gateway.apis.responses.adapt import ConvertedAnswer
 from gateway.apis.responses.events import Writer
 from gateway.apis.responses.native import NativeAnswer
@@ -42,9 +43,9 @@ if TYPE_CHECKING:
 API = "responses"
 
 
-# Refused on every target: the gateway keeps conversations itself, and answers at once.
+# Refused on every target: the gateway keeps conversations itself (state.py: previous_response_id
+# is expanded before admission), and answers at once.
 REFUSED = {
-    "previous_response_id": "is not supported yet: send the whole conversation in 'input'",
     "conversation": "is not supported: a conversation stored at OpenAI is not reached "
                     "through the gateway; send the whole conversation in 'input'",
     "background": "is not supported: the gateway answers every request at once, so there is "
@@ -201,6 +202,9 @@ class ResponsesSurface(PassedOrConverted, OpenAIErrors):
     passthrough = PASSTHROUGH
     to_chat = TO_CHAT
     stream_end = b""  # the last event (response.completed...) ends it; there is no [DONE]
+    stateful = True  # previous_response_id and store: the gateway keeps the conversation
+    recall = staticmethod(state.recall)
+    keep = staticmethod(state.keep)
 
     parse = staticmethod(parse)
     prompt_tokens = staticmethod(estimate_prompt)

@@ -102,7 +102,7 @@ def test_a_request_of_the_wrong_shape_is_a_400_naming_the_field(fields, param, m
     assert (refused.value.param, refused.value.message) == (param, message)
 
 
-@pytest.mark.parametrize("name,value", [("previous_response_id", "resp_1"), ("background", True),
+@pytest.mark.parametrize("name,value", [("background", True),
                                         ("conversation", "conv_1")])
 def test_what_the_gateway_does_not_do_is_refused_before_any_target(name, value):
     with pytest.raises(InvalidRequest) as refused:
