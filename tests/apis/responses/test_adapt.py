@@ -128,6 +128,19 @@ def test_a_native_answer_and_stream_keep_the_upstreams_object_as_the_clients(tar
         assert out.startswith(b"event: response.created\ndata: ")
 
 
+def test_a_native_streams_last_event_waits_for_finish(targets):
+    """The pipeline stores the response between the adapter's last feed and its finish: the
+    client must not see `response.completed` before then, or its next turn could come first."""
+    adapter = answer_for(targets, "vllm", store=True).stream(True, 2**20)
+    events = response_stream({"model": "vllm-up", "input": "hi"})
+
+    fed = adapter.feed(b"".join(map(response_event, events)))
+
+    assert adapter.finished and adapter.final is not None
+    assert b"response.completed" not in fed
+    assert [e["type"] for e in parsed(adapter.finish())] == ["response.completed"]
+
+
 def test_a_native_stream_that_breaks_off_is_failed_after_its_last_numbered_event(targets):
     events = response_stream({"model": "vllm-up", "input": "a b"})[:4]
     adapter = answer_for(targets, "vllm").stream(True, 2**20)
