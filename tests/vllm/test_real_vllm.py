@@ -8,8 +8,10 @@ tiny random-weight model (tests/vllm/tiny_model.py: no model hub is reachable),
 declares it as a backend with two replicas and once more as an embedding model
 (one replica on vLLM's pooling runner), brings them up with the CLI, and sends
 plain, streamed and concurrent requests through the gateway, checking usage
-accounting, client-disconnect aborts and load-aware routing, and embeddings
-as vLLM itself gives them. Skipped when GATEWAY_VLLM_PYTHON is not set.
+accounting, client-disconnect aborts and load-aware routing, legacy
+completions and Responses passed to vLLM's own endpoints (a conversation the
+gateway keeps, continued by previous_response_id), and embeddings as vLLM
+itself gives them. Skipped when GATEWAY_VLLM_PYTHON is not set.
 """
 
 from __future__ import annotations
@@ -246,6 +248,34 @@ def test_legacy_completions_reach_vllm_natively(fleet, client):
     assert after["completion_tokens"] - before["completion_tokens"] == 16 + 8 + 40
     assert (after["prompt_tokens"] - before["prompt_tokens"]
             == answer.usage.prompt_tokens + 5 + chunks[-1].usage.prompt_tokens)
+
+
+def test_responses_reach_vllm_natively_with_the_gateways_state(fleet, client):
+    """/v1/responses goes to vLLM's own /v1/responses (the vllm profile lists it): the answer
+    and the stream come back with the alias and counted; a second turn by
+    previous_response_id is expanded by the gateway (vLLM keeps nothing: it is sent
+    `store: false` and never the id, which vLLM would answer with a 404)."""
+    before = usage_totals(fleet)
+    first = client.responses.create(model="tiny-chat", input="Say hello.", max_output_tokens=8,
+                                    extra_body=SAMPLING)
+    assert first.id.startswith("resp_") and first.model == "tiny-chat"
+    assert first.status == "incomplete" and first.incomplete_details.reason == "max_output_tokens"
+    assert first.output_text and first.usage.output_tokens == 8
+
+    second = client.responses.create(model="tiny-chat", input="And again.", max_output_tokens=8,
+                                     previous_response_id=first.id, extra_body=SAMPLING)
+    assert second.usage.input_tokens > first.usage.input_tokens + first.usage.output_tokens
+
+    with client.responses.stream(model="tiny-chat", input="Count.", max_output_tokens=12,
+                                 extra_body=SAMPLING) as stream:
+        kinds = [event.type for event in stream]
+        final = stream.get_final_response()
+    assert kinds[:2] == ["response.created", "response.in_progress"]
+    assert "response.output_text.delta" in kinds
+    assert final.model == "tiny-chat" and final.usage.output_tokens == 12
+    after = wait_for(lambda: (t := usage_totals(fleet))["requests"] - before["requests"] == 3
+                     and t, 60, "3 usage records")
+    assert after["completion_tokens"] - before["completion_tokens"] == 8 + 8 + 12
 
 
 def embedder(fleet) -> openai.OpenAI:
