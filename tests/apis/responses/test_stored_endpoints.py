@@ -3,7 +3,8 @@
 Two gateway replicas share one real Redis. The records are written through the store as
 the Responses surface's `keep` writes them (gateway/apis/responses/state.py), then read
 over HTTP, with the openai SDK and plain HTTP: owner-only, on either replica, until their
-TTL runs out.
+TTL runs out. Last, a conversation posted to each replica in turn, as a load balancer
+would send it.
 """
 
 from __future__ import annotations
@@ -232,3 +233,29 @@ def test_a_store_that_is_away_is_a_503(tmp_path):
                 assert answer.headers["retry-after"] == "1"
     finally:
         server.stop()
+
+
+def test_a_conversation_goes_on_across_replicas(replicas):
+    """Turns posted to one replica and then the other, as a load balancer sends them: each
+    continues from the Redis both share, streamed turns included."""
+    one, two = replicas
+    sdks = [openai.OpenAI(base_url=g.url + "/v1", api_key=TEAM_KEY, max_retries=0, timeout=20)
+            for g in (one, two)]
+    try:
+        first = sdks[0].responses.create(model="demo", input="Hi, I am Ada.")
+        with sdks[1].responses.stream(model="demo", input="My name?",
+                                      previous_response_id=first.id) as stream:
+            for _ in stream:
+                pass
+            second = stream.get_final_response()
+        third = sdks[0].responses.create(model="demo", input="Thanks",
+                                         previous_response_id=second.id)
+
+        texts = [item.content[0].text for item in
+                 sdks[1].responses.input_items.list(third.id, order="asc")]
+        assert texts == ["Hi, I am Ada.", first.output_text, "My name?", second.output_text,
+                         "Thanks"]
+        assert third.usage.input_tokens > second.usage.input_tokens > first.usage.input_tokens
+    finally:
+        for sdk in sdks:
+            sdk.close()
