@@ -133,6 +133,11 @@ def sse_stream(events: int = 20) -> str:
     return "".join(f"data: {json.dumps(e)}\n\n" for e in out) + "data: [DONE]\n\n"
 
 
+# The mock's canned answers: the path it serves, the file it answers with, and its type.
+CANNED = [("/v1/chat/completions", "completion.json"), ("/stream/v1/chat/completions", "stream.txt"),
+          ("/long/v1/chat/completions", "long.txt"), ("/v1/embeddings", "embeddings.json"),
+          ("/v1/completions", "text.json"), ("/stream/v1/completions", "text-stream.txt"),
+          ("/v1/responses", "response.json"), ("/stream/v1/responses", "response-stream.txt")]
 NGINX = """
 worker_processes 1;
 daemon off;
@@ -144,53 +149,29 @@ http {{
   keepalive_requests 10000000;
   server {{
     listen 127.0.0.1:{port};
-    # Static files answer POSTs through the 405 -> 200 redirect.
-    location = /v1/chat/completions {{
-      default_type application/json;
-      alias {dir}/completion.json;
-      error_page 405 =200 $uri;
-    }}
-    location = /stream/v1/chat/completions {{
-      default_type text/event-stream;
-      alias {dir}/stream.txt;
-      error_page 405 =200 $uri;
-    }}
-    location = /long/v1/chat/completions {{
-      default_type text/event-stream;
-      alias {dir}/long.txt;
-      error_page 405 =200 $uri;
-    }}
-    location = /v1/embeddings {{
-      default_type application/json;
-      alias {dir}/embeddings.json;
-      error_page 405 =200 $uri;
-    }}
-    location = /v1/completions {{
-      default_type application/json;
-      alias {dir}/text.json;
-      error_page 405 =200 $uri;
-    }}
-    location = /stream/v1/completions {{
-      default_type text/event-stream;
-      alias {dir}/text-stream.txt;
-      error_page 405 =200 $uri;
-    }}
-    location = /v1/responses {{
-      default_type application/json;
-      alias {dir}/response.json;
-      error_page 405 =200 $uri;
-    }}
-    location = /stream/v1/responses {{
-      default_type text/event-stream;
-      alias {dir}/response-stream.txt;
-      error_page 405 =200 $uri;
-    }}
+{locations}
     location = /busy/v1/chat/completions {{
       return 503 '{{"error": {{"message": "busy"}}}}';
     }}
   }}
 }}
 """
+# Static files answer POSTs through the 405 -> 200 redirect.
+LOCATION = """    location = {path} {{
+      default_type {kind};
+      alias {dir}/{file};
+      error_page 405 =200 $uri;
+    }}"""
+
+
+def nginx_conf(directory: Path | str, port: int) -> str:
+    """The mock upstream's nginx.conf: a block for each canned answer, and the busy target."""
+    locations = "\n".join(
+        LOCATION.format(path=path, dir=directory, file=file, kind="application/json"
+                        if file.endswith(".json") else "text/event-stream")
+        for path, file in CANNED)
+    return NGINX.format(dir=directory, port=port, locations=locations)
+
 
 WRK_LUA = """
 wrk.method = "POST"
@@ -389,7 +370,7 @@ def main() -> None:
     (work / "text-stream.txt").write_text(text_stream())
     (work / "response.json").write_text(json.dumps(RESPONSE))
     (work / "response-stream.txt").write_text(response_stream())
-    (work / "nginx.conf").write_text(NGINX.format(dir=work, port=mock_port))
+    (work / "nginx.conf").write_text(nginx_conf(work, mock_port))
     processes = [start([nginx_bin, "-c", str(work / "nginx.conf")], 1, work / "nginx.log"),
                  start([sys.executable, str(Path(__file__).parent / "relay.py"),
                         f"http://127.0.0.1:{mock_port}", str(relay_port)], 0, work / "relay.log")]

@@ -36,7 +36,7 @@ def nginx_locations(text: str) -> list[str]:
 
 
 def test_the_mock_upstreams_blocks_are_balanced_and_distinct():
-    paths = nginx_locations(bench.NGINX.format(dir="/tmp/bench", port=8000))
+    paths = nginx_locations(bench.nginx_conf("/tmp/bench", 8000))
 
     assert len(paths) == len(set(paths)) >= 7
 
@@ -49,7 +49,7 @@ def test_each_scenario_has_its_models_and_its_upstream_paths(tmp_path, scenario)
     path.write_text(bench.CONFIG.format(port=8000) + full)
     config = load_config(path, {})  # what `gateway serve` would refuse, this refuses
 
-    locations = nginx_locations(bench.NGINX.format(dir="/tmp/bench", port=8000))
+    locations = nginx_locations(bench.nginx_conf("/tmp/bench", 8000))
     for model in (json_model, stream_model):
         assert model is None or model in config.routes
     for base in baselines:
