@@ -18,7 +18,7 @@ import re
 import orjson
 
 from gateway.apis.chat import adapt
-from gateway.upstream.base import MalformedStream
+from gateway.apis.chat.chunks import ChunkStream
 
 # A choice's `text`, for the tally. As tally.py's patterns, from its rarest letters: no other
 # key of a text_completion chunk ends in `xt`.
@@ -60,37 +60,17 @@ class ConvertedAnswer(adapt.Answer):
         return ConvertedStream(self, show_usage, max_event)
 
 
-class ConvertedStream(adapt.StreamAdapter):
-    """Chat's stream adapter, its events then rewritten as text_completion chunks."""
+class ConvertedStream(ChunkStream):
+    """Chat's stream, each chunk written as a text_completion chunk."""
 
     __slots__ = ()
 
-    def feed(self, chunk: bytes) -> bytes:
-        return _converted(super().feed(chunk))
+    def convert(self, chunk: dict) -> bytes:
+        converted = _chunk(chunk)
+        return b"" if converted is None else b"data: " + orjson.dumps(converted) + b"\n\n"
 
-    def finish(self) -> bytes:
-        return _converted(super().finish())
-
-
-def _converted(events: bytes) -> bytes:
-    """Whole chat chunk events (already adapted) as text_completion chunks."""
-    if not events:
-        return events
-    out = []
-    for event in events.split(b"\n\n"):
-        if not event.startswith(b"data:"):
-            if event:
-                out.append(event + b"\n\n")  # a comment or another field: kept as it is
-            continue
-        try:
-            data = orjson.loads(event[5:])
-        except orjson.JSONDecodeError:
-            raise MalformedStream("upstream sent an event that is not JSON: "
-                                  + event[5:85].decode(errors="replace")) from None
-        chunk = _chunk(data) if type(data) is dict else data
-        if chunk is not None:
-            out.append(b"data: " + orjson.dumps(chunk) + b"\n\n")
-    return b"".join(out)
+    def other(self, event: bytes) -> bytes:
+        return event + b"\n\n"  # a comment or another field: kept as it is
 
 
 def _chunk(data: dict) -> dict | None:

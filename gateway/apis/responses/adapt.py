@@ -21,12 +21,12 @@ from __future__ import annotations
 import orjson
 
 from gateway.apis.chat import adapt
+from gateway.apis.chat.chunks import ChunkStream
 from gateway.apis.responses import objects
 from gateway.apis.responses.events import Writer
 from gateway.config import Route
 from gateway.config.compiled import Dialect
 from gateway.core.errors import GatewayError
-from gateway.upstream.base import MalformedStream
 
 
 def _string(holder: dict, key: str) -> str:
@@ -84,8 +84,8 @@ class ConvertedAnswer(adapt.Answer):
         return ConvertedStream(self, max_event)
 
 
-class ConvertedStream(adapt.StreamAdapter):
-    """Chat's stream adapter, its events then written as Responses events."""
+class ConvertedStream(ChunkStream):
+    """Chat's stream, each chunk written as Responses events."""
 
     __slots__ = ("_reason", "_upstream_error", "_writer")
 
@@ -100,11 +100,8 @@ class ConvertedStream(adapt.StreamAdapter):
         """The response object, once the last event (completed, incomplete, failed) is written."""
         return self._writer.final
 
-    def feed(self, chunk: bytes) -> bytes:
-        return self._converted(super().feed(chunk))
-
     def finish(self) -> bytes:
-        tail = self._converted(super().finish())
+        tail = super().finish()
         if self.truncated or not (self.finished or self.done):
             return tail  # the relay ends the stream with stream_error
         if self.usage is None:  # the gateway's estimate of what was sent, as chat's
@@ -118,25 +115,11 @@ class ConvertedStream(adapt.StreamAdapter):
             message += f" The upstream said: {self._upstream_error}"
         return self._writer.fail(error.code, message)
 
-    def _converted(self, events: bytes) -> bytes:
-        """Whole chat chunk events (already adapted) as Responses events."""
-        if not events:
-            return events
-        writer = self._writer
-        out = [writer.start()]
-        for event in events.split(b"\n\n"):
-            if not event.startswith(b"data:"):
-                continue  # a comment, a keep-alive: no Responses event says it
-            try:
-                data = orjson.loads(event[5:])
-            except orjson.JSONDecodeError:
-                raise MalformedStream("upstream sent an event that is not JSON: "
-                                      + event[5:85].decode(errors="replace")) from None
-            if type(data) is dict:
-                out.append(self._chunk(data))
-        return b"".join(out)
+    def _rewrite(self, events: bytes) -> bytes:
+        """The stream's first events come before whatever its first upstream read says."""
+        return self._writer.start() + super()._rewrite(events)
 
-    def _chunk(self, data: dict) -> bytes:
+    def convert(self, data: dict) -> bytes:
         choices = data.get("choices")
         if type(choices) is not list:
             error = data.get("error")

@@ -1,0 +1,89 @@
+"""A chat stream read chunk by chunk, for client APIs that are answered from chat.
+
+Chat's own streams are rewritten on bytes and never parsed (adapt.py). An API
+converted from chat (legacy completions, Responses) must read every chunk to
+write its own events, so its stream parses each event once, here, and does
+from the parsed chunk what chat's rewrite does from the bytes: the upstream's
+model (the alias in its place), its usage (kept from the client unless asked for), finish reasons in
+OpenAI's set, `[DONE]`, the tally of what was sent, the provider's keys masked.
+A subclass then writes each chunk in its client's shape (`convert`).
+
+One parse a chunk, not a rewrite and then a parse: a converted stream's cost
+over chat's is its own events and nothing else.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from gateway.apis.chat import adapt
+from gateway.apis.relayed import scrub
+from gateway.upstream.base import MalformedStream
+
+
+class ChunkStream(adapt.StreamAdapter):
+    """Chat's stream adapter for a converted API: `convert` writes each parsed chunk."""
+
+    __slots__ = ()
+
+    def convert(self, chunk: dict) -> bytes:
+        """One chat chunk (finish reasons already OpenAI's) as the client's events."""
+        raise NotImplementedError
+
+    def other(self, event: bytes) -> bytes:
+        """An event with no data (a comment, a keep-alive): dropped unless a subclass keeps it."""
+        return b""
+
+    def _rewrite(self, events: bytes) -> bytes:
+        answer = self._answer
+        events = scrub(events, answer.secrets)
+        out = []
+        counted = 0  # where the text an upstream count does not cover starts
+        position = 0
+        for event in events.split(b"\n\n"):
+            position += len(event) + 2
+            if not event:
+                continue
+            if event.startswith(b"data:") and b"\n" not in event:
+                data = event[5:]
+            else:  # several lines: the data lines, joined, as SSE says
+                lines = event.split(b"\n")
+                if not any(line.startswith(b"data:") for line in lines):
+                    out.append(self.other(event))
+                    continue
+                data = b"\n".join(line[5:] for line in lines if line.startswith(b"data:"))
+            try:
+                chunk = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                if data.strip() == b"[DONE]":
+                    self.done = True
+                    continue
+                raise MalformedStream("upstream sent an event that is not JSON: "
+                                      + data[:80].decode(errors="replace")) from None
+            if type(chunk) is not dict:
+                continue  # JSON, but no chunk: nothing a client could read
+            if "model" in chunk:
+                if self.upstream_model is None and type(chunk["model"]) is str:
+                    self.upstream_model = chunk["model"]
+                chunk["model"] = answer.alias
+            usage = chunk.get("usage")
+            if type(usage) is dict:
+                self.usage = usage
+                if self.tally.usage_seen(usage):  # its count covers this event and those before
+                    counted = position
+                if not self._show_usage:
+                    del chunk["usage"]
+                    if not chunk.get("choices"):
+                        continue  # the usage-only event the client did not ask for
+            choices = chunk.get("choices")
+            for choice in choices if type(choices) is list else ():
+                if type(choice) is dict and choice.get("finish_reason") is not None:
+                    reason = choice["finish_reason"]
+                    if type(reason) is str:
+                        self.finished = True
+                        choice["finish_reason"] = answer.finish_reason(reason)
+                    else:
+                        choice["finish_reason"] = None
+            out.append(self.convert(chunk))
+        self.tally.add(events[counted:] if counted else events)
+        return b"".join(out)
