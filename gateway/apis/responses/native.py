@@ -37,11 +37,12 @@ _FINAL = frozenset({"response.completed", "response.incomplete", "response.faile
 class NativeAnswer:
     """How a native target's answer reaches the client."""
 
-    __slots__ = ("alias", "final", "prompt_estimate", "secrets", "store")
+    __slots__ = ("alias", "final", "previous", "prompt_estimate", "secrets", "store")
 
     def __init__(self, alias: str, secrets: tuple[str, ...], prompt_estimate: int,
-                 store: bool) -> None:
+                 store: bool, previous: str | None = None) -> None:
         self.alias = alias
+        self.previous = previous  # the client's previous_response_id: the upstream saw none
         self.secrets = encoded(secrets)
         self.prompt_estimate = prompt_estimate
         self.store = store  # what the client asked; the upstream was sent false
@@ -52,6 +53,7 @@ class NativeAnswer:
         upstream_model = response.get("model")
         response["model"] = self.alias
         response["store"] = self.store
+        response["previous_response_id"] = self.previous
         return upstream_model
 
     def completion(self, data: bytes) -> tuple[bytes, dict, str | None]:

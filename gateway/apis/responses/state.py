@@ -145,9 +145,9 @@ async def recall(runtime: Runtime, principal: Principal, payload: dict) -> dict:
     record = await stored(runtime, principal, previous, param="previous_response_id",
                           what="Previous response")
     output = record["response"].get("output") or []
-    expanded = {k: v for k, v in payload.items() if k != "previous_response_id"}
-    expanded["input"] = record["context"] + output + as_items(payload.get("input"))
-    return expanded
+    # The id stays, for the answer to repeat; no codec sends it upstream (the history is in
+    # `input`, and a native target is told `store: false`).
+    return {**payload, "input": record["context"] + output + as_items(payload.get("input"))}
 
 
 async def keep(runtime: Runtime, principal: Principal, asked: dict, sent: dict,

@@ -139,7 +139,8 @@ class ResponsesCodec:
     def answer(self, route: Route, target: Target, payload: dict,
                prompt_estimate: int) -> NativeAnswer:
         return NativeAnswer(payload["model"], target.provider.secrets, prompt_estimate,
-                            payload.get("store") is not False)
+                            payload.get("store") is not False,
+                            payload.get("previous_response_id"))
 
 
 def _allowed_tools(tools: list, dialect: Dialect) -> list:

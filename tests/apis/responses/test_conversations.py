@@ -43,11 +43,26 @@ def test_three_turns_chained_by_previous_response_id(sdk, native, chat_only, mod
     third = sdk.responses.create(model=model, input="Thanks", previous_response_id=second.id)
 
     assert len({first.id, second.id, third.id}) == 3 and third.model == model
+    assert (first.previous_response_id, second.previous_response_id,
+            third.previous_response_id) == (None, first.id, second.id)
     assert said(upstream.requests[-1].json) == [
         "Hi, I am Ada.", "echo: Hi, I am Ada.", "My name?", "echo: My name?", "Thanks"]
     assert all("previous_response_id" not in r.json for r in upstream.requests)
     if model == "native":
         assert all(r.json["store"] is False for r in upstream.requests)  # the gateway keeps it
+
+
+def test_a_streamed_turn_on_a_native_target_names_the_turn_it_continues(sdk, native):
+    first = sdk.responses.create(model="native", input="Hi")
+    with sdk.responses.stream(model="native", input="again",
+                              previous_response_id=first.id) as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+
+    assert final.previous_response_id == first.id
+    assert events[0].type == "response.created"
+    assert events[0].response.previous_response_id == first.id
+    assert "previous_response_id" not in native.last.json
 
 
 def test_a_stream_is_continued_the_moment_it_ends(sdk, chat_only):
@@ -58,7 +73,7 @@ def test_a_stream_is_continued_the_moment_it_ends(sdk, chat_only):
     after = sdk.responses.create(model="converted", input="and three",
                                  previous_response_id=streamed.id)
 
-    assert after.output_text == "echo: and three"
+    assert after.output_text == "echo: and three" and after.previous_response_id == streamed.id
     assert said(chat_only.last.json) == ["one two", "echo: one two", "and three"]
 
 

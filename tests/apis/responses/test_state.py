@@ -71,7 +71,7 @@ def test_a_chain_of_three_turns_is_expanded_from_one_read_each(runtime):
         second = await turn(runtime, {"model": "m", "previous_response_id": "resp_1",
                                       "input": [{"role": "user", "content": "My name?"}]},
                             answer("Ada", 2))
-        assert "previous_response_id" not in second  # never sent upstream
+        assert second["previous_response_id"] == "resp_1"  # for the answer; no codec sends it
         assert texts(second["input"]) == ["Hi, I am Ada.", "Hello Ada", "My name?"]
         third = await turn(runtime, {"model": "m", "previous_response_id": "resp_2",
                                      "input": "Thanks", "instructions": "Be brief."},

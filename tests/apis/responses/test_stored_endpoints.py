@@ -256,6 +256,7 @@ def test_a_conversation_goes_on_across_replicas(replicas):
         assert texts == ["Hi, I am Ada.", first.output_text, "My name?", second.output_text,
                          "Thanks"]
         assert third.usage.input_tokens > second.usage.input_tokens > first.usage.input_tokens
+        assert (second.previous_response_id, third.previous_response_id) == (first.id, second.id)
     finally:
         for sdk in sdks:
             sdk.close()
