@@ -3,6 +3,7 @@
 The gateway's config (below) is the map of the test world:
 
     gpt-test        -> primary (Bearer key)
+    gpt-converted   -> primary as a chat-only provider (aggregator profile): Responses converted
     with-fallback   -> primary, then backup
     dead-first      -> a closed port, then backup
     only-dead       -> a closed port
@@ -42,10 +43,13 @@ providers:
     base_url: "{primary}"
     api_key: "${{PRIMARY_KEY}}"
     timeouts: {{first_byte: 1, idle: 1}}
+  chat-only: {{profile: aggregator, base_url: "{primary}", api_key: "${{PRIMARY_KEY}}"}}
   demo: {{profile: demo}}
 models:
   gpt-test:
     targets: [{{provider: primary, model: upstream-model-a}}]
+  gpt-converted:
+    targets: [{{provider: chat-only, model: upstream-model-a}}]
   with-fallback:
     targets:
       - {{provider: primary, model: upstream-model-a}}
@@ -65,7 +69,7 @@ models:
 keys:
   team-a:
     key: "${{TEAM_KEY}}"
-    models: [gpt-test, with-fallback, dead-first, only-dead, impatient, rate-limited]
+    models: [gpt-test, gpt-converted, with-fallback, dead-first, only-dead, impatient, rate-limited]
   demo-only:
     key: "{demo_key}"
     models: [demo]

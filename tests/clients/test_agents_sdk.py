@@ -4,8 +4,8 @@ tool, the SDK runs it and sends its result back, and the upstream answers from i
 checks what the agent got and what the upstream received.
 
 MODELS are the SDK's model classes the agent is given: chat completions, and Responses (the
-SDK's default), each read on the upstream's side by its entry in tests/clients/wire.py. Tracing
-is off: nothing leaves loopback.
+SDK's default) on a target that speaks it and on a chat-only one, each read on the upstream's
+side by its entry in tests/clients/wire.py. Tracing is off: nothing leaves loopback.
 """
 
 from __future__ import annotations
@@ -26,10 +26,12 @@ from agents.items import MessageOutputItem, ToolCallItem, ToolCallOutputItem
 from openai import AsyncOpenAI
 from openai.types.responses import ResponseTextDeltaEvent
 
+from tests.clients.wire import MODELS as ALIASES
 from tests.clients.wire import WIRES
 from tests.conftest import TEAM_KEY
 
-MODELS = {"chat": OpenAIChatCompletionsModel, "responses": OpenAIResponsesModel}
+MODELS = {"chat": OpenAIChatCompletionsModel, "responses": OpenAIResponsesModel,
+          "responses-converted": OpenAIResponsesModel}
 QUESTION = "Weather in Paris?"
 ANSWER = "the tool said: 18C and sunny in Paris"
 pytestmark = pytest.mark.parametrize("kind", MODELS)
@@ -46,7 +48,7 @@ async def run_agent(gateway, kind: str, streamed: bool):
     async with AsyncOpenAI(base_url=gateway.url + "/v1", api_key=TEAM_KEY, max_retries=0,
                            timeout=30) as client:
         agent = Agent(name="forecaster", instructions="Answer with the weather.", tools=[get_weather],
-                      model=MODELS[kind]("gpt-test", openai_client=client),
+                      model=MODELS[kind](ALIASES[kind], openai_client=client),
                       # Over chat completions the SDK asks for a stream's usage only of OpenAI's own URL.
                       model_settings=ModelSettings(include_usage=True))
         config = RunConfig(tracing_disabled=True)

@@ -4,7 +4,8 @@ client got and what the upstream received.
 
 The scripts (tests/clients/node/ai_sdk.mjs) take the model kind: "chat" is
 `createOpenAI(...).chat(model)`; "responses" is `openai(model)`, the provider's default, which
-speaks /v1/responses. The first test of a session runs `npm ci` unless node_modules is current.
+speaks /v1/responses ("responses-converted": the same, to a chat-only target). The first
+test of a session runs `npm ci` unless node_modules is current.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ import json
 import pytest
 
 from tests.clients import node_scripts
-from tests.clients.wire import WIRES
+from tests.clients.wire import MODELS, WIRES
 from tests.conftest import TEAM_KEY
 
-KINDS = ["chat", "responses"]
+KINDS = ["chat", "responses", "responses-converted"]
 
 pytestmark = [pytest.mark.parametrize("kind", KINDS),
               pytest.mark.timeout(300)]  # the session's first test may run `npm ci`
@@ -25,10 +26,11 @@ pytestmark = [pytest.mark.parametrize("kind", KINDS),
 
 @pytest.fixture
 def ai_sdk(gateway, kind):
-    """Run one scenario of ai_sdk.mjs with the `kind` model on gpt-test; its result."""
+    """Run one scenario of ai_sdk.mjs with the `kind` model; its result."""
     env = {"GATEWAY_BASE_URL": gateway.url + "/v1", "GATEWAY_API_KEY": TEAM_KEY,
-           "GATEWAY_MODEL": "gpt-test"}
-    return lambda scenario: node_scripts.run("ai_sdk.mjs", kind, scenario, env=env)
+           "GATEWAY_MODEL": MODELS[kind]}
+    script_kind = "responses" if kind == "responses-converted" else kind
+    return lambda scenario: node_scripts.run("ai_sdk.mjs", script_kind, scenario, env=env)
 
 
 @pytest.fixture
@@ -36,12 +38,12 @@ def wire(kind):
     return WIRES[kind]
 
 
-def test_generate_text(ai_sdk, wire, primary):
+def test_generate_text(ai_sdk, wire, primary, kind):
     result = ai_sdk("generateText")
 
     assert result["text"] == "echo: Hello, gateway"
     assert result["finishReason"] == "stop"
-    assert result["modelId"] == "gpt-test"  # the alias it asked for, not the upstream's name
+    assert result["modelId"] == MODELS[kind]  # the alias it asked for, not the upstream's name
     usage = result["usage"]
     assert (usage["inputTokens"], usage["outputTokens"], usage["totalTokens"]) == wire.usage
     [sent] = wire.bodies(primary.requests)
@@ -50,13 +52,13 @@ def test_generate_text(ai_sdk, wire, primary):
     assert not sent.get("stream")
 
 
-def test_stream_text(ai_sdk, wire, primary):
+def test_stream_text(ai_sdk, wire, primary, kind):
     result = ai_sdk("streamText")
 
     assert result["text"] == "".join(result["deltas"])
     assert result["text"].strip() == "echo: one two three"
     assert len(result["deltas"]) > 1  # it came in pieces, as streamed
-    assert result["finishReason"] == "stop" and result["modelId"] == "gpt-test"
+    assert result["finishReason"] == "stop" and result["modelId"] == MODELS[kind]
     assert result["usage"]["inputTokens"] == wire.usage[0] and result["usage"]["outputTokens"] > 0
     [sent] = wire.bodies(primary.requests)
     assert sent["stream"] is True

@@ -67,4 +67,8 @@ RESPONSES = Wire(
     usage=(9, 5, 14),
 )
 
-WIRES = {"chat": CHAT, "responses": RESPONSES}
+# A client test's kinds: the client's API, and how the upstream sees its requests. The Responses
+# API to a chat-only target (tests/conftest.py's gpt-converted) reaches the upstream as chat.
+WIRES = {"chat": CHAT, "responses": RESPONSES, "responses-converted": CHAT}
+# The gateway's model each kind asks for.
+MODELS = {"chat": "gpt-test", "responses": "gpt-test", "responses-converted": "gpt-converted"}

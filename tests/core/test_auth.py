@@ -62,7 +62,8 @@ def test_models_are_listed_per_key(http):
 
     assert team["object"] == "list"
     assert {m["id"] for m in team["data"]} == {
-        "gpt-test", "with-fallback", "dead-first", "only-dead", "impatient", "rate-limited"}
+        "gpt-test", "gpt-converted", "with-fallback", "dead-first", "only-dead", "impatient",
+        "rate-limited"}
     assert [m["id"] for m in demo["data"]] == ["demo"]
     assert {m["id"] for m in master["data"]} == {m["id"] for m in team["data"]} | {"demo"}
     assert all(m["object"] == "model" and m["owned_by"] for m in team["data"])
