@@ -1,8 +1,9 @@
 """A native Responses target's answer, passed through: the alias as `model`, keys scrubbed.
 
-The upstream's response object is the client's, with `model` the alias and
+The upstream's response object is the client's, with `model` the alias,
 `store` what the client asked (the upstream was sent `store: false`: the
-gateway keeps the conversation, not the target). Its usage is read for settle
+gateway keeps the conversation, not the target), the `previous_response_id`
+the client sent, and a reasoning item's `reasoning_text` as its summary too. Its usage is read for settle
 in chat's words (input_tokens -> prompt_tokens, output_tokens ->
 completion_tokens).
 
@@ -54,6 +55,10 @@ class NativeAnswer:
         response["model"] = self.alias
         response["store"] = self.store
         response["previous_response_id"] = self.previous
+        output = response.get("output")
+        for item in output if type(output) is list else ():
+            if type(item) is dict and item.get("type") == "reasoning" and not item.get("summary"):
+                _summarized(item)
         return upstream_model
 
     def completion(self, data: bytes) -> tuple[bytes, dict, str | None]:
@@ -73,6 +78,17 @@ class NativeAnswer:
 
     def stream(self, show_usage: bool = True, max_event: int = 64 * 2**20) -> NativeStream:
         return NativeStream(self, max_event)
+
+
+def _summarized(item: dict) -> None:
+    """A reasoning item written as open-weight models' are (vLLM: its text as `reasoning_text`
+    content, no summary) gets that text as its summary too, as a converted answer has it."""
+    content = item.get("content")
+    texts = [part["text"] for part in content if type(part) is dict
+             and part.get("type") == "reasoning_text" and type(part.get("text")) is str
+             ] if type(content) is list else []
+    if texts:
+        item["summary"] = [objects.summary_text("".join(texts))]
 
 
 def _texts(output: list) -> bytes:

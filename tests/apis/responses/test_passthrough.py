@@ -38,6 +38,22 @@ def test_the_request_is_passed_as_it_is_with_store_false(http, native):
     assert "x-gateway-dropped-params" not in response.headers
 
 
+def test_reasoning_written_as_vllm_writes_it_gets_its_text_as_summary(http, native):
+    thought = {"id": "rs_test", "type": "reasoning", "summary": [],
+               "content": [{"type": "reasoning_text", "text": "The user greets; "},
+                           {"type": "reasoning_text", "text": "greet back."}]}
+    native.then(Reply(json=response_object({"model": "native-model"},
+                                           [thought, message_output("Hello")])))
+
+    answer = http.post("/v1/responses", json={"model": "native", "input": "Hi"}).json()
+
+    reasoning, message = answer["output"]
+    assert reasoning["summary"] == [{"type": "summary_text",
+                                     "text": "The user greets; greet back."}]
+    assert reasoning["content"] == thought["content"]  # as the upstream wrote it, too
+    assert message == message_output("Hello")
+
+
 def test_the_usage_is_read_for_the_record(gateway, native):
     key = new_key(gateway, "passthrough-usage")
     response = httpx.post(gateway.url + "/v1/responses", timeout=30,
