@@ -143,3 +143,27 @@ def test_json_with_non_ascii_and_nulls_passes(http, primary):
     response = http.post(CHAT, headers=auth(), content=json.dumps(body, ensure_ascii=False).encode())
     assert response.status_code == 200, response.text
     assert response.json()["choices"][0]["message"]["content"] == "echo: héllo 🌍"
+
+
+HUGE = 2**64 + 1  # JSON parsers take it; the gateway cannot write it on to an upstream
+WIDE_TOOL = {"type": "function", "function": {"name": "f", "parameters": {
+    "type": "object", "properties": {"n": {"type": "integer", "maximum": HUGE}}}}}
+
+
+@pytest.mark.parametrize("path, body", [
+    (CHAT, {"model": "gpt-test", "messages": HELLO, "tools": [WIDE_TOOL]}),
+    (CHAT, {"model": "gpt-test", "messages": HELLO, "stream": True, "response_format": {
+        "type": "json_schema", "json_schema": {"name": "n", "schema": {"maximum": HUGE}}}}),
+    ("/v1/responses", {"model": "gpt-test", "input": "hi",
+                       "tools": [{"type": "function", **WIDE_TOOL["function"]}]}),
+    ("/v1/responses", {"model": "gpt-converted", "input": "hi", "stream": True,
+                       "text": {"format": {"type": "json_schema", "name": "n",
+                                           "schema": {"maximum": HUGE}}}}),
+])
+def test_an_integer_over_64_bits_is_a_400_not_a_500(http, primary, path, body):
+    response = http.post(path, headers={**auth(), "Content-Type": "application/json"},
+                         content=json.dumps(body))
+
+    error = assert_openai_error(response, 400)
+    assert "64 bits" in error["message"]
+    assert primary.requests == []  # refused before any upstream saw it

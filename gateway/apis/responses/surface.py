@@ -77,7 +77,7 @@ def input_texts(payload: dict) -> Iterator[str]:
         yield items
         return
     for item in items:
-        kind = item.get("type") or "message"
+        kind = item.get("type", "message")  # as the schema: only a missing type is a message
         if kind == "message":
             yield from _part_texts(item.get("content"))
         elif kind == "function_call":

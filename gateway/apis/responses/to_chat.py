@@ -116,7 +116,7 @@ def messages(payload: dict, dialect: Dialect) -> list[dict]:
     reasoning: str | None = None  # a summary, waiting for the assistant turn it led to
     merge = False  # the last message is an assistant turn that tool calls may join
     for i, item in enumerate(items):
-        kind = item.get("type") or "message"
+        kind = item.get("type", "message")  # as the schema: only a missing type is a message
         where = f"input[{i}]"
         if kind == "message":
             role = item["role"]

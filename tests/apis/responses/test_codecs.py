@@ -231,6 +231,8 @@ def test_conversion_drops_or_refuses_by_the_policy_what_only_changes_the_extras(
      "Input item type 'item_reference' (input[0])"),
     ({"input": [{"type": "web_search_call", "id": "ws_1"}]}, "input[0].type",
      "Input item type 'web_search_call' (input[0])"),
+    ({"input": [{"type": "", "role": "user", "content": "Hi"}]}, "input[0].type",
+     "Input item type '' (input[0])"),  # only a missing type makes a message (the fuzz's 500)
     ({"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]},
      "input[0].content[0].type", "Content part type 'input_file' (input[0].content[0])"),
     ({"input": [{"role": "user", "content": [{"type": "input_image", "file_id": "f"}]}]},
