@@ -37,7 +37,7 @@ from gateway.upstream import (
 # Statuses that say "this target cannot answer now", not "this request is wrong".
 _TARGET_FAILURES = frozenset({401, 403, 404, 408, 409, 425, 429})
 _ERROR_BODY_LIMIT = 64 * 1024
-_HEADER_SAFE = re.compile(r"^[A-Za-z0-9_.\-/:@+#]{1,128}$")
+_HEADER_SAFE = re.compile(r"^[A-Za-z0-9_.\-/:@+#\[\]]{1,128}\Z")  # names and paths (`input[0].type`)
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
 

@@ -167,3 +167,12 @@ def test_an_integer_over_64_bits_is_a_400_not_a_500(http, primary, path, body):
     error = assert_openai_error(response, 400)
     assert "64 bits" in error["message"]
     assert primary.requests == []  # refused before any upstream saw it
+
+
+def test_dropped_names_are_masked_in_the_header_unless_safe(http, primary):
+    body = {"model": "gpt-test", "messages": HELLO, "x\n": 1, "fine[0].name": 2, "a b": 3}
+    response = http.post(CHAT, headers={**auth(), "Content-Type": "application/json"},
+                         content=json.dumps(body))
+
+    assert response.status_code == 200, response.text
+    assert response.headers["x-gateway-dropped-params"] == "(unprintable), fine[0].name"
