@@ -265,6 +265,7 @@ def test_responses_reach_vllm_natively_with_the_gateways_state(fleet, client):
     second = client.responses.create(model="tiny-chat", input="And again.", max_output_tokens=8,
                                      previous_response_id=first.id, extra_body=SAMPLING)
     assert second.usage.input_tokens > first.usage.input_tokens + first.usage.output_tokens
+    assert second.previous_response_id == first.id  # the client's, though vLLM was sent none
 
     with client.responses.stream(model="tiny-chat", input="Count.", max_output_tokens=12,
                                  extra_body=SAMPLING) as stream:
