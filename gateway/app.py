@@ -23,6 +23,7 @@ from gateway import admin, endpoints, heap, lag, metrics, openapi
 from gateway.apis.chat.surface import CHAT
 from gateway.apis.completions.surface import COMPLETIONS
 from gateway.apis.embeddings.surface import EMBEDDINGS
+from gateway.apis.messages.surface import MESSAGES
 from gateway.apis.responses import endpoints as responses
 from gateway.apis.responses.surface import RESPONSES
 from gateway.config import Config, ConfigError, load_config
@@ -38,7 +39,8 @@ from gateway.runtime import start_runtime, stop_runtime
 from gateway.store.base import StoreUnavailable
 
 CONFIG_ENV = "GATEWAY_CONFIG"
-SURFACES = (CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES)  # the client APIs served, each on its own paths
+# The client APIs served, each on its own paths.
+SURFACES = (CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES, MESSAGES)
 
 
 class Gateway:

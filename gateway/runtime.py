@@ -15,6 +15,7 @@ import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from gateway.apis.messages import thinking
 from gateway.config import Config
 from gateway.core.health import Health
 from gateway.core.keys import KeyCache, KeyRing
@@ -39,6 +40,7 @@ class Runtime:
 
 def start_runtime(config: Config, previous: Runtime | None = None) -> Runtime:
     """Open what `config` needs; call inside the event loop (aiohttp sessions bind to it)."""
+    thinking.use_master_key(config.master_digest)  # thinking blocks signed alike by every replica
     transports = {}
     for name, provider in config.providers.items():
         old = previous.config.providers.get(name) if previous else None

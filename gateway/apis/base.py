@@ -124,6 +124,12 @@ class Surface(Protocol):
 
     def render_error(self, error: GatewayError) -> bytes: ...
 
+    def error_status(self, error: GatewayError) -> int:
+        """The status `error` is answered with (an API may have its own: Anthropic's 529)."""
+
+    def error_headers(self, request_id: str) -> dict[str, str]:
+        """Headers every error answer of this API carries, beside the gateway's own."""
+
     def stream_error(self, error: GatewayError) -> bytes:
         """The events that end a started stream with `error`."""
 
@@ -219,6 +225,12 @@ class OpenAIErrors:
 
     def render_error(self, error: GatewayError) -> bytes:
         return openai_error(error)
+
+    def error_status(self, error: GatewayError) -> int:
+        return error.status
+
+    def error_headers(self, request_id: str) -> dict[str, str]:
+        return {}
 
     def stream_error(self, error: GatewayError) -> bytes:
         """An error event, then `[DONE]`."""

@@ -17,7 +17,8 @@ async def send_json(send, status: int, body: bytes, request_id: str | None = Non
 
 
 async def send_error(send, error: GatewayError, body: bytes, request_id: str | None = None,
-                     extra: dict[str, str] | None = None) -> None:
-    """`error`'s status and headers, with `body` as the client API writes it."""
+                     extra: dict[str, str] | None = None, status: int | None = None) -> None:
+    """`error`'s status (or `status`, the client API's word for it) and headers, with `body`
+    as the client API writes it."""
     headers = {**error.headers, **extra} if extra else error.headers
-    await send_json(send, error.status, body, request_id, headers)
+    await send_json(send, status or error.status, body, request_id, headers)

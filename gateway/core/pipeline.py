@@ -67,12 +67,13 @@ class Pipeline:
             await until_disconnect(receive, relay(ex, surface, route, payload, runtime, send))
         except (GatewayError, orjson.JSONEncodeError) as caught:
             error = caught if isinstance(caught, GatewayError) else unwritable(caught)
-            ex.status, ex.error = error.status, error.message
+            ex.status, ex.error = surface.error_status(error), error.message
             if not ex.committed:
-                extra = dict(ex.limit_headers)
+                extra = {**ex.limit_headers, **surface.error_headers(ex.request_id)}
                 if ex.attempts:
                     extra["x-gateway-attempts"] = str(ex.attempts)
-                await send_error(send, error, surface.render_error(error), ex.request_id, extra)
+                await send_error(send, error, surface.render_error(error), ex.request_id, extra,
+                                 surface.error_status(error))
         except ClientDisconnected:
             ex.status, ex.error = 499, "client disconnected"
         except Exception:
@@ -80,7 +81,8 @@ class Pipeline:
             ex.status, ex.error = 500, "internal error"
             if not ex.committed:
                 failed = GatewayError("The gateway failed unexpectedly.")
-                await send_error(send, failed, surface.render_error(failed), ex.request_id)
+                await send_error(send, failed, surface.render_error(failed), ex.request_id,
+                                 surface.error_headers(ex.request_id))
         finally:
             await settle(runtime, ex)
             REQUEST_ID.reset(token)

@@ -34,6 +34,24 @@ class ChunkStream(adapt.StreamAdapter):
         """An event with no data (a comment, a keep-alive): dropped unless a subclass keeps it."""
         return b""
 
+    def end(self) -> bytes:
+        """The events that end a whole answer, after the upstream's last: a client API whose
+        stream ends with its own events (Responses, Messages) writes them here."""
+        return b""
+
+    def finish(self) -> bytes:
+        tail = super().finish()
+        if self.truncated or not (self.finished or self.done):
+            return tail  # the relay ends the stream with stream_error
+        return tail + self.end()
+
+    def whole_usage(self) -> dict:
+        """The upstream's usage; if none came, the gateway's estimate of what was sent."""
+        if self.usage is None:
+            self._estimated_usage()
+        assert self.usage is not None
+        return self.usage
+
     def _rewrite(self, events: bytes) -> bytes:
         answer = self._answer
         events = scrub(events, answer.secrets)

@@ -17,7 +17,7 @@ from gateway.apis.chat.schema import CORE_PARAMS, KNOWN_PARAMS
 from gateway.apis.chat.validate import validate_chat
 from gateway.core.balance import session_key
 from gateway.core.tokens import of_chars
-from gateway.core.translate import Translation, translate
+from gateway.core.translate import Rejected, Translation, translate
 
 if TYPE_CHECKING:
     from gateway.config import Route, Target
@@ -74,6 +74,25 @@ class ChatCodec:
 
 
 CODEC = ChatCodec()
+
+
+def translate_converted(chat: dict, dropped: list[str], target: Target, stream: bool,
+                        names: dict[str, str]) -> Translation:
+    """A request another API converted to `chat` (leaving out `dropped`), translated for the
+    target's chat dialect; `names` are chat's names for the client API's parameters, so that
+    refusals and the dropped and adjusted headers name what the client sent."""
+    try:
+        translation = CODEC.translate(chat, target, stream)
+    except Rejected as rejection:
+        name = names.get(rejection.param or "")
+        if name is None:
+            raise
+        raise Rejected(rejection.message.replace(
+            f"Parameter '{rejection.param}'", f"Parameter '{name}' (sent as '{rejection.param}')",
+            1), param=name) from None
+    translation.dropped = [names.get(n, n) for n in translation.dropped] + dropped
+    translation.adjusted = [names.get(n, n) for n in translation.adjusted]
+    return translation
 
 
 class ChatSurface(OpenAIErrors):

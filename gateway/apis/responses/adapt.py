@@ -100,14 +100,8 @@ class ConvertedStream(ChunkStream):
         """The response object, once the last event (completed, incomplete, failed) is written."""
         return self._writer.final
 
-    def finish(self) -> bytes:
-        tail = super().finish()
-        if self.truncated or not (self.finished or self.done):
-            return tail  # the relay ends the stream with stream_error
-        if self.usage is None:  # the gateway's estimate of what was sent, as chat's
-            self._estimated_usage()
-        assert self.usage is not None
-        return tail + self._writer.end(self._reason, self.usage)
+    def end(self) -> bytes:
+        return self._writer.end(self._reason, self.whole_usage())
 
     def stream_error(self, error: GatewayError) -> bytes:
         message = error.message

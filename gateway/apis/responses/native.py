@@ -21,12 +21,12 @@ import re
 
 import orjson
 
+from gateway.apis.framing import Framed, event_data, event_json
 from gateway.apis.relayed import encoded, load_answer, scrub
 from gateway.apis.responses import objects
 from gateway.core.errors import GatewayError
 from gateway.core.tally import Tally
 from gateway.core.tokens import text_tokens
-from gateway.upstream.base import MalformedStream, ResponseTooLarge
 
 # The text a delta event carries (output text, reasoning, arguments): its tally. Only a
 # key is followed by `:` (see gateway/apis/chat/adapt.py).
@@ -104,47 +104,29 @@ def _texts(output: list) -> bytes:
     return "".join(found).encode(errors="replace")
 
 
-class NativeStream:
+class NativeStream(Framed):
     """Splits a Responses event stream into whole events and passes them on, rewritten."""
 
-    __slots__ = ("_answer", "_held", "_max_event", "_response_id", "_rest", "_sequence", "done",
-                 "final", "finished", "tally", "truncated", "upstream_model", "usage")
+    __slots__ = ("_answer", "_held", "_response_id", "_sequence", "done", "final", "finished",
+                 "tally", "upstream_model", "usage")
 
     def __init__(self, answer: NativeAnswer, max_event: int) -> None:
+        super().__init__(max_event)
         self._answer = answer
-        self._max_event = max_event
-        self._rest = b""
         self._held = b""  # the last event (completed...), sent by finish(): after the keep
         self._sequence = -1  # the upstream's last sequence_number
         self._response_id: str | None = None
-        self.done = self.finished = self.truncated = False
+        self.done = self.finished = False
         self.tally = Tally(_DELTA)
         self.usage: dict | None = None
         self.upstream_model: str | None = None
         self.final: dict | None = None
 
-    def feed(self, chunk: bytes) -> bytes:
-        data = self._rest + chunk if self._rest else chunk
-        if b"\r" in data:
-            data = data.replace(b"\r\n", b"\n")
-        end = data.rfind(b"\n\n")
-        self._rest = data[end + 2:] if end >= 0 else data
-        if len(self._rest) > self._max_event:
-            raise ResponseTooLarge(f"upstream sent an event over the {self._max_event}-byte limit")
-        return self._relayed(data[:end + 2]) if end >= 0 else b""
-
     def finish(self) -> bytes:
         """The held last event, and the last event if it lacked its blank line; one cut off
         is dropped (`truncated`). The pipeline stores the response before it sends this, so
         a client that continues the conversation the moment it ends finds it stored."""
-        rest, self._rest = self._rest.strip(), b""
-        if b"data:" not in rest:
-            tail = b""  # nothing, or a comment
-        elif _data(rest) is None:
-            self.truncated = True
-            tail = b""
-        else:
-            tail = self._relayed(rest + b"\n\n")
+        tail = self._last()
         held, self._held = self._held, b""
         return held + tail
 
@@ -173,10 +155,10 @@ class NativeStream:
             self.tally.add(event)
             return event + b"\n\n"
         if b'"response"' not in event:  # only the response object has that key or value
-            if b"[DONE]" in event and _data(event) == b"[DONE]":
+            if b"[DONE]" in event and event_data(event) == b"[DONE]":
                 return b""  # some servers end so; a Responses client expects no [DONE]
             return event + b"\n\n"
-        data = _json(event)
+        data = event_json(event)
         if type(data) is not dict:
             return event + b"\n\n"
         response = data.get("response")
@@ -200,23 +182,3 @@ class NativeStream:
             self._held += head + b"data: " + orjson.dumps(data) + b"\n\n"
             return b""
         return head + b"data: " + orjson.dumps(data) + b"\n\n"
-
-
-def _data(event: bytes) -> bytes | None:
-    """An event's data, if it is whole: JSON, or `[DONE]`."""
-    data = b"\n".join(line[5:].strip() for line in event.split(b"\n") if line.startswith(b"data:"))
-    if data == b"[DONE]":
-        return data
-    try:
-        orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return None
-    return data
-
-
-def _json(event: bytes) -> object:
-    data = _data(event)
-    if data is None:
-        raise MalformedStream("upstream sent an event that is not JSON: "
-                              + event[:80].decode(errors="replace"))
-    return orjson.loads(data)

@@ -21,8 +21,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from gateway.apis.base import OpenAIErrors, PassedOrConverted
-from gateway.apis.chat.surface import CODEC as CHAT_CODEC
-from gateway.apis.chat.surface import IMAGE_TOKENS
+from gateway.apis.chat.surface import IMAGE_TOKENS, translate_converted
 from gateway.apis.responses import state
 from gateway.apis.responses.adapt import ConvertedAnswer
 from gateway.apis.responses.events import Writer
@@ -169,28 +168,12 @@ class ToChatCodec:
 
     def translate(self, payload: dict, target: Target, stream: bool) -> Translation:
         chat, dropped = chat_request(payload, target.dialect)
-        try:
-            translation = CHAT_CODEC.translate(chat, target, stream)
-        except Rejected as rejection:
-            raise _in_client_words(rejection) from None
-        translation.dropped = [CLIENT_NAMES.get(n, n) for n in translation.dropped] + dropped
-        translation.adjusted = [CLIENT_NAMES.get(n, n) for n in translation.adjusted]
-        return translation
+        return translate_converted(chat, dropped, target, stream, CLIENT_NAMES)
 
     def answer(self, route: Route, target: Target, payload: dict,
                prompt_estimate: int) -> ConvertedAnswer:
         return ConvertedAnswer(route, target.dialect, prompt_estimate, payload["model"],
                                target.provider.secrets, echoed(payload))
-
-
-def _in_client_words(rejection: Rejected) -> Rejected:
-    """The chat dialect's refusal of a parameter, naming it as the client did."""
-    name = CLIENT_NAMES.get(rejection.param or "")
-    if name is None:
-        return rejection
-    message = rejection.message.replace(f"Parameter '{rejection.param}'",
-                                        f"Parameter '{name}' (sent as '{rejection.param}')", 1)
-    return Rejected(message, param=name)
 
 
 PASSTHROUGH = ResponsesCodec()

@@ -189,12 +189,12 @@ def test_models_say_which_apis_each_serves(http):
     listed = http.get("/v1/models", headers=auth()).json()["data"]
 
     apis = {m["id"]: m["apis"] for m in listed}
-    # completions and responses: natively, or converted to chat wherever chat is
-    assert apis["emb"] == apis["emb-fallback"] == apis["demo"] == ["chat", "completions",
-                                                                   "embeddings", "responses"]
-    assert apis["chat-only"] == ["chat", "completions", "responses"]
+    # completions, responses and messages: natively, or converted to chat wherever chat is
+    assert apis["emb"] == apis["emb-fallback"] == apis["demo"] == [
+        "chat", "completions", "embeddings", "responses", "messages"]
+    assert apis["chat-only"] == ["chat", "completions", "responses", "messages"]
     # its second target embeds
-    assert apis["chat-first"] == ["chat", "completions", "embeddings", "responses"]
+    assert apis["chat-first"] == ["chat", "completions", "embeddings", "responses", "messages"]
 
 
 @pytest.mark.parametrize("body, param, code", [

@@ -1,0 +1,1 @@
+"""Anthropic's Messages API: its schema, its surface, and its codecs."""
