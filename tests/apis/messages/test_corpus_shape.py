@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import json
 import re
+import struct
+import zlib
 
 import pytest
 
@@ -114,6 +116,19 @@ def media(body: dict) -> list[dict]:
     return found
 
 
+def png_chunks(data: bytes) -> list[bytes]:
+    """The chunk types of a PNG whose signature and every chunk CRC are right."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    kinds, at = [], 8
+    while at < len(data):
+        (length,) = struct.unpack(">I", data[at:at + 4])
+        kind, payload = data[at + 4:at + 8], data[at + 8:at + 8 + length]
+        assert struct.unpack(">I", data[at + 8 + length:at + 12 + length])[0] == zlib.crc32(kind + payload)
+        kinds.append(kind)
+        at += 12 + length
+    return kinds
+
+
 def test_image_and_document_blocks_carry_valid_base64_files():
     sources = [block["source"] for _, body in BODIES for block in media(body)]
     assert {source["media_type"] for source in sources} == {"image/png", "application/pdf"}
@@ -121,9 +136,12 @@ def test_image_and_document_blocks_carry_valid_base64_files():
         data = base64.b64decode(source["data"], validate=True)
         assert source["type"] == "base64"
         if source["media_type"] == "image/png":
-            assert data.startswith(b"\x89PNG\r\n\x1a\n") and data.endswith(b"IEND\xaeB`\x82")
+            kinds = png_chunks(data)
+            assert kinds[0] == b"IHDR" and b"IDAT" in kinds and kinds[-1] == b"IEND"
         else:
             assert data.startswith(b"%PDF-") and data.rstrip().endswith(b"%%EOF")
+            xref = int(data.rsplit(b"startxref", 1)[1].split()[0])
+            assert data[xref:xref + 4] == b"xref"
 
 
 def test_thinking_history_is_signed_and_within_budget():
