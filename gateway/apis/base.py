@@ -212,6 +212,26 @@ def unconvertible(dialect: Dialect, what: str, why: str, *, param: str | None) -
                     param=param)
 
 
+def allowed_tools(tools: list, dialect: Dialect, own: str,
+                  kind: Callable[[dict], str]) -> list:
+    """The tools, if a native target takes every built-in (server) tool among them: its
+    profile's `tools` rule lists the types it takes (`true`: any); the client's own tools
+    (`own`: function, custom) go everywhere. `kind` reads a tool's type."""
+    rule = dialect.rules.get("tools")
+    if rule is None or not rule.supported:
+        allowed = {own}
+    elif rule.values is None:
+        return tools  # `tools: true`: every type
+    else:
+        allowed = {own, *rule.values}
+    for i, tool in enumerate(tools):
+        if kind(tool) not in allowed:
+            raise Rejected(f"Tool '{kind(tool)}' (tools[{i}]) is not available on provider "
+                           f"'{dialect.provider}' (profile '{dialect.profile.name}'), which "
+                           f"takes {', '.join(sorted(allowed))} tools.", param=f"tools[{i}]")
+    return tools
+
+
 def openai_error(error: GatewayError) -> bytes:
     """`{"error": {"message", "type", "param", "code"}}`: OpenAI's shape, which its APIs share."""
     return orjson.dumps({"error": {"message": error.message, "type": error.type,

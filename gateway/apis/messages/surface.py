@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from gateway.apis.base import PassedOrConverted
+from gateway.apis.base import PassedOrConverted, allowed_tools
 from gateway.apis.chat.surface import IMAGE_TOKENS, translate_converted
 from gateway.apis.messages import errors
 from gateway.apis.messages.adapt import ConvertedAnswer
@@ -91,6 +91,11 @@ def estimate_prompt(payload: dict) -> int:
     return of_chars(chars) + images * IMAGE_TOKENS + 4 * (len(payload["messages"]) + 1)
 
 
+def tool_type(tool: dict) -> str:
+    """`custom` for the client's own tools (no type), else the server tool's type."""
+    return "custom" if tool.get("type") in (None, "custom") else tool["type"]
+
+
 class MessagesCodec:
     """Messages requests to a target that speaks them: its dialect's rules apply."""
 
@@ -101,7 +106,7 @@ class MessagesCodec:
         dialect = target.dialect_for(API)
         out = {"model": target.model, "messages": payload["messages"]}
         if payload.get("tools"):
-            out["tools"] = payload["tools"]
+            out["tools"] = allowed_tools(payload["tools"], dialect, "custom", tool_type)
         translation = translate(payload, dialect, out, False, CORE_PARAMS, KNOWN_PARAMS)
         if stream:
             out["stream"] = True

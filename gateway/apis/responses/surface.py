@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from gateway.apis.base import OpenAIErrors, PassedOrConverted
+from gateway.apis.base import OpenAIErrors, PassedOrConverted, allowed_tools
 from gateway.apis.chat.surface import IMAGE_TOKENS, translate_converted
 from gateway.apis.responses import state
 from gateway.apis.responses.adapt import ConvertedAnswer
@@ -33,11 +33,11 @@ from gateway.apis.validation import empty_array, parse_request
 from gateway.core.balance import session_key
 from gateway.core.errors import GatewayError, InvalidRequest
 from gateway.core.tokens import of_chars
-from gateway.core.translate import Rejected, Translation, translate
+from gateway.core.translate import Translation, translate
 
 if TYPE_CHECKING:
     from gateway.config import Route, Target
-    from gateway.config.compiled import Affinity, Dialect
+    from gateway.config.compiled import Affinity
 
 API = "responses"
 
@@ -112,6 +112,10 @@ def estimate_prompt(payload: dict) -> int:
     return of_chars(chars) + images * IMAGE_TOKENS + 4 * count
 
 
+def _tool_type(tool: dict) -> str:
+    return tool["type"]
+
+
 class ResponsesCodec:
     """Responses requests to a target that speaks them: its dialect's rules apply."""
 
@@ -122,7 +126,7 @@ class ResponsesCodec:
         dialect = target.dialect_for(API)
         out = {"model": target.model, "input": payload["input"]}
         if payload.get("tools"):
-            out["tools"] = _allowed_tools(payload["tools"], dialect)
+            out["tools"] = allowed_tools(payload["tools"], dialect, "function", _tool_type)
         if payload.get("prompt") is not None:
             out["prompt"] = payload["prompt"]
         # Not chat's stream: a Responses stream always ends with its usage, and takes no
@@ -140,24 +144,6 @@ class ResponsesCodec:
         return NativeAnswer(payload["model"], target.provider.secrets, prompt_estimate,
                             payload.get("store") is not False,
                             payload.get("previous_response_id"))
-
-
-def _allowed_tools(tools: list, dialect: Dialect) -> list:
-    """The tools, if the target takes every built-in among them: its profile's `tools` rule
-    lists the types it takes (`true`: any); function tools go everywhere."""
-    rule = dialect.rules.get("tools")
-    if rule is None or not rule.supported:
-        allowed = {"function"}
-    elif rule.values is None:
-        return tools  # `tools: true`: every type
-    else:
-        allowed = {"function", *rule.values}
-    for i, tool in enumerate(tools):
-        if tool["type"] not in allowed:
-            raise Rejected(f"Tool '{tool['type']}' (tools[{i}]) is not available on provider "
-                           f"'{dialect.provider}' (profile '{dialect.profile.name}'), which "
-                           f"takes {', '.join(sorted(allowed))} tools.", param=f"tools[{i}]")
-    return tools
 
 
 class ToChatCodec:
