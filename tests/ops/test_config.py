@@ -141,6 +141,14 @@ def test_unknown_provider_points_at_the_target(tmp_path):
     ("""
      responses: {keep: 30d}
      """, "responses.keep: unknown key 'keep'"),
+    ("""
+     providers:
+       p: {profile: vllm, base_url: "http://x/v1", headers: {x-team: "a\\r\\nx-admin: 1"}}
+     """, "routes.yaml:3: providers.p.headers.x-team: a header value cannot hold a line break"),
+    ("""
+     providers:
+       p: {profile: vllm, base_url: "http://x/v1", headers: {"x team": a}}
+     """, "routes.yaml:3: providers.p.headers.x team: not a header name"),
 ])
 def test_bad_configs_are_refused_with_the_place(tmp_path, text, expected):
     assert expected in str(refused(tmp_path, text))
@@ -232,6 +240,22 @@ def test_a_derived_profile_takes_no_rules_for_an_api_it_does_not_speak(tmp_path)
                        "api_params:\n  completions: {echo: true}\n")
     error = refused(tmp_path, "models: {}\n")
     assert "api_params.completions: 'completions' is not in this profile's apis (chat)" in str(error)
+
+
+@pytest.mark.parametrize("headers, expected", [
+    ("{anthropic-version: 2023-06-01}",  # unquoted, YAML reads a date
+     "headers.anthropic-version: input should be a valid string, got date"),
+    ('{"api version": "1"}', "headers.api version: not a header name"),
+    ('{x-version: "1\\r\\nx-injected: 1"}',
+     "headers.x-version: a header value cannot hold a line break or NUL"),
+    ("{Content-Type: text/plain}", "headers.Content-Type: the gateway writes this header itself"),
+    ('{authorization: "Bearer sk-x"}', "headers.authorization: the provider's key goes in this header"),
+])
+def test_a_profiles_headers_are_refused_at_start_with_the_place(tmp_path, headers, expected):
+    profile = tmp_path / "providers" / "versioned.yaml"
+    profile.parent.mkdir()
+    profile.write_text(f"base: openai\nheaders: {headers}\n")
+    assert f"{profile.resolve()}:2: {expected}" in str(refused(tmp_path, "models: {}\n"))
 
 
 def test_shipped_routes_yaml_is_valid():
