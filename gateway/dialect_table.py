@@ -58,10 +58,13 @@ def markdown(profiles: dict[str, Profile]) -> str:
         ["APIs spoken (at path)", *[", ".join(f"{api} (`{path}`)" for api, path in p.apis.items())
                                     for p in columns]],
         ["auth header", *[_auth(p) for p in columns]],
+        ["headers sent", *[", ".join(f"`{k}: {v}`" for k, v in p.headers.items()) or "—"
+                           for p in columns]],
         ["usage in streams", *[_usage(p) for p in columns]],
-        ["reasoning text in", *[f"`{p.reasoning_field}`" for p in columns]],
-        ["reasoning in past messages", *[f"`{p.reasoning_in_messages}`"
-                                         if p.reasoning_in_messages else "dropped" for p in columns]],
+        # How chat answers and messages carry reasoning: nothing to say of one without chat.
+        ["reasoning text in", *[f"`{p.reasoning_field}`" if "chat" in p.apis else "—"
+                                for p in columns]],
+        ["reasoning in past messages", *[_reasoning_in_messages(p) for p in columns]],
         ["unknown extras", *["passed" if p.extras == "pass" else "dropped" for p in columns]],
         ["load (for vllm-load)", *[_load(p) for p in columns]],
         ["error message under", *[", ".join(f"`{k}`" for k in p.error_message_keys)
@@ -70,12 +73,14 @@ def markdown(profiles: dict[str, Profile]) -> str:
         ["finish reasons mapped", *[", ".join(f"{a}→{b}" for a, b in p.finish_reasons.items())
                                     or "—" for p in columns]],
     ])
+    # Chat's rules, for the profiles that take chat: one that does not is sent none.
+    chat = [p for p in columns if "chat" in p.apis]
     lines += ["", "## Per parameter", ""]
     rows = []
     for param in parameters(profiles):
-        rows.append([f"`{param}`", *[cell(p, param) for p in columns]])
-    lines += _table(["parameter", *names], rows)
-    lines += _notes([(p, p.rules) for p in columns], parameters(profiles))
+        rows.append([f"`{param}`", *[cell(p, param) for p in chat]])
+    lines += _table(["parameter", *[p.name for p in chat]], rows)
+    lines += _notes([(p, p.rules) for p in chat], parameters(profiles))
     for api in sorted({api for p in columns for api in p.api_rules}):
         lines += _api_section(api, [p for p in columns if api in p.apis])
     return "\n".join(lines) + "\n"
@@ -161,6 +166,12 @@ def _auth(profile: Profile) -> str:
         return f"none (built-in {profile.transport})"
     scheme = f"{profile.auth_scheme} " if profile.auth_scheme else ""
     return f"`{profile.auth_header}: {scheme}KEY`"
+
+
+def _reasoning_in_messages(profile: Profile) -> str:
+    if "chat" not in profile.apis:
+        return "—"
+    return f"`{profile.reasoning_in_messages}`" if profile.reasoning_in_messages else "dropped"
 
 
 def _usage(profile: Profile) -> str:

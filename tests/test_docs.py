@@ -17,14 +17,26 @@ def test_dialect_table_matches_the_profiles():
         "docs/dialects.md is out of date: run `gateway profiles --markdown > docs/dialects.md`")
 
 
+def columns(line: str) -> list[str]:
+    return [c.strip() for c in line.strip("|").split("|")]
+
+
 def test_every_profile_and_parameter_is_in_the_table():
     table = (REPO / "docs" / "dialects.md").read_text()
-    header = next(line for line in table.splitlines() if line.startswith("| parameter |"))
-    columns = [c.strip() for c in header.strip("|").split("|")]
-    assert columns == ["parameter", "aggregator", "demo", "generalcompute", "model-api", "openai",
-                       "vllm"]
+    lines = table.splitlines()
+    profiles = columns(lines[lines.index("## Per profile") + 2])
+    assert profiles == ["", "aggregator", "anthropic", "demo", "generalcompute", "model-api",
+                        "openai", "vllm"]
+    # Chat's parameters, for the profiles that take chat (anthropic takes Messages only).
+    header = next(line for line in lines if line.startswith("| parameter |"))
+    assert columns(header) == ["parameter", "aggregator", "demo", "generalcompute", "model-api",
+                               "openai", "vllm"]
     for param in ("max_tokens", "reasoning_effort", "top_k", "n", "stop", "response_format"):
         assert f"| `{param}` |" in table
+    messages = lines.index("## Per parameter: messages")
+    assert columns(lines[messages + 4]) == ["parameter", "anthropic", "vllm"]
+    assert "| `temperature` | 0…1 (clamped) |" in "\n".join(lines[messages:])
+    assert "| headers sent | — | `anthropic-version: 2023-06-01` |" in table
 
 
 def test_profiles_command_prints_the_table():

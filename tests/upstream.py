@@ -8,8 +8,9 @@ when tools are offered and then an answer from the tool's result, JSON in
 JSON mode, streamed when asked to; a text completion of the prompt; known
 vectors for embeddings; a response object, or a Responses event stream, for
 /v1/responses (which refuses chat's names, an unknown previous_response_id and
-chat's stream option, as OpenAI's does). It serves the APIs it is told
-(`apis`); the others' paths answer 404, as a chat-only server's would.
+chat's stream option, as OpenAI's does); Anthropic's /v1/messages, as strict as
+Anthropic's (tests/upstream_messages.py), when asked for. It serves the APIs it
+is told (`apis`); the others' paths answer 404, as a chat-only server's would.
 
 It runs aiohttp's server in a thread of its own, so tests stay plain
 synchronous code and read like usage.
@@ -371,8 +372,8 @@ _NOT_COMPLETIONS = ("messages", "max_completion_tokens", "tools", "response_form
 class Upstream:
     """A scriptable OpenAI-compatible server on 127.0.0.1, on a free port.
 
-    `apis` are the APIs it serves (chat, completions, embeddings, responses); any other path
-    answers 404."""
+    `apis` are the APIs it serves (chat, completions, embeddings, responses, and messages
+    where a test names it); any other path answers 404."""
 
     def __init__(self, port: int = 0, served: list[str] | None = None,
                  apis: tuple[str, ...] = ("chat", "completions", "embeddings", "responses")
@@ -437,6 +438,10 @@ class Upstream:
                 app.router.add_post("/v1/embeddings", self._embeddings)
             if "responses" in self.apis:
                 app.router.add_post("/v1/responses", self._responses)
+            if "messages" in self.apis:
+                from tests import upstream_messages  # built on this module, so imported here
+
+                upstream_messages.serve(app, self._answer)
             app.router.add_get("/v1/models", self._models)
             app.router.add_get("/metrics", self._metrics)
             app.router.add_get("/health", self._health)

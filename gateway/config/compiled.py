@@ -73,6 +73,7 @@ class Profile:
     apis: Mapping[str, str]  # client API -> its path on the upstream (relative to base_url)
     auth_header: str
     auth_scheme: str | None
+    headers: Mapping[str, str] = field(default_factory=dict)  # fixed ones; names in lower case
     probe_path: str = "models"
     metrics_path: str | None = None
     load_metrics: LoadMetrics | None = None  # set when metrics_path is

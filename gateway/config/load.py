@@ -95,8 +95,11 @@ def load_profiles(dirs: list[Path], environ: Mapping[str, str]) -> dict[str, Pro
     return {name: _profile(name, files, raw, environ) for name in files}
 
 
-_MERGED_SECTIONS = ("auth", "reasoning", "load_metrics", "finish_reasons", "errors", "params",
-                    "api_params")
+_MERGED_SECTIONS = ("auth", "headers", "reasoning", "load_metrics", "finish_reasons", "errors",
+                    "params", "api_params")
+# Headers the gateway writes itself on every upstream request: a profile cannot set them.
+GATEWAY_HEADERS = frozenset({"content-type", "content-length", "accept-encoding", "host",
+                             "transfer-encoding", "connection", "x-request-id"})
 # What the request path itself writes, in any client API (the model, the stream, the
 # messages, prompt or input): no profile or override rules on these.
 OWNED_PARAMS = frozenset({"model", "stream", "stream_options", "messages", "prompt", "input"})
@@ -143,6 +146,15 @@ def _profile(name: str, files: dict[str, Path], raw: dict, environ: Mapping[str,
         except re.error as exc:
             problems.append(Problem(("errors", "context_overflow"), f"not a regular expression: "
                                     f"{exc}", line_of(lines, ("errors", "context_overflow"))))
+    for header in spec.headers:
+        place = ("headers", header)
+        if header.lower() in GATEWAY_HEADERS:
+            problems.append(Problem(place, "the gateway writes this header itself",
+                                    line_of(lines, place)))
+        elif header.lower() == spec.auth.header.lower():
+            problems.append(Problem(place, "the provider's key goes in this header: set it "
+                                    "with `auth` and the provider's api_key",
+                                    line_of(lines, place)))
     if spec.metrics_path is not None and spec.load_metrics is None:
         problems.append(Problem(("load_metrics",), "required with metrics_path: which series "
                                 "there say how busy the server is", line_of(lines, ("metrics_path",))))
@@ -152,6 +164,7 @@ def _profile(name: str, files: dict[str, Path], raw: dict, environ: Mapping[str,
     return Profile(
         name=name, description=spec.description, transport=spec.transport,
         apis=dict(spec.apis), auth_header=spec.auth.header, auth_scheme=spec.auth.scheme,
+        headers={name.lower(): value for name, value in spec.headers.items()},
         probe_path=spec.probe_path, metrics_path=spec.metrics_path,
         load_metrics=_load_metrics(spec.load_metrics) if spec.load_metrics else None,
         stream_usage=spec.stream_usage, reasoning_field=spec.reasoning.field,
@@ -426,7 +439,8 @@ def _provider(name: str, p: schema.ProviderSpec, profile: Profile,
     if p.api_key:
         scheme = profile.auth_scheme
         headers[profile.auth_header.lower()] = f"{scheme} {p.api_key}" if scheme else p.api_key
-    headers.update({k.lower(): v for k, v in p.headers.items()})
+    headers.update(profile.headers)
+    headers.update({k.lower(): v for k, v in p.headers.items()})  # the provider's own win
     return Provider(
         name=name,
         profile=profile,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from gateway.config.compiled import ResponsesSettings
 
@@ -44,6 +44,27 @@ def _parse_duration(value: object) -> object:
         raise ValueError("expected a duration such as 30d, 12h, 90m, 45s or a number of seconds")
     return value
 
+
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110's token: a header's name
+
+
+def _header_name(name: str) -> str:
+    if not _TOKEN.fullmatch(name):
+        raise ValueError("not a header name (letters, digits and !#$%&'*+-.^_`|~ only)")
+    return name
+
+
+def _header_value(value: str) -> str:
+    # A line break would end the header and start another: refused here, not at send.
+    if any(c in value for c in "\r\n\0"):
+        raise ValueError("a header value cannot hold a line break or NUL")
+    return value
+
+
+# Headers sent upstream as written. A value must be a string: quote dates and numbers
+# (`"2023-06-01"`), which YAML would read as something else.
+Headers = dict[Annotated[str, AfterValidator(_header_name)],
+               Annotated[str, AfterValidator(_header_value)]]
 
 ByteSize = Annotated[int, BeforeValidator(_parse_size), Field(gt=0)]
 Seconds = Annotated[float, Field(gt=0)]
@@ -162,7 +183,7 @@ class ProviderSpec(Strict):
     profile: str
     base_url: str | None = None
     api_key: Annotated[str, Field(min_length=1)] | None = None
-    headers: dict[str, str] = {}
+    headers: Headers = {}  # sent on every request; over the profile's own headers
     timeouts: TimeoutsSpec = TimeoutsSpec()
     pool: PoolSpec = PoolSpec()
     max_response_bytes: ByteSize | None = None
@@ -372,6 +393,9 @@ class ProfileSpec(Strict):
     metrics_path: str | None = None  # Prometheus metrics of the server's load (vLLM: /metrics)
     load_metrics: LoadMetricsSpec | None = None  # what to read there; needed with metrics_path
     auth: AuthSpec = AuthSpec()
+    # Fixed headers the upstream wants on every request (an API version); a provider's own
+    # `headers` win over these. The key goes in `auth`, not here.
+    headers: Headers = {}
     # Usage in streams: sent only when asked with stream_options.include_usage, always, or never.
     stream_usage: Literal["on_request", "always", "never"] = "on_request"
     reasoning: ReasoningSpec = ReasoningSpec()

@@ -42,6 +42,8 @@ def _known_keys() -> set[str]:
 def _explain(err: ErrorDetails, lines: Lines) -> Problem:
     """Turn one pydantic error into words an admin reads; never echo the value (it may be a secret)."""
     loc = tuple(err["loc"])
+    if loc[-1:] == ("[key]",):  # a mapping's key is wrong: the place is that key
+        loc = loc[:-1]
     kind = err["type"]
     if kind == "extra_forbidden":
         reason = f"unknown key '{loc[-1]}'"

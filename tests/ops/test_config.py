@@ -8,13 +8,15 @@ import sys
 import textwrap
 from pathlib import Path
 
+import httpx
 import pytest
 
 from gateway.config import ConfigError, digest_key, load_config
 from gateway.store import open_store
 from tests.conftest import REPO
-from tests.gateway_process import free_port
+from tests.gateway_process import GatewayProcess, free_port
 from tests.profiles import PROFILES
+from tests.upstream import Upstream
 
 ISSUE_EXAMPLE = """
 providers:
@@ -141,6 +143,14 @@ def test_unknown_provider_points_at_the_target(tmp_path):
     ("""
      responses: {keep: 30d}
      """, "responses.keep: unknown key 'keep'"),
+    ("""
+     providers:
+       p: {profile: vllm, base_url: "http://x/v1", headers: {x-team: "a\\r\\nx-admin: 1"}}
+     """, "routes.yaml:3: providers.p.headers.x-team: a header value cannot hold a line break"),
+    ("""
+     providers:
+       p: {profile: vllm, base_url: "http://x/v1", headers: {"x team": a}}
+     """, "routes.yaml:3: providers.p.headers.x team: not a header name"),
 ])
 def test_bad_configs_are_refused_with_the_place(tmp_path, text, expected):
     assert expected in str(refused(tmp_path, text))
@@ -232,6 +242,90 @@ def test_a_derived_profile_takes_no_rules_for_an_api_it_does_not_speak(tmp_path)
                        "api_params:\n  completions: {echo: true}\n")
     error = refused(tmp_path, "models: {}\n")
     assert "api_params.completions: 'completions' is not in this profile's apis (chat)" in str(error)
+
+
+@pytest.mark.parametrize("headers, expected", [
+    ("{anthropic-version: 2023-06-01}",  # unquoted, YAML reads a date
+     "headers.anthropic-version: input should be a valid string, got date"),
+    ('{"api version": "1"}', "headers.api version: not a header name"),
+    ('{x-version: "1\\r\\nx-injected: 1"}',
+     "headers.x-version: a header value cannot hold a line break or NUL"),
+    ("{Content-Type: text/plain}", "headers.Content-Type: the gateway writes this header itself"),
+    ('{authorization: "Bearer sk-x"}', "headers.authorization: the provider's key goes in this header"),
+])
+def test_a_profiles_headers_are_refused_at_start_with_the_place(tmp_path, headers, expected):
+    profile = tmp_path / "providers" / "versioned.yaml"
+    profile.parent.mkdir()
+    profile.write_text(f"base: openai\nheaders: {headers}\n")
+    assert f"{profile.resolve()}:2: {expected}" in str(refused(tmp_path, "models: {}\n"))
+
+
+def test_the_anthropic_profile_sends_the_bare_key_and_its_version(tmp_path):
+    """x-api-key with no scheme; anthropic-version from the profile, unless the provider
+    sets its own (names in any case)."""
+    config = load_config(write(tmp_path, """
+        providers:
+          claude: {profile: anthropic, base_url: "https://api.anthropic.com/v1", api_key: sk-ant-1}
+          pinned:
+            profile: anthropic
+            base_url: "https://api.anthropic.com/v1"
+            api_key: sk-ant-1
+            headers: {Anthropic-Version: "2099-01-01", anthropic-beta: "context-1m-2025-08-07"}
+        models: {}
+    """), {})
+    claude, pinned = config.providers["claude"], config.providers["pinned"]
+    assert claude.urls == {"messages": "https://api.anthropic.com/v1/messages"}
+    assert claude.headers["x-api-key"] == "sk-ant-1" and "authorization" not in claude.headers
+    assert claude.headers["anthropic-version"] == "2023-06-01"
+    assert pinned.headers["anthropic-version"] == "2099-01-01"
+    assert pinned.headers["anthropic-beta"] == "context-1m-2025-08-07"
+    anthropic = PROFILES["anthropic"]
+    assert anthropic.rules == {}  # it takes no chat: its rules are the Messages API's
+    temperature = anthropic.api_rules["messages"]["temperature"]
+    assert (temperature.low, temperature.high) == (0, 1)
+
+
+def test_a_profiles_headers_and_a_bare_key_reach_the_upstream(tmp_path):
+    """Through a running gateway. A profile based on anthropic that also speaks chat carries
+    its key (no scheme) and version header on a chat request; a provider's own header wins;
+    a profile without them sends neither."""
+    profile = tmp_path / "providers" / "anthropic-chat.yaml"
+    profile.parent.mkdir()
+    profile.write_text("base: anthropic\napis: {chat: /chat/completions}\n")
+    upstream = Upstream(apis=("chat",)).start()
+    path = write(tmp_path, f"""
+        providers:
+          claude: {{profile: anthropic-chat, base_url: "{upstream.url}", api_key: sk-ant-1}}
+          pinned:
+            profile: anthropic-chat
+            base_url: "{upstream.url}"
+            api_key: sk-ant-1
+            headers: {{anthropic-version: "2099-01-01"}}
+          plain: {{profile: openai, base_url: "{upstream.url}", api_key: sk-openai-1}}
+        models:
+          claude: {{targets: [{{provider: claude, model: c}}]}}
+          pinned: {{targets: [{{provider: pinned, model: p}}]}}
+          plain: {{targets: [{{provider: plain, model: o}}]}}
+        keys:
+          app: {{key: sk-app-0123456789}}
+    """)
+    sent = {}
+    try:
+        with GatewayProcess(path) as gateway:
+            for model in ("claude", "pinned", "plain"):
+                response = httpx.post(gateway.url + "/v1/chat/completions", timeout=10,
+                                      headers={"Authorization": "Bearer sk-app-0123456789"},
+                                      json={"model": model, "messages": [
+                                          {"role": "user", "content": "hi"}]})
+                assert response.status_code == 200, response.text
+                sent[model] = upstream.last.headers
+    finally:
+        upstream.stop()
+    assert sent["claude"]["x-api-key"] == "sk-ant-1" and "authorization" not in sent["claude"]
+    assert sent["claude"]["anthropic-version"] == "2023-06-01"
+    assert sent["pinned"]["anthropic-version"] == "2099-01-01"
+    assert sent["plain"]["authorization"] == "Bearer sk-openai-1"
+    assert "anthropic-version" not in sent["plain"] and "x-api-key" not in sent["plain"]
 
 
 def test_shipped_routes_yaml_is_valid():

@@ -126,7 +126,7 @@ def check(request: dict, tgt: Target) -> None:
 
 
 @pytest.mark.parametrize("unsupported", ["drop", "reject"])
-@pytest.mark.parametrize("profile", sorted(PROFILES))
+@pytest.mark.parametrize("profile", sorted(p for p in PROFILES if "chat" in PROFILES[p].apis))
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(request=requests)
 def test_every_profile_keeps_its_own_limits(profile, unsupported, request):
