@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from gateway.apis.chat.schema import KNOWN_PARAMS, ChatRequest
 from gateway.apis.completions import schema as completions
 from gateway.apis.embeddings import schema as embeddings
+from gateway.apis.messages import schema as messages
 from gateway.apis.responses import schema as responses
 from gateway.config.compiled import Profile, Rule
 
@@ -92,10 +93,11 @@ def _overflow(profile: Profile) -> str:
     return ", ".join(said) or "—"
 
 
-# Each API's own parameters (OpenAI's), besides chat's: a profile that lists none of one
-# does not support it.
+# Each API's own parameters (OpenAI's, Anthropic's), besides chat's: a profile that lists
+# none of one does not support it.
 API_PARAMS = {"completions": completions.KNOWN_PARAMS, "embeddings": embeddings.KNOWN_PARAMS,
-              "responses": responses.KNOWN_PARAMS | {"tools"}}
+              "responses": responses.KNOWN_PARAMS | {"tools"},
+              "messages": messages.KNOWN_PARAMS | {"tools"}}
 
 
 def _api_section(api: str, speaking: list[Profile]) -> list[str]:
