@@ -1,5 +1,8 @@
-"""One gateway in front of chat-only upstreams, for POST /v1/messages converted to chat.
+"""One gateway in front of an upstream that speaks Messages and one that speaks chat only.
 
+    native            -> up (vllm profile: speaks Messages)
+    native-anthropic  -> up, through the anthropic profile (x-api-key, anthropic-version)
+    native-then-chat  -> up, then chat (the fallback converts)
     converted         -> chat (generalcompute profile: chat only)
     converted-strict  -> chat, with unsupported_params: reject
     converted-agg     -> chat (aggregator profile: reasoning_effort, max_completion_tokens)
@@ -7,6 +10,7 @@
     claude-*          -> chat: Claude Code's model ids, by a wildcard
     dead-then-chat    -> a closed port, then chat
     only-dead         -> a closed port
+    resting           -> chat, a target of its own (a Retry-After rests only it)
     demo              -> the built-in demo model (chat only)
 
 `limited` is a key with one request a minute; `demo-only` may use demo alone.
@@ -22,6 +26,7 @@ import pytest
 
 from tests.apis import upstreams
 from tests.gateway_process import GatewayProcess, free_port, serving
+from tests.upstream import Upstream
 
 KEY = "sk-messages-team-0123456789"
 LIMITED = "sk-messages-limited-0123456789"
@@ -29,15 +34,31 @@ DEMO_ONLY = "sk-messages-demo-only-0123456789"
 MASTER = "sk-messages-master-0123456789"
 PROVIDER_KEY = "sk-messages-provider-secret-91"
 
-native, chat_only, _fresh = upstreams.native, upstreams.chat_only, upstreams._fresh
+chat_only, _fresh = upstreams.chat_only, upstreams._fresh
 
 
 @pytest.fixture(scope="session")
-def gateway(chat_only, tmp_path_factory) -> Iterator[GatewayProcess]:
+def native() -> Iterator[Upstream]:
+    """The loopback upstream with Anthropic's Messages API (tests/upstream_messages.py)."""
+    upstream = Upstream(apis=("chat", "messages")).start()
+    yield upstream
+    upstream.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_native(request) -> None:
+    if "native" in request.fixturenames:
+        request.getfixturevalue("native").reset()
+
+
+@pytest.fixture(scope="session")
+def gateway(native, chat_only, tmp_path_factory) -> Iterator[GatewayProcess]:
     with serving(tmp_path_factory.mktemp("messages"), f"""
         server: {{max_body_bytes: 256KiB}}
         routing: {{breaker: {{failures: 1000000}}}}
         providers:
+          up: {{profile: vllm, base_url: "{native.url}", api_key: "{PROVIDER_KEY}"}}
+          ant: {{profile: anthropic, base_url: "{native.url}", api_key: "{PROVIDER_KEY}"}}
           chat: {{profile: generalcompute, base_url: "{chat_only.url}", api_key: "{PROVIDER_KEY}"}}
           chat-strict: {{profile: generalcompute, base_url: "{chat_only.url}",
                          unsupported_params: reject}}
@@ -46,6 +67,10 @@ def gateway(chat_only, tmp_path_factory) -> Iterator[GatewayProcess]:
           dead: {{profile: vllm, base_url: "http://127.0.0.1:{free_port()}/v1", timeouts: {{connect: 1}}}}
           demo: {{profile: demo}}
         models:
+          native: {{targets: [{{provider: up, model: native-model}}]}}
+          native-anthropic: {{targets: [{{provider: ant, model: claude-upstream}}]}}
+          native-then-chat:
+            targets: [{{provider: up, model: native-model}}, {{provider: chat, model: chat-model}}]
           converted: {{targets: [{{provider: chat, model: chat-model}}]}}
           converted-strict: {{targets: [{{provider: chat-strict, model: chat-model}}]}}
           converted-agg: {{targets: [{{provider: chat-agg, model: agg-model}}]}}
@@ -54,6 +79,7 @@ def gateway(chat_only, tmp_path_factory) -> Iterator[GatewayProcess]:
           dead-then-chat:
             targets: [{{provider: dead, model: x}}, {{provider: chat, model: chat-model}}]
           only-dead: {{targets: [{{provider: dead, model: x}}]}}
+          resting: {{targets: [{{provider: chat, model: resting-model}}]}}
           demo: {{targets: [{{provider: demo, model: demo}}]}}
         keys:
           team: {{key: "{KEY}"}}
