@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 
 import httpx
@@ -142,6 +143,10 @@ def test_every_curl_command_in_the_readme_works_as_written(quickstart, command):
         answer = json.loads(output)
         assert answer["object"] == "text_completion" and answer["model"] == "demo"
         text = answer["choices"][0]["text"]
+    elif "/v1/messages" in shown:  # Anthropic's Messages API: the demo answers by conversion
+        answer = json.loads(output)
+        assert answer["type"] == "message" and answer["stop_reason"] == "end_turn"
+        text = answer["content"][0]["text"]
     elif "/v1/responses" in shown:  # the Responses API: the demo answers by conversion
         answer = json.loads(output)
         assert answer["object"] == "response" and answer["status"] == "completed"
@@ -154,6 +159,31 @@ def test_every_curl_command_in_the_readme_works_as_written(quickstart, command):
     else:
         text = json.loads(output)["choices"][0]["message"]["content"]
     assert 'You said: "Hello!"' in text
+
+
+def readme_python_blocks() -> list[str]:
+    """Every Python block of README.md that talks to the quickstart gateway."""
+    readme = (REPO / "README.md").read_text()
+    blocks = [block.split("```", 1)[0] for block in readme.split("```python\n")[1:]]
+    return [block for block in blocks if "127.0.0.1:8080" in block]
+
+
+def test_the_readme_shows_the_openai_and_the_anthropic_sdk():
+    blocks = readme_python_blocks()
+    assert any("from openai import OpenAI" in b for b in blocks)
+    assert any("import anthropic" in b for b in blocks)
+
+
+@pytest.mark.parametrize("block", readme_python_blocks(),
+                         ids=lambda block: block.split("\n", 1)[0])
+def test_every_python_block_in_the_readme_runs_as_written(quickstart, block):
+    """Run with this environment's Python (the SDKs are test dependencies): only the port is
+    the test gateway's."""
+    shown = block.replace("127.0.0.1:8080", f"127.0.0.1:{quickstart.port}")
+    result = subprocess.run([sys.executable, "-c", shown], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count('You said: "Hello!"') >= 2, result.stdout  # whole, and streamed
 
 
 def check_embeddings(command: str, answer: dict) -> None:
