@@ -38,7 +38,12 @@ async def principal_of(request: Request) -> Principal:
 
 
 def _model_object(alias: str, created: int) -> dict:
-    return {"id": alias, "object": "model", "created": created, "owned_by": "gateway"}
+    """A model as OpenAI's and Anthropic's clients both read it: each side ignores the other's
+    fields (OpenAI's `object`, `created`, `owned_by`; Anthropic's `type`, `display_name`,
+    `created_at`)."""
+    return {"id": alias, "object": "model", "created": created, "owned_by": "gateway",
+            "type": "model", "display_name": alias, "created_at": time.strftime(
+                "%Y-%m-%dT%H:%M:%SZ", time.gmtime(created))}
 
 
 _served: tuple[Config | None, dict[str, list[str]]] = (None, {})
@@ -67,7 +72,10 @@ async def list_models(request: Request) -> Response:
     apis = served_apis(config, request.app.state.surfaces)
     data = [_model_object(a, config.created[a]) | {"apis": apis[a]}
             for a in visible_models(config, principal)]
-    return json_response({"object": "list", "data": data})
+    # OpenAI's list, with Anthropic's paging fields: every model is on this one page.
+    return json_response({"object": "list", "data": data, "has_more": False,
+                          "first_id": data[0]["id"] if data else None,
+                          "last_id": data[-1]["id"] if data else None})
 
 
 async def get_model(request: Request) -> Response:

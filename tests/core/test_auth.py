@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import openai
 import pytest
 
@@ -73,8 +75,11 @@ def test_model_by_id(http):
     found = http.get("/v1/models/gpt-test", headers={"x-api-key": TEAM_KEY})
     hidden = http.get("/v1/models/demo", headers={"x-api-key": TEAM_KEY})
 
-    assert found.json() == {"id": "gpt-test", "object": "model", "created": found.json()["created"],
-                            "owned_by": "gateway"}
+    model = found.json()
+    assert model == {"id": "gpt-test", "object": "model", "created": model["created"],
+                     "owned_by": "gateway",  # OpenAI's fields, and Anthropic's:
+                     "type": "model", "display_name": "gpt-test", "created_at": time.strftime(
+                         "%Y-%m-%dT%H:%M:%SZ", time.gmtime(model["created"]))}
     assert_openai_error(hidden, 404, code="model_not_found")
     assert_openai_error(http.get("/v1/models"), 401)
 

@@ -171,3 +171,14 @@ def test_claude_codes_model_ids_reach_another_model_by_a_wildcard(sdk, chat_only
 
     assert message.model == "claude-sonnet-4-5-20250929"
     assert chat_only.last.json["model"] == "glm-4.6"
+
+
+def test_the_sdk_lists_and_retrieves_the_keys_models(sdk):
+    page = sdk.models.list()
+    ids = [model.id for model in page.data]
+
+    assert {"converted", "demo", "claude-*"} <= set(ids) and page.has_more is False
+    assert (page.first_id, page.last_id) == (ids[0], ids[-1])
+    model = sdk.models.retrieve("converted")
+    assert (model.id, model.type, model.display_name) == ("converted", "model", "converted")
+    assert model.created_at.year >= 2026
