@@ -1,7 +1,7 @@
 """CPU cost of the gateway's own code per request, without sockets, uvicorn or aiohttp.
 
     python bench/inproc.py [--requests 20000] [--events 20] [--reads whole|event]
-                           [--api chat|responses|responses-converted]
+                           [--api chat|responses|responses-converted|messages|messages-converted]
 
 Drives the ASGI app in-process with an upstream transport that answers from
 memory, and reports CPU microseconds per request for a JSON and a streamed
@@ -12,8 +12,11 @@ steady enough to compare two commits of the request path: it runs 10 rounds
 and reports the quickest, as timeit does, to leave out time other work took.
 `--api` picks the client API: chat (the default), responses (passed through to a
 target that speaks it: bench/run.py's canned response and its stream of as many
-text deltas) or responses-converted (to a chat-only target: the same chat answer
-as `chat`'s, converted, so the two compare what a conversion costs).
+text deltas), responses-converted (to a chat-only target: the same chat answer
+as `chat`'s, converted, so the two compare what a conversion costs), messages
+(Anthropic's Messages API, its key in `x-api-key`, passed through to a target of
+the vllm profile: bench/run.py's canned message and its stream of as many text
+deltas) or messages-converted (to a chat-only target, as responses-converted).
 """
 
 from __future__ import annotations
@@ -37,14 +40,17 @@ CONFIG = """
 providers:
   mock: {profile: openai, base_url: "http://mock/v1", api_key: "sk-upstream"}
   chat: {profile: aggregator, base_url: "http://mock/v1", api_key: "sk-upstream"}
+  native: {profile: vllm, base_url: "http://mock/v1", api_key: "sk-upstream"}
 models:
   bench: {targets: [{provider: mock, model: mock}]}
   bench-converted: {targets: [{provider: chat, model: mock}]}
+  bench-native: {targets: [{provider: native, model: mock}]}
 keys:
   bench: {key: "sk-bench-key-0123456789"}
 """
-HEADERS = [(b"host", b"gateway"), (b"content-type", b"application/json"),
-           (b"authorization", b"Bearer sk-bench-key-0123456789")]
+HEADERS = [(b"host", b"gateway"), (b"content-type", b"application/json")]
+BEARER = [*HEADERS, (b"authorization", b"Bearer sk-bench-key-0123456789")]
+X_API_KEY = [*HEADERS, (b"x-api-key", b"sk-bench-key-0123456789")]  # as Anthropic's SDKs send it
 
 
 class Canned:
@@ -76,26 +82,35 @@ class CannedTransport:
         self.sse = run.sse_stream(events).encode()
         self.response = json.dumps(run.RESPONSE).encode()
         self.response_sse = run.response_stream(events).encode()
+        self.message = json.dumps(run.MESSAGE).encode()
+        self.message_sse = run.message_stream(events).encode()
         self.per_event = per_event
 
     async def send(self, url, headers, body):
         stream = b'"stream":true' in body
         if url.endswith("/responses"):
             return Canned(self.response_sse if stream else self.response, stream, self.per_event)
+        if url.endswith("/messages"):
+            return Canned(self.message_sse if stream else self.message, stream, self.per_event)
         return Canned(self.sse if stream else self.json, stream, self.per_event)
 
     async def aclose(self) -> None:
         pass
 
 
-# --api: the path, the model and the request (given the stream flag).
-APIS = {"chat": ("/v1/chat/completions", "bench", {"messages": [{"role": "user",
-                                                                  "content": "Hello"}]}),
-        "responses": ("/v1/responses", "bench", {"input": "Hello"}),
-        "responses-converted": ("/v1/responses", "bench-converted", {"input": "Hello"})}
+# --api: the path, the model, the request (less the stream flag) and its headers.
+HELLO = [{"role": "user", "content": "Hello"}]
+APIS = {"chat": ("/v1/chat/completions", "bench", {"messages": HELLO}, BEARER),
+        "responses": ("/v1/responses", "bench", {"input": "Hello"}, BEARER),
+        "responses-converted": ("/v1/responses", "bench-converted", {"input": "Hello"}, BEARER),
+        "messages": ("/v1/messages", "bench-native", {"max_tokens": 64, "messages": HELLO},
+                     X_API_KEY),
+        "messages-converted": ("/v1/messages", "bench-converted",
+                               {"max_tokens": 64, "messages": HELLO}, X_API_KEY)}
 
 
-async def one(app, body: bytes, path: str = "/v1/chat/completions") -> int:
+async def one(app, body: bytes, path: str = "/v1/chat/completions",
+              headers: list[tuple[bytes, bytes]] = BEARER) -> int:
     """One request, with uvicorn's receive: the body, then `http.disconnect` once answered."""
     sent = 0
     delivered = False
@@ -117,7 +132,7 @@ async def one(app, body: bytes, path: str = "/v1/chat/completions") -> int:
         if message["type"] == "http.response.body" and not message.get("more_body"):
             answered.set()
 
-    scope = {"type": "http", "method": "POST", "path": path, "headers": HEADERS}
+    scope = {"type": "http", "method": "POST", "path": path, "headers": headers}
     await app(scope, receive, send)
     # An upstream from memory never suspends the request: let the loop run what it scheduled
     # (the disconnect watcher's end), as a server's loop does between reads, or 20,000
@@ -149,19 +164,20 @@ async def measure(requests: int, rounds: int = 10, modes: tuple = ("json", "stre
     sys.stderr = stderr
     transport = transport or CannedTransport()
     app.state.runtime = replace(start_runtime(app.config),
-                                transports={"mock": transport, "chat": transport})
+                                transports={"mock": transport, "chat": transport,
+                                            "native": transport})
     results = {}
-    path, model, fields = APIS[api]
+    path, model, fields, headers = APIS[api]
     for mode in modes:
         stream = mode == "stream"
         body = json.dumps({"model": model, "stream": stream, **fields}).encode()
         for _ in range(warmup):
-            await one(app, body, path)
+            await one(app, body, path, headers)
         best = float("inf")
         for _ in range(rounds):  # the quickest round: the least disturbed by other work
             start = time.process_time()
             for _ in range(requests // rounds):
-                await one(app, body, path)
+                await one(app, body, path, headers)
             best = min(best, (time.process_time() - start) / (requests // rounds))
         results[mode] = best * 1e6
     return results

@@ -2,7 +2,7 @@
 
     python3 bench/run.py [--duration 10] [--connections 1,64]
         [--scenarios bare,full,fallback,long-stream,completions,completions-converted,embeddings,
-                     responses,responses-converted]
+                     responses,responses-converted,messages,messages-converted]
 
 Needs nginx and wrk (installed with apt-get when missing and running as root)
 and, for `full`, a redis-server (on PATH, or the one in the test extras'
@@ -23,10 +23,14 @@ chat-only target: converted to chat and back, event by event, from the chat
 mock), `embeddings` (two inputs, a canned answer of two base64 vectors of
 1536 numbers, as the openai SDK asks; passed through, no conversion),
 `responses` (the Responses API to a target that speaks it: nginx serves a
-response object and a stream of 28 events, 20 of them text deltas) and
+response object and a stream of 28 events, 20 of them text deltas),
 `responses-converted` (the Responses API to a chat-only target: converted to
 chat and back, event by event, from the chat mock; its stream against `bare`'s
-is what a conversion costs).
+is what a conversion costs), `messages` (Anthropic's Messages API, with an
+`x-api-key`, to a target that speaks it, the vllm profile: nginx serves a
+message and a stream of 26 events, 20 of them text deltas) and
+`messages-converted` (the Messages API to a chat-only target: converted to
+chat and back, event by event, from the chat mock, as `responses-converted`).
 """
 
 from __future__ import annotations
@@ -97,6 +101,11 @@ RESPONSE = {
 }
 
 
+def named_event(kind: str, fields: dict) -> str:
+    """An SSE event as OpenAI's Responses and Anthropic's Messages streams write them."""
+    return f"event: {kind}\ndata: {json.dumps({'type': kind, **fields})}\n\n"
+
+
 def response_stream(deltas: int = 20) -> str:
     """A Responses stream as OpenAI writes it: the envelope's events around `deltas` text deltas."""
     item = RESPONSE["output"][0]
@@ -115,9 +124,35 @@ def response_stream(deltas: int = 20) -> str:
               ("response.content_part.done", {**where, "part": {**part, "text": text}}),
               ("response.output_item.done", {"output_index": 0, "item": item}),
               ("response.completed", {"response": RESPONSE})]
-    return "".join(f"event: {kind}\ndata: "
-                   f"{json.dumps({'type': kind, 'sequence_number': n, **fields})}\n\n"
+    return "".join(named_event(kind, {"sequence_number": n, **fields})
                    for n, (kind, fields) in enumerate(events))
+
+
+MESSAGE = {
+    "id": "msg_bench", "type": "message", "role": "assistant", "model": "mock",
+    "content": [{"type": "text", "text": "Hello! How can I help?"}],
+    "stop_reason": "end_turn", "stop_sequence": None,
+    "usage": {"input_tokens": 12, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
+              "output_tokens": 7},
+}
+
+
+def message_stream(deltas: int = 20) -> str:
+    """A Messages stream as Anthropic writes it: the message's events around `deltas` text
+    deltas, the stop reason and the output count in message_delta."""
+    started = {**MESSAGE, "content": [], "stop_reason": None,
+               "usage": {**MESSAGE["usage"], "output_tokens": 1}}
+    events = [("message_start", {"message": started}),
+              ("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}),
+              ("ping", {}),
+              *(("content_block_delta", {"index": 0, "delta": {"type": "text_delta",
+                                                               "text": f" tok{i}"}})
+                for i in range(1, deltas + 1)),
+              ("content_block_stop", {"index": 0}),
+              ("message_delta", {"delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                                 "usage": {"output_tokens": deltas}}),
+              ("message_stop", {})]
+    return "".join(named_event(kind, fields) for kind, fields in events)
 
 
 def sse_stream(events: int = 20) -> str:
@@ -137,7 +172,8 @@ def sse_stream(events: int = 20) -> str:
 CANNED = [("/v1/chat/completions", "completion.json"), ("/stream/v1/chat/completions", "stream.txt"),
           ("/long/v1/chat/completions", "long.txt"), ("/v1/embeddings", "embeddings.json"),
           ("/v1/completions", "text.json"), ("/stream/v1/completions", "text-stream.txt"),
-          ("/v1/responses", "response.json"), ("/stream/v1/responses", "response-stream.txt")]
+          ("/v1/responses", "response.json"), ("/stream/v1/responses", "response-stream.txt"),
+          ("/v1/messages", "message.json"), ("/stream/v1/messages", "message-stream.txt")]
 NGINX = """
 worker_processes 1;
 daemon off;
@@ -177,7 +213,7 @@ WRK_LUA = """
 wrk.method = "POST"
 wrk.body = '{body}'
 wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer sk-bench-key-0123456789"
+wrk.headers["{auth}"] = "{credential}"
 bad = 0
 local threads = {{}}
 function setup(thread) table.insert(threads, thread) end
@@ -203,6 +239,8 @@ providers:
   busy: {{profile: openai, base_url: "http://127.0.0.1:{port}/busy/v1", api_key: "sk-upstream"}}
   chat: {{profile: aggregator, base_url: "http://127.0.0.1:{port}/v1", api_key: "sk-upstream"}}
   chat-stream: {{profile: aggregator, base_url: "http://127.0.0.1:{port}/stream/v1", api_key: "sk-upstream"}}
+  native: {{profile: vllm, base_url: "http://127.0.0.1:{port}/v1", api_key: "sk-upstream"}}
+  native-stream: {{profile: vllm, base_url: "http://127.0.0.1:{port}/stream/v1", api_key: "sk-upstream"}}
 models:
   bench: {{targets: [{{provider: mock, model: mock}}]}}
   bench-stream: {{targets: [{{provider: mock-stream, model: mock}}]}}
@@ -213,6 +251,8 @@ models:
     targets: [{{provider: busy, model: mock}}, {{provider: mock-stream, model: mock}}]
   bench-converted: {{targets: [{{provider: chat, model: mock}}]}}
   bench-converted-stream: {{targets: [{{provider: chat-stream, model: mock}}]}}
+  bench-native: {{targets: [{{provider: native, model: mock}}]}}
+  bench-native-stream: {{targets: [{{provider: native-stream, model: mock}}]}}
 keys:
   bench: {{key: "sk-bench-key-0123456789"}}
 """
@@ -238,6 +278,11 @@ SCENARIOS = {
     "responses": ("bench", "bench-stream", ("/v1", "/stream/v1"), "responses", "responses"),
     "responses-converted": ("bench-converted", "bench-converted-stream", ("/v1", "/stream/v1"),
                             "responses", "chat"),
+    # `messages`' target has the vllm profile, which lists Messages; `mock`'s openai does not.
+    "messages": ("bench-native", "bench-native-stream", ("/v1", "/stream/v1"), "messages",
+                 "messages"),
+    "messages-converted": ("bench-converted", "bench-converted-stream", ("/v1", "/stream/v1"),
+                           "messages", "chat"),
 }
 # Each API's path, the request the load sends (without the model; given the stream flag),
 # what a good whole answer holds, and what a good stream ends with.
@@ -250,7 +295,17 @@ APIS = {"chat": ("/chat/completions", lambda stream: {
             "input": ["Hello", "world"], "encoding_format": "base64"}, '"embedding"', None),
         "responses": ("/responses", lambda stream: {
             "stream": stream, "max_output_tokens": 64, "input": "Hello"}, '"output"',
-            "event: response.completed")}
+            "event: response.completed"),
+        "messages": ("/messages", lambda stream: {
+            "stream": stream, "max_tokens": 64,
+            "messages": [{"role": "user", "content": "Hello"}]}, '"content"',
+            "event: message_stop")}
+KEY = "sk-bench-key-0123456789"  # CONFIG's
+
+
+def auth(api: str) -> tuple[str, str]:
+    """The header the load sends its key in: Anthropic's SDKs send `x-api-key`."""
+    return ("x-api-key", KEY) if api == "messages" else ("Authorization", f"Bearer {KEY}")
 
 
 def free_port() -> int:
@@ -308,12 +363,13 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def first_byte_ms(port: int, path: str, body: bytes, count: int = 300) -> float:
+def first_byte_ms(port: int, path: str, body: bytes, header: tuple[str, str],
+                  count: int = 300) -> float:
     """Median time from sending a request to the first event of the answer, on one
     keep-alive connection; each answer is read to its end before the next request."""
     samples = []
     head = (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            f"Authorization: Bearer sk-bench-key-0123456789\r\n"
+            f"{header[0]}: {header[1]}\r\n"
             f"Content-Length: {len(body)}\r\n\r\n").encode() + body
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         for _ in range(count):
@@ -370,6 +426,8 @@ def main() -> None:
     (work / "text-stream.txt").write_text(text_stream())
     (work / "response.json").write_text(json.dumps(RESPONSE))
     (work / "response-stream.txt").write_text(response_stream())
+    (work / "message.json").write_text(json.dumps(MESSAGE))
+    (work / "message-stream.txt").write_text(message_stream())
     (work / "nginx.conf").write_text(nginx_conf(work, mock_port))
     processes = [start([nginx_bin, "-c", str(work / "nginx.conf")], 1, work / "nginx.log"),
                  start([sys.executable, str(Path(__file__).parent / "relay.py"),
@@ -405,17 +463,20 @@ def main() -> None:
             endpoint, fields, expect, stream_end = APIS[api]
             gateway_path = "/v1" + endpoint
             upstream_endpoint = APIS[spoken][0]
+            header = auth(api)
             for stream, model, path in ((False, json_model, json_path),
                                         (True, stream_model, stream_path)):
                 if model is None:
                     continue
                 body = json.dumps({"model": model, **fields(stream)})
                 lua = work / f"{scenario}-{model}.lua"
-                lua.write_text(WRK_LUA.format(body=body, expect=stream_end if stream else expect))
+                lua.write_text(WRK_LUA.format(body=body, expect=stream_end if stream else expect,
+                                              auth=header[0], credential=header[1]))
                 # The baselines answer in the upstream's API: their answers are checked as its.
                 spoken_expect = APIS[spoken][3 if stream else 2]
                 baseline = work / f"{scenario}-{model}-upstream.lua"
-                baseline.write_text(WRK_LUA.format(body=body, expect=spoken_expect))
+                baseline.write_text(WRK_LUA.format(body=body, expect=spoken_expect,
+                                                   auth=header[0], credential=header[1]))
                 mode = "stream" if stream else "json"
                 for c in map(int, args.connections.split(",")):
                     wrk(f"http://127.0.0.1:{port}{gateway_path}", lua, c, 2)  # warm up
@@ -444,9 +505,11 @@ def main() -> None:
                     gateway_row["added_p99_ms"] = gateway_row["p99_ms"] - measured["direct"]["p99_ms"]
                 if stream:
                     encoded = body.encode()
-                    ttfb = {"direct": first_byte_ms(mock_port, path + upstream_endpoint, encoded),
-                            "relay": first_byte_ms(relay_port, path + upstream_endpoint, encoded),
-                            "gateway": first_byte_ms(port, gateway_path, encoded)}
+                    ttfb = {"direct": first_byte_ms(mock_port, path + upstream_endpoint, encoded,
+                                                    header),
+                            "relay": first_byte_ms(relay_port, path + upstream_endpoint, encoded,
+                                                   header),
+                            "gateway": first_byte_ms(port, gateway_path, encoded, header)}
                     rows.append({"scenario": scenario, "mode": "ttfb", "connections": 1,
                                  "target": "gateway", **{f"ttfb_{k}_ms": v for k, v in ttfb.items()}})
         report(rows)

@@ -43,7 +43,7 @@ def test_the_mock_upstreams_blocks_are_balanced_and_distinct():
 
 @pytest.mark.parametrize("scenario", list(bench.SCENARIOS))
 def test_each_scenario_has_its_models_and_its_upstream_paths(tmp_path, scenario):
-    json_model, stream_model, baselines, _, spoken = bench.SCENARIOS[scenario]
+    json_model, stream_model, baselines, api, spoken = bench.SCENARIOS[scenario]
     path = tmp_path / "routes.yaml"
     full = bench.FULL.format(redis="redis://127.0.0.1:6379/0") if scenario == "full" else ""
     path.write_text(bench.CONFIG.format(port=8000) + full)
@@ -52,5 +52,9 @@ def test_each_scenario_has_its_models_and_its_upstream_paths(tmp_path, scenario)
     locations = nginx_locations(bench.nginx_conf("/tmp/bench", 8000))
     for model in (json_model, stream_model):
         assert model is None or model in config.routes
+        # Passed through where the scenario says so, converted where it does not.
+        for target in config.routes[model].attempts() if model else ():
+            apis = target.provider.profile.apis
+            assert spoken in apis and (api in apis) == (api == spoken), (model, target)
     for base in baselines:
         assert base is None or base + bench.APIS[spoken][0] in locations

@@ -9,9 +9,10 @@ declares it as a backend with two replicas and once more as an embedding model
 (one replica on vLLM's pooling runner), brings them up with the CLI, and sends
 plain, streamed and concurrent requests through the gateway, checking usage
 accounting, client-disconnect aborts and load-aware routing, legacy
-completions and Responses passed to vLLM's own endpoints (a conversation the
-gateway keeps, continued by previous_response_id), and embeddings as vLLM
-itself gives them. Skipped when GATEWAY_VLLM_PYTHON is not set.
+completions, Responses (a conversation the gateway keeps, continued by
+previous_response_id) and Anthropic's Messages (the anthropic SDK's) passed to
+vLLM's own endpoints, and embeddings as vLLM itself gives them. Skipped when
+GATEWAY_VLLM_PYTHON is not set.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import anthropic
 import httpx
 import openai
 import pytest
@@ -46,6 +48,10 @@ KEY = "sk-real-vllm-tests-0123456789"
 MASTER = "sk-real-vllm-master-0123456789"
 # Random weights repeat one token at temperature 0; ignore_eos gives full-length answers.
 SAMPLING = {"temperature": 1.0, "ignore_eos": True}
+# vLLM's Messages API has no ignore_eos (it ignores the field): at temperature 0 the tiny
+# model repeats one token ("\n" when this was written) to max_tokens. The SDK has no
+# `temperature` argument any more; the API still takes it.
+GREEDY = {"temperature": 0}
 # Timeouts for the tests' own HTTP calls. Generous: on some CPU machines every process
 # but vLLM's can stall for half a minute while vLLM generates (seen on a 2-core VM).
 SLOW = 120
@@ -277,6 +283,51 @@ def test_responses_reach_vllm_natively_with_the_gateways_state(fleet, client):
     after = wait_for(lambda: (t := usage_totals(fleet))["requests"] - before["requests"] == 3
                      and t, 60, "3 usage records")
     assert after["completion_tokens"] - before["completion_tokens"] == 8 + 8 + 12
+
+
+def served(fleet, handler: str) -> float:
+    """Requests the two chat replicas answered with a 2xx at `handler`, by vLLM's count."""
+    return sum(metric(replica_metrics(fleet, i), "http_requests_total", handler=handler,
+                      status="2xx") for i in (0, 1))
+
+
+def test_messages_reach_vllm_natively_and_are_counted(fleet):
+    """/v1/messages goes to vLLM's own /v1/messages (the vllm profile lists it), not through
+    chat: the anthropic SDK's message and its stream come back with the alias, stopped at
+    max_tokens, with vLLM's usage, and the gateway records that usage."""
+    before = usage_totals(fleet)
+    messages_before = served(fleet, "/v1/messages")
+    chat_before = served(fleet, "/v1/chat/completions")
+    with anthropic.Anthropic(base_url=fleet["gateway"].url, api_key=KEY, max_retries=0,
+                             timeout=SLOW) as client:
+        raw = client.messages.with_raw_response.create(
+            model="tiny-chat", max_tokens=8, extra_body=GREEDY,
+            messages=[{"role": "user", "content": "Say hello."}])
+        assert re.fullmatch(r"tiny#[01]/tiny", raw.headers["x-gateway-target"])
+        message = raw.parse()
+        with client.messages.stream(model="tiny-chat", max_tokens=12, extra_body=GREEDY,
+                                    messages=[{"role": "user", "content": "Count."}]) as stream:
+            kinds = [event.type for event in stream]
+            final = stream.get_final_message()
+    assert (message.type, message.role, message.model) == ("message", "assistant", "tiny-chat")
+    assert message.stop_reason == "max_tokens" and message.stop_sequence is None
+    assert [block.type for block in message.content] == ["text"] and message.content[0].text
+    assert message.usage.output_tokens == 8 and message.usage.input_tokens > 0
+
+    assert kinds[:2] == ["message_start", "content_block_start"]
+    assert "content_block_delta" in kinds  # vLLM's own deltas, relayed as they came
+    assert kinds[-3:] == ["content_block_stop", "message_delta", "message_stop"]
+    assert final.model == "tiny-chat" and final.stop_reason == "max_tokens"
+    assert final.usage.output_tokens == 12 and final.usage.input_tokens > 0
+    after = wait_for(lambda: (t := usage_totals(fleet))["requests"] - before["requests"] == 2
+                     and t, 60, "2 usage records")
+    assert after["completion_tokens"] - before["completion_tokens"] == 8 + 12
+    assert (after["prompt_tokens"] - before["prompt_tokens"]
+            == message.usage.input_tokens + final.usage.input_tokens)
+    # vLLM counts a request once its answer is written: it may lag the client's last byte.
+    wait_for(lambda: served(fleet, "/v1/messages") - messages_before == 2, 60,
+             "vLLM to count 2 requests at /v1/messages")
+    assert served(fleet, "/v1/chat/completions") == chat_before  # none converted to chat
 
 
 def embedder(fleet) -> openai.OpenAI:
