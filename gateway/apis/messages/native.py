@@ -1,6 +1,7 @@
 """A native Messages target's answer, passed through: the alias as `model`, keys masked.
 
-The upstream's message is the client's with `model` the alias; its usage is
+The upstream's message is the client's with `model` the alias and a `msg_` id;
+its usage is
 read for settle in chat's words (input, cache reads and writes -> prompt_tokens;
 output_tokens -> completion_tokens).
 
@@ -29,6 +30,15 @@ from gateway.core.tokens import text_tokens
 _DELTA = re.compile(rb'(?:text|thinking|partial_json)": ?"([^"\\]*(?:\\.[^"\\]*)*)"')
 
 
+def own(message: dict, alias: str) -> None:
+    """The upstream's message as the client's: the alias as `model`, and an id in Anthropic's
+    form (vLLM writes `chatcmpl-...`)."""
+    message["model"] = alias
+    message_id = message.get("id")
+    if type(message_id) is str and not message_id.startswith("msg_"):
+        message["id"] = "msg_" + message_id
+
+
 class NativeAnswer:
     """How a native target's answer reaches the client."""
 
@@ -42,7 +52,7 @@ class NativeAnswer:
     def completion(self, data: bytes) -> tuple[bytes, dict, str | None]:
         answer = load_answer(data, self.secrets, "content", "a message")
         upstream_model = answer.get("model")
-        answer["model"] = self.alias
+        own(answer, self.alias)
         usage = answer.get("usage")
         if type(usage) is dict and type(usage.get("output_tokens")) is int:
             chat_usage = objects.to_chat_usage(usage)
@@ -106,7 +116,7 @@ class NativeStream(Framed):
             message = data["message"]
             if self.upstream_model is None and type(message.get("model")) is str:
                 self.upstream_model = message["model"]
-            message["model"] = self._answer.alias
+            own(message, self._answer.alias)
             if type(message.get("usage")) is dict:
                 self._input = message["usage"]
             return b"event: message_start\ndata: " + orjson.dumps(data) + b"\n\n"

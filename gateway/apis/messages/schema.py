@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, NotRequired
 
-from pydantic import Discriminator, Field, Tag, TypeAdapter
+from pydantic import BeforeValidator, Discriminator, Field, Tag, TypeAdapter
 from typing_extensions import TypedDict
 
-from gateway.apis.chat.schema import OPEN, Positive
+from gateway.apis.chat.schema import OPEN, Positive, _integral
 from gateway.apis.responses.schema import _by_type
 
 
@@ -171,7 +171,7 @@ class ToolChoice(TypedDict):
 class ThinkingEnabled(TypedDict):
     __pydantic_config__ = OPEN  # type: ignore[misc]
     type: Literal["enabled"]
-    budget_tokens: Positive
+    budget_tokens: Annotated[int, Field(ge=1024, le=2**63 - 1), BeforeValidator(_integral)]
 
 
 class ThinkingMode(TypedDict):

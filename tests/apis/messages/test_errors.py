@@ -31,6 +31,14 @@ def test_a_bad_request_is_an_invalid_request_error(sdk):
     assert "max_tokens" in caught.value.body["error"]["message"]
 
 
+def test_a_thinking_budget_under_1024_is_refused_as_anthropic_refuses_it(http):
+    response = http.post("/v1/messages", json={"model": "converted", "max_tokens": 4096,
+                                               "messages": HELLO, "thinking": {
+                                                   "type": "enabled", "budget_tokens": 1000}})
+    assert response.status_code == 400
+    assert "thinking.budget_tokens" in response.json()["error"]["message"]
+
+
 def test_a_missing_max_tokens_is_named(http):
     response = http.post("/v1/messages", json={"model": "converted", "messages": HELLO})
     assert response.status_code == 400

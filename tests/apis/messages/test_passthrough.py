@@ -16,9 +16,11 @@ from tests.upstream import Reply
 from tests.upstream_messages import (
     input_tokens,
     message_event,
+    message_object,
     message_stream,
     natural_message,
     output_tokens,
+    text_block,
 )
 
 HELLO = [{"role": "user", "content": "Hello there"}]
@@ -139,3 +141,18 @@ def test_the_key_is_an_x_api_key_or_a_bearer_token(gateway, native):
         response = httpx.post(gateway.url + "/v1/messages", headers=headers, timeout=30,
                               json={"model": "native", "max_tokens": 8, "messages": HELLO})
         assert response.status_code == 200, response.text
+
+
+def test_an_id_in_another_form_becomes_a_message_id(http, native):
+    """vLLM writes its messages' ids as chat's (`chatcmpl-...`)."""
+    answer = message_object({"model": "native-model"}, [text_block("Hi")],
+                            message_id="chatcmpl-42")
+    native.then(Reply(json=answer), Reply(events=[*map(message_event, message_stream(
+        {"model": "native-model"}, answer))], done=False))
+    whole = http.post("/v1/messages", json={"model": "native", "max_tokens": 8,
+                                            "messages": HELLO})
+    streamed = http.post("/v1/messages", json={"model": "native", "max_tokens": 8,
+                                               "messages": HELLO, "stream": True})
+
+    assert whole.json()["id"] == "msg_chatcmpl-42"
+    assert sse_events(streamed)[0][1]["message"]["id"] == "msg_chatcmpl-42"
