@@ -1,6 +1,6 @@
 """Node clients run as their users run them: the packages of tests/clients/node, installed by
 `npm ci` from its committed lockfile, then one `node` process a call that prints its result
-as JSON.
+as JSON, or a package's own command (`executable`: Claude Code's `claude`).
 
 `npm ci` runs at most once a test session, and not at all while node_modules still holds
 what the lockfile says (a stamp of the lockfile's hash, written after a good install), so a
@@ -62,6 +62,14 @@ def _install(npm: str) -> str | None:
                 f"{done.stdout}{done.stderr}")
     STAMP.write_text(_lock_hash())
     return None
+
+
+def executable(name: str) -> Path:
+    """The command `name` a package of tests/clients/node installs (node_modules/.bin/`name`)."""
+    path = install() / ".bin" / name
+    if not path.is_file():
+        pytest.fail(f"`npm ci` in {HERE} left no {path}", pytrace=False)
+    return path
 
 
 def run(script: str, *args: str, env: dict[str, str], timeout: float = 60) -> Any:
