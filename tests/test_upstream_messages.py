@@ -200,6 +200,15 @@ def test_takes_every_documented_field_in_a_request_shaped_like_claude_codes(http
     assert response.json()["content"][1]["text"] == "the tool failed: timed out"
 
 
+def test_a_system_turn_mid_conversation_is_taken_as_claude_code_sends_it(http):
+    turns = [{"role": "user", "content": "hello"},
+             {"role": "system", "content": [{"type": "text", "text": "Today is Tuesday."}]}]
+    response = http.post("/messages", json=asked(messages=turns))
+
+    assert response.status_code == 200, response.text
+    assert response.json()["content"][0]["text"] == "echo: hello"
+
+
 def test_a_whole_message(upstream, http):
     response = http.post("/messages", json=asked("hello there"), headers={"x-api-key": "k-1"})
 

@@ -189,12 +189,18 @@ def _check_messages(messages: Any) -> None:
     if not messages:
         raise Refusal("messages: at least one message is required")
     unanswered: set[str] = set()  # the ids of the tool_use blocks of the turn before
+    turn = 0  # the user and assistant turns so far: a system turn is neither
     for i, message in enumerate(messages):
         where = f"messages.{i}"
         role = message.get("role") if type(message) is dict else None
+        if role == "system" and i > 0:  # instructions mid-conversation, as Claude Code sends
+            if any(b["type"] != "text" for b in _blocks(message.get("content"), where, False)):
+                raise Refusal(f"{where}.content: a system turn holds text blocks only")
+            continue
         if role not in ("user", "assistant"):
             raise Refusal(f"{where}.role: Input should be 'user' or 'assistant'")
-        expected = "user" if i % 2 == 0 else "assistant"
+        expected = "user" if turn % 2 == 0 else "assistant"
+        turn += 1
         if role != expected:
             if i == 0:
                 raise Refusal('messages: first message must use the "user" role')

@@ -128,8 +128,11 @@ Block = Annotated[
 
 
 class Message(TypedDict):
+    """A turn. `system` turns in `messages` are what Claude Code sends for its current models
+    (instructions that arrive mid-conversation: the date, the environment)."""
+
     __pydantic_config__ = OPEN  # type: ignore[misc]
-    role: Literal["user", "assistant"]
+    role: Literal["user", "assistant", "system"]
     content: str | list[Block]
 
 

@@ -3,7 +3,10 @@
 What is written (then the chat dialect's rules apply, as to any chat request):
 
 - `system` -> a system message first (text blocks joined by blank lines; `cache_control`
-  left out: a chat upstream caches prefixes by itself or not at all).
+  left out: a chat upstream caches prefixes by itself or not at all; Claude Code's
+  `x-anthropic-billing-header` block left out, as it changes with every request); a
+  `system` turn in `messages` (Claude Code's current models send them) -> a system
+  message in its place, any other field of it (a turn's `output_config`) named as dropped.
 - user turns: text blocks joined, images as `image_url` parts (base64 as a data: URL);
   each `tool_result` block -> a `tool` message with the same id, before the turn's
   other blocks, its content as text (`is_error` as an `Error:` line first, the only
@@ -12,8 +15,10 @@ What is written (then the chat dialect's rules apply, as to any chat request):
   its `input` as JSON `arguments`; a `thinking` block the gateway signed -> the
   turn's `reasoning_content` (the chat dialect renames or drops it); a thinking block
   signed by anyone else, and `redacted_thinking`, are left out and named as dropped.
-- tools -> chat's function tools; `tool_choice` auto/any/tool/none -> auto/required/
-  the function/none, `disable_parallel_tool_use` -> `parallel_tool_calls: false`.
+- tools -> chat's function tools, less those with `defer_loading` (Anthropic keeps them from
+  the model until its tool search finds them: named as dropped); `tool_choice`
+  auto/any/tool/none -> auto/required/the function/none, `disable_parallel_tool_use` ->
+  `parallel_tool_calls: false`.
 - `output_config.effort` -> `reasoning_effort` (`max` is `xhigh`, chat's most), else
   `thinking` enabled -> `reasoning_effort` by its `budget_tokens` (EFFORTS); disabled,
   adaptive (the model decides) and between_tools send none. `output_config.format`
@@ -43,6 +48,7 @@ from gateway.apis.messages.schema import KNOWN_PARAMS
 if TYPE_CHECKING:
     from gateway.config.compiled import Dialect
 
+_BILLING_HEADER = "x-anthropic-billing-header:"
 # A thinking budget -> the effort asked of a chat upstream: the first whose floor it reaches.
 EFFORTS = ((16384, "high"), (4096, "medium"), (0, "low"))
 # Written below; the rest of Anthropic's parameters have no chat equivalent: dropped, named.
@@ -71,7 +77,9 @@ def chat_request(payload: dict, dialect: Dialect) -> tuple[dict, list[str]]:
     chat["messages"] = messages(payload, dialect, dropped)
     tools = payload.get("tools")
     if tools:
-        chat["tools"] = [_tool(tool, i, dialect) for i, tool in enumerate(tools)]
+        chat["tools"] = [_tool(tool, i, dialect) for i, tool in enumerate(tools)
+                         if not tool.get("defer_loading")]
+        dropped += (f"tools[{i}]" for i, tool in enumerate(tools) if tool.get("defer_loading"))
     choice = payload.get("tool_choice")
     if choice is not None:
         chat["tool_choice"] = _tool_choice(choice)
@@ -102,17 +110,34 @@ def messages(payload: dict, dialect: Dialect, dropped: list[str]) -> list[dict]:
     out: list[dict] = []
     system = payload.get("system")
     if system:
-        text = system if type(system) is str else "\n\n".join(b["text"] for b in system)
-        out.append({"role": "system", "content": text})
+        out.append({"role": "system", "content": _system_text(system, "system", dialect)})
     for i, message in enumerate(payload["messages"]):
-        content, where = message["content"], f"messages[{i}]"
-        if type(content) is str:
-            out.append({"role": message["role"], "content": content})
-        elif message["role"] == "user":
+        content, where, role = message["content"], f"messages[{i}]", message["role"]
+        dropped += (f"{where}.{key}" for key in message if key not in ("role", "content"))
+        if role == "system":
+            out.append({"role": "system", "content": _system_text(content, where, dialect)})
+        elif type(content) is str:
+            out.append({"role": role, "content": content})
+        elif role == "user":
             out += _user_turn(content, where, dialect)
         else:
             out.append(_assistant_turn(content, where, dialect, dropped))
     return out
+
+
+def _system_text(system: str | list, where: str, dialect: Dialect) -> str:
+    """Instructions as one text: blocks joined by blank lines, less Claude Code's billing
+    header, which is no instruction and differs from one request to the next (it would
+    defeat every upstream's prompt cache)."""
+    if type(system) is str:
+        return system
+    texts = []
+    for j, block in enumerate(system):
+        if block["type"] != "text":
+            raise _no_block(block["type"], f"{where}.content[{j}]", dialect)
+        if not block["text"].startswith(_BILLING_HEADER):
+            texts.append(block["text"])
+    return "\n\n".join(texts)
 
 
 def _user_turn(blocks: list, where: str, dialect: Dialect) -> list[dict]:

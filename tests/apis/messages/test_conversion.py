@@ -134,3 +134,27 @@ def test_metrics_and_the_log_line_say_messages(gateway, http):
     assert (line["model"], line["target"], line["status"]) == ("converted", "chat/chat-model",
                                                                200)
     assert line["prompt_tokens"] == 11 and line["completion_tokens"] == 7
+
+
+def test_claude_codes_system_turns_billing_header_and_deferred_tools(http, chat_only):
+    """What Claude Code's current models send: a system turn mid-conversation (with a turn's
+    own output_config), a billing header first in `system`, a tool held back for tool search."""
+    tools = [{"name": "Read", "input_schema": {"type": "object"}},
+             {"name": "Later", "input_schema": {"type": "object"}, "defer_loading": True}]
+    response = http.post("/v1/messages", json={
+        "model": "converted", "max_tokens": 64, "tools": tools, "tool_choice": {"type": "none"},
+        "system": [{"type": "text", "text": "x-anthropic-billing-header: cc_version=2.1.332.e78;"},
+                   {"type": "text", "text": "You are Claude Code."}],
+        "messages": [{"role": "user", "content": "Hello"},
+                     {"role": "system", "content": [{"type": "text", "text": "Today is Tuesday.",
+                                                     "cache_control": {"type": "ephemeral"}}],
+                      "output_config": {"effort": "medium"}}]})
+
+    assert response.status_code == 200, response.text
+    sent = chat_only.last.json
+    assert sent["messages"] == [{"role": "system", "content": "You are Claude Code."},
+                                {"role": "user", "content": "Hello"},
+                                {"role": "system", "content": "Today is Tuesday."}]
+    assert [t["function"]["name"] for t in sent["tools"]] == ["Read"]
+    assert set(response.headers["x-gateway-dropped-params"].split(", ")) == {
+        "messages[1].output_config", "tools[1]"}

@@ -156,3 +156,13 @@ def test_an_id_in_another_form_becomes_a_message_id(http, native):
 
     assert whole.json()["id"] == "msg_chatcmpl-42"
     assert sse_events(streamed)[0][1]["message"]["id"] == "msg_chatcmpl-42"
+
+
+def test_a_system_turn_passes_to_a_native_target(http, native):
+    turns = [{"role": "user", "content": "Hello there"},
+             {"role": "system", "content": "Today is Tuesday."}]
+    response = http.post("/v1/messages", json={"model": "native", "max_tokens": 8,
+                                               "messages": turns})
+
+    assert response.status_code == 200, response.text
+    assert native.last.json["messages"] == turns
