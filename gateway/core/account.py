@@ -31,7 +31,8 @@ async def settle(runtime, ex: Exchange) -> None:
     if ex.admitted is not None:  # the line shows what was charged
         prompt, completion = await _record_usage(runtime, ex, usage)
     fields = {
-        "key": ex.key_name, "model": ex.alias, "target": ex.target, "stream": ex.stream,
+        "api": ex.surface.name, "key": ex.key_name, "model": ex.alias, "target": ex.target,
+        "stream": ex.stream,
         "status": ex.status, "attempts": ex.attempts,
         "prompt_tokens": prompt, "completion_tokens": completion,
         "latency_ms": round(seconds * 1000, 1),

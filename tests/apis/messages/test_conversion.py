@@ -131,8 +131,8 @@ def test_metrics_and_the_log_line_say_messages(gateway, http):
             in metrics)
     line = wait_for(lambda: gateway.request_log(response.headers["x-request-id"]), 10,
                     "the request's log line")
-    assert (line["model"], line["target"], line["status"]) == ("converted", "chat/chat-model",
-                                                               200)
+    assert (line["api"], line["model"], line["target"], line["status"]) == (
+        "messages", "converted", "chat/chat-model", 200)
     assert line["prompt_tokens"] == 11 and line["completion_tokens"] == 7
 
 
