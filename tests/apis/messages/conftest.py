@@ -30,6 +30,7 @@ MASTER = "sk-messages-master-0123456789"
 PROVIDER_KEY = "sk-messages-provider-secret-91"
 
 native, chat_only, _fresh = upstreams.native, upstreams.chat_only, upstreams._fresh
+messages_upstream = upstreams.messages_upstream  # chat and Messages
 
 
 @pytest.fixture(scope="session")
