@@ -250,6 +250,12 @@ _ANTHROPIC_HEADERS = [
                               ("anthropic-beta", "Accepted; a native target's business."))]
 
 
+def _events(which: str) -> dict:
+    """A text/event-stream answer of named events (Responses', Anthropic's)."""
+    return {"text/event-stream": {"schema": {"type": "string", "description": (
+        f"Server-sent events, each `event: <type>` and its `data:` {which}.")}}}
+
+
 def _stream(chunk: str) -> dict:
     """A text/event-stream answer: its events' schema is named, as OpenAPI 3.1 cannot say it."""
     return {"text/event-stream": {"schema": {
@@ -318,14 +324,10 @@ def build() -> dict:
             "Create a response (OpenAI's Responses API) on the model the request names; a "
             "target that speaks chat only gets it converted to chat completions.",
             {"200": {"description": "The response, or its events when `stream` is true.",
-                     "content": {"application/json": {"schema": ref["Response"]},
-                                 "text/event-stream": {"schema": {
-                                     "type": "string", "description": (
-                                         "Server-sent events, each `event: <type>` and its "
-                                         "`data:` (with a `sequence_number`), from "
-                                         "response.created to response.completed, "
-                                         "response.incomplete or response.failed, which "
-                                         "carries the response.")}}}}}
+                     "content": {"application/json": {"schema": ref["Response"]}} | _events(
+                         "(with a `sequence_number`), from response.created to "
+                         "response.completed, response.incomplete or response.failed, which "
+                         "carries the response")}}
             | _errors(400, 401, 403, 404, 413, 415, 429, 502, 503, 504),
             body=ref["ResponsesRequest"])},
         "/v1/messages": {"post": _op(
@@ -333,15 +335,11 @@ def build() -> dict:
             "target that does not speak Messages gets it converted to chat completions. "
             "Errors are Anthropic's, each with a `request-id` header.",
             {"200": {"description": "The message, or its events when `stream` is true.",
-                     "content": {"application/json": {"schema": ref["AnthropicMessage"]},
-                                 "text/event-stream": {"schema": {
-                                     "type": "string", "description": (
-                                         "Server-sent events, each `event: <type>` and its "
-                                         "`data:`: message_start, then each content block's "
-                                         "content_block_start, content_block_delta events "
-                                         "and content_block_stop, message_delta (the stop "
-                                         "reason and usage), message_stop; or an `error` "
-                                         "event that ends it.")}}}}}
+                     "content": {"application/json": {"schema": ref["AnthropicMessage"]}}
+                     | _events("message_start, then each content block's content_block_start, "
+                               "content_block_delta events and content_block_stop, "
+                               "message_delta (the stop reason and usage), message_stop; or "
+                               "an `error` event that ends it")}}
             | _anthropic_errors(400, 401, 403, 404, 413, 415, 429, 502, 503, 504, OVERLOADED),
             body=ref["MessagesRequest"], parameters=_ANTHROPIC_HEADERS, tag="anthropic")},
         "/v1/messages/count_tokens": {"post": _op(
