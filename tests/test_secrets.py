@@ -87,6 +87,15 @@ def test_no_secret_in_any_answer_or_in_the_log(gateway, upstream):
             answers.append(http.request(method, path, **kwargs))
             return answers[-1]
 
+        def echoed(path: str, asked: dict, cases: tuple, refusals: tuple) -> None:
+            """Each model's refusals, whole answer and stream, every one echoing the key."""
+            for model, whole, events in cases:
+                for reply in (*refusals, Reply(json=whole), Reply(events=events, done=False)):
+                    upstream.then(reply)
+                    send("POST", path, json={**asked, "model": model,
+                                             "stream": reply.events is not None},
+                         headers=bearer)
+
         # Keys that are wrong, missing, or not allowed there.
         send("POST", CHAT, json=body())
         send("POST", CHAT, json=body(), headers={"Authorization": f"Bearer {CLIENT}x"})
@@ -150,19 +159,14 @@ def test_no_secret_in_any_answer_or_in_the_log(gateway, upstream):
         send("POST", RESPONSES, json={**asked, "model": "unreachable"}, headers=bearer)
         send("POST", RESPONSES, json={**asked, "previous_response_id": CLIENT}, headers=bearer)
         native_stream = [response_event(e) for e in response_stream({"model": "m", "input": leak})]
-        for model, whole, events in (
-                ("m", response_object({}, [message_output(leak)]),
-                 [*native_stream[:5], response_event({"type": "error", "message": leak})]),
-                ("converted", completion({}, leak), [chunk({}, {"content": leak}),
-                                                     {"error": {"message": leak}}])):
-            for reply in (Reply(status=400, json={"error": {"message": leak, "code": PROVIDER}}),
-                          Reply(status=500, json={"error": {"message": leak}}),
-                          Reply(status=200, json={"error": {"message": leak}}),
-                          Reply(json=whole), Reply(events=events, done=False)):
-                upstream.then(reply)
-                send("POST", RESPONSES, json={**asked, "model": model,
-                                              "stream": reply.events is not None},
-                     headers=bearer)
+        echoed(RESPONSES, asked, (
+            ("m", response_object({}, [message_output(leak)]),
+             [*native_stream[:5], response_event({"type": "error", "message": leak})]),
+            ("converted", completion({}, leak), [chunk({}, {"content": leak}),
+                                                 {"error": {"message": leak}}])),
+            (Reply(status=400, json={"error": {"message": leak, "code": PROVIDER}}),
+             Reply(status=500, json={"error": {"message": leak}}),
+             Reply(status=200, json={"error": {"message": leak}})))
         send("POST", RESPONSES, json={**asked, "model": "converted",
                                       "tools": [{"type": "web_search", "key": PROVIDER}]},
              headers=bearer)
@@ -178,22 +182,16 @@ def test_no_secret_in_any_answer_or_in_the_log(gateway, upstream):
             send("POST", path, content=b"{not json", headers=bearer)
             send("POST", path, json={**asked_here, "model": "unreachable"}, headers=bearer)
             send("POST", path, json={**asked_here, "model": PROVIDER}, headers=bearer)
-        for model, whole, events in (
-                ("claude", message_object(said, [{"type": "text", "text": leak}]),
-                 [*map(message_event, message_stream(said)[:4]),
-                  message_event({"type": "error", "error": {"type": "api_error",
-                                                            "message": leak}})]),
-                ("converted", completion({}, leak), [chunk({}, {"content": leak}),
-                                                     {"error": {"message": leak}}])):
-            for reply in (Reply(status=400, json=error_body(leak)),
-                          Reply(status=401, json=error_body(leak, "authentication_error")),
-                          Reply(status=529, json=error_body(leak, "overloaded_error")),
-                          Reply(status=200, json={"error": {"message": leak}}),
-                          Reply(json=whole), Reply(events=events, done=False)):
-                upstream.then(reply)
-                send("POST", MESSAGES, json={**said, "model": model,
-                                             "stream": reply.events is not None},
-                     headers=bearer)
+        echoed(MESSAGES, said, (
+            ("claude", message_object(said, [{"type": "text", "text": leak}]),
+             [*map(message_event, message_stream(said)[:4]),
+              message_event({"type": "error", "error": {"type": "api_error", "message": leak}})]),
+            ("converted", completion({}, leak), [chunk({}, {"content": leak}),
+                                                 {"error": {"message": leak}}])),
+            (Reply(status=400, json=error_body(leak)),
+             Reply(status=401, json=error_body(leak, "authentication_error")),
+             Reply(status=529, json=error_body(leak, "overloaded_error")),
+             Reply(status=200, json={"error": {"message": leak}})))
         for reply in (Reply(status=400, json=error_body(leak)), Reply(status=500, raw=leak.encode()),
                       Reply(json={"input_tokens": 3, "note": leak}), Reply(raw=leak.encode())):
             upstream.then(reply)
