@@ -77,15 +77,13 @@ class CountTokens:
             line["model"] = route.alias
             estimate = estimate_prompt(payload)  # also finds what cannot be written as JSON
             target = _speaking(runtime, route.for_model(payload["model"]), line)
-            answer = None
-            if target is not None:
-                answer = await _passed(runtime, target, payload, request_id, line)
-            if answer is None:
+            answer = None if target is None else await _passed(runtime, target, payload,
+                                                                 request_id, line)
+            if target is None or answer is None:
                 headers = {"x-gateway-estimated": "true"}
                 answer = orjson.dumps({"input_tokens": estimate})
                 line["input_tokens"] = estimate
             else:
-                assert target is not None
                 headers = {"x-gateway-target": target.name}
                 line["target"], target_key = target.name, target.key
             line["status"] = 200
@@ -114,9 +112,8 @@ class CountTokens:
 
 def _speaking(runtime: Runtime, route: Route, line: dict) -> Target | None:
     """The route's first target, if it counts tokens itself and may be asked now."""
-    target = next(route.attempts())
-    apis = target.provider.profile.apis
-    if API not in apis:
+    target = next(route.attempts(), None)
+    if target is None or API not in target.provider.profile.apis:
         return None
     if not runtime.health.state(target.key).available(time.monotonic()):
         line["failures"] = [f"{target.name}: resting or its breaker is open"]

@@ -11,6 +11,7 @@ the estimate is. Errors are Anthropic's; no limit counts a count.
     anthropic       -> messages upstream, anthropic profile
     claude-*        -> messages upstream, anthropic profile, by a wildcard
     dead            -> a closed port, vllm profile
+    resting         -> messages upstream, anthropic profile (told to wait by a test)
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ def gateway(messages_upstream, tmp_path_factory) -> Iterator[GatewayProcess]:
           anthropic: {{targets: [{{provider: anth, model: claude-upstream}}]}}
           "claude-*": {{targets: [{{provider: anth, model: "claude-*"}}]}}
           dead: {{targets: [{{provider: dead, model: x}}, {{provider: up, model: native-model}}]}}
+          resting: {{targets: [{{provider: anth, model: claude-resting}}]}}
         keys:
           team: {{key: "{KEY}"}}
           limited: {{key: "{LIMITED}", limits: {{requests_per_minute: 1, tokens_per_minute: 50}}}}
@@ -137,6 +139,18 @@ def test_an_unreachable_first_target_gets_the_estimate(sdk, messages_upstream):
 
     assert count == estimate_prompt(PROMPT) and headers["x-gateway-estimated"] == "true"
     assert messages_upstream.requests == []  # the first target counts; the others are not tried
+
+
+def test_a_target_told_to_wait_is_not_asked(sdk, messages_upstream, gateway):
+    messages_upstream.then(Reply(status=429, headers={"retry-after": "60"}))
+    with pytest.raises(anthropic.RateLimitError):
+        sdk.messages.create(model="resting", max_tokens=8, messages=PROMPT["messages"])
+    count, headers = counted(sdk, model="resting", **PROMPT)
+
+    assert count == estimate_prompt(PROMPT) and headers["x-gateway-estimated"] == "true"
+    assert [r.path for r in messages_upstream.requests] == ["/v1/messages"]
+    line = wait_for(lambda: gateway.request_log(headers["x-request-id"]), 5, "the log line")
+    assert line["failures"] == ["anth/claude-resting: resting or its breaker is open"]
 
 
 def test_a_server_tool_the_target_does_not_take_gets_the_estimate(sdk, messages_upstream):
