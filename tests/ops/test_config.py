@@ -291,7 +291,9 @@ def test_the_anthropic_profile_sends_the_bare_key_and_its_version(tmp_path):
         models: {}
     """), {})
     claude, pinned = config.providers["claude"], config.providers["pinned"]
-    assert claude.urls == {"messages": "https://api.anthropic.com/v1/messages"}
+    assert claude.urls == {"messages": "https://api.anthropic.com/v1/messages",
+                           "messages_count_tokens": "https://api.anthropic.com/v1/messages/"
+                                                    "count_tokens"}
     assert claude.headers["x-api-key"] == "sk-ant-1" and "authorization" not in claude.headers
     assert claude.headers["anthropic-version"] == "2023-06-01"
     assert pinned.headers["anthropic-version"] == "2099-01-01"
