@@ -12,6 +12,7 @@ import os
 import signal
 import time
 from contextlib import asynccontextmanager
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -23,6 +24,7 @@ from gateway import admin, endpoints, heap, lag, metrics, openapi
 from gateway.apis.chat.surface import CHAT
 from gateway.apis.completions.surface import COMPLETIONS
 from gateway.apis.embeddings.surface import EMBEDDINGS
+from gateway.apis.messages import count_tokens
 from gateway.apis.messages.surface import MESSAGES
 from gateway.apis.responses import endpoints as responses
 from gateway.apis.responses.surface import RESPONSES
@@ -51,8 +53,10 @@ class Gateway:
         self.site = _starlette(config)
         self.state = self.site.state  # `.runtime` is set at startup and swapped on reload
         self.state.surfaces = SURFACES  # what /v1/models says each model serves
-        self.pipelines = {path: Pipeline(self.state, surface)
-                          for surface in SURFACES for path in surface.paths}
+        self.pipelines: dict[str, Any] = {path: Pipeline(self.state, surface)
+                                          for surface in SURFACES for path in surface.paths}
+        counter = count_tokens.CountTokens(self.state)  # as plain ASGI as a pipeline
+        self.pipelines |= dict.fromkeys(count_tokens.PATHS, counter)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -121,8 +125,9 @@ def _starlette(config: Config) -> Starlette:
 
     return Starlette(
         routes=[
-            *(Route(path, wrong_method, methods=["POST"]) for surface in SURFACES
-              for path in surface.paths if path.startswith("/v1/")),
+            *(Route(path, wrong_method, methods=["POST"])
+              for path in (*(p for s in SURFACES for p in s.paths), *count_tokens.PATHS)
+              if path.startswith("/v1/")),
             Route("/v1/models", endpoints.list_models, methods=["GET"]),
             Route("/v1/models/{model:path}", endpoints.get_model, methods=["GET"]),
             Route("/v1/responses/{response_id}", responses.retrieve, methods=["GET"]),

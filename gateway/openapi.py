@@ -8,6 +8,7 @@ are open (extra fields pass), exact where clients depend on them.
 
 from __future__ import annotations
 
+import copy
 import functools
 from typing import Any
 
@@ -19,6 +20,8 @@ from gateway.admin import EXPIRES_IN, KeyChange
 from gateway.apis.chat.schema import ASSISTANT_ONLY, CHAT_REQUEST
 from gateway.apis.completions.schema import COMPLETION_REQUEST
 from gateway.apis.embeddings.schema import EMBEDDINGS_REQUEST
+from gateway.apis.messages.errors import OVERLOADED
+from gateway.apis.messages.schema import BLOCK_TYPES, COUNT_TOKENS_REQUEST, MESSAGES_REQUEST
 from gateway.apis.responses.schema import ITEM_TYPES, RESPONSES_REQUEST
 from gateway.apis.responses.surface import REFUSED
 
@@ -83,6 +86,19 @@ _RESPONSE = _object({
                                  "total_tokens": {"type": "integer"}},
                                 ("input_tokens", "output_tokens")), {"type": "null"}]},
 }, ("id", "object", "created_at", "status", "model", "output"))
+_ANTHROPIC_ERROR = _object({"type": {"const": "error"}, "error": _object({
+    "type": {"type": "string"}, "message": {"type": "string"}}, ("type", "message"))},
+    ("type", "error"))
+_MESSAGE = _object({
+    "id": {"type": "string"}, "type": {"const": "message"}, "role": {"const": "assistant"},
+    "model": {"type": "string"},
+    "content": {"type": "array", "items": _object({"type": {"type": "string"}}, ("type",))},
+    "stop_reason": _NULLABLE_STRING, "stop_sequence": _NULLABLE_STRING,
+    "usage": _object({name: {"type": "integer"} for name in (
+        "input_tokens", "output_tokens", "cache_creation_input_tokens",
+        "cache_read_input_tokens")}, ("input_tokens", "output_tokens")),
+}, ("id", "type", "role", "model", "content", "stop_reason", "usage"))
+_TOKEN_COUNT = _object({"input_tokens": {"type": "integer", "minimum": 0}}, ("input_tokens",))
 _MODEL = _object({"id": {"type": "string"}, "object": {"const": "model"},
                   "created": {"type": "integer"}, "owned_by": {"type": "string"},
                   "apis": {"type": "array", "items": {"type": "string"},
@@ -196,6 +212,50 @@ def _responses_request() -> tuple[dict, dict]:
     return request, schemas
 
 
+def _messages_requests() -> tuple[dict, dict, dict]:
+    """Anthropic's Messages and count_tokens requests' JSON schemas, their own schemas named
+    `Anthropic...` (chat has a `CustomTool` of another shape), as strict as the validator:
+    the catch-alls (another block, image source or server tool) exclude the types the
+    others take; a tool_result's parts, which pick text and images only, have their own
+    catch-all; and a tool_choice of type `tool` names its tool (surface.parse checks it)."""
+    template = _REF.format(model="Anthropic{model}")
+    messages = MESSAGES_REQUEST.json_schema(ref_template=template)
+    count = COUNT_TOKENS_REQUEST.json_schema(ref_template=template)
+    defined = count.pop("$defs") | messages.pop("$defs")
+    schemas = {f"Anthropic{name}": schema for name, schema in defined.items()}
+    part = copy.deepcopy(schemas["AnthropicOtherBlock"]) | {"title": "OtherPart"}
+    schemas["AnthropicOtherPart"] = part
+    result = schemas["AnthropicToolResultBlock"]["properties"]["content"]["anyOf"][1]["items"]
+    result["oneOf"] = [{"$ref": _REF.format(model="AnthropicOtherPart")}
+                       if v["$ref"].endswith("/AnthropicOtherBlock") else v
+                       for v in result["oneOf"]]
+    for name, taken in (("OtherBlock", BLOCK_TYPES), ("OtherPart", ("text", "image")),
+                        ("OtherSource", ("base64", "url")), ("ServerTool", ("custom",))):
+        schemas[f"Anthropic{name}"]["properties"]["type"]["not"] = {"enum": list(taken)}
+    schemas["AnthropicToolChoice"]["anyOf"] = [
+        {"properties": {"type": {"enum": ["auto", "any", "none"]}}},
+        {"properties": {"name": {"type": "string", "minLength": 1}}, "required": ["name"]}]
+    return messages, count, schemas
+
+
+def _anthropic_errors(*statuses: int) -> dict:
+    error = {"$ref": "#/components/responses/AnthropicError"}
+    return {str(s): error for s in statuses} | {"default": error}
+
+
+_ANTHROPIC_HEADERS = [
+    {"name": name, "in": "header", "required": False, "description": description,
+     "schema": {"type": "string"}}
+    for name, description in (("anthropic-version", "Accepted; the gateway speaks 2023-06-01."),
+                              ("anthropic-beta", "Accepted; a native target's business."))]
+
+
+def _events(which: str) -> dict:
+    """A text/event-stream answer of named events (Responses', Anthropic's)."""
+    return {"text/event-stream": {"schema": {"type": "string", "description": (
+        f"Server-sent events, each `event: <type>` and its `data:` {which}.")}}}
+
+
 def _stream(chunk: str) -> dict:
     """A text/event-stream answer: its events' schema is named, as OpenAPI 3.1 cannot say it."""
     return {"text/event-stream": {"schema": {
@@ -231,6 +291,10 @@ def build() -> dict:
     schemas |= responses_schemas | {"ResponsesRequest": responses, "Response": _RESPONSE,
                                     "ResponseDeleted": _RESPONSE_DELETED,
                                     "ResponseItemList": _INPUT_ITEMS}
+    messages, count, messages_schemas = _messages_requests()
+    schemas |= messages_schemas | {"MessagesRequest": messages, "CountTokensRequest": count,
+                                   "AnthropicErrorBody": _ANTHROPIC_ERROR,
+                                   "AnthropicMessage": _MESSAGE, "TokenCount": _TOKEN_COUNT}
     ref = {name: {"$ref": _REF.format(model=name)} for name in schemas}
     admin: dict[str, Any] = {"tag": "admin"}  # keyword arguments of _op
     key = [_path_param("key", "The key's id or name.")]
@@ -260,16 +324,31 @@ def build() -> dict:
             "Create a response (OpenAI's Responses API) on the model the request names; a "
             "target that speaks chat only gets it converted to chat completions.",
             {"200": {"description": "The response, or its events when `stream` is true.",
-                     "content": {"application/json": {"schema": ref["Response"]},
-                                 "text/event-stream": {"schema": {
-                                     "type": "string", "description": (
-                                         "Server-sent events, each `event: <type>` and its "
-                                         "`data:` (with a `sequence_number`), from "
-                                         "response.created to response.completed, "
-                                         "response.incomplete or response.failed, which "
-                                         "carries the response.")}}}}}
+                     "content": {"application/json": {"schema": ref["Response"]}} | _events(
+                         "(with a `sequence_number`), from response.created to "
+                         "response.completed, response.incomplete or response.failed, which "
+                         "carries the response")}}
             | _errors(400, 401, 403, 404, 413, 415, 429, 502, 503, 504),
             body=ref["ResponsesRequest"])},
+        "/v1/messages": {"post": _op(
+            "Create a message (Anthropic's Messages API) on the model the request names; a "
+            "target that does not speak Messages gets it converted to chat completions. "
+            "Errors are Anthropic's, each with a `request-id` header.",
+            {"200": {"description": "The message, or its events when `stream` is true.",
+                     "content": {"application/json": {"schema": ref["AnthropicMessage"]}}
+                     | _events("message_start, then each content block's content_block_start, "
+                               "content_block_delta events and content_block_stop, "
+                               "message_delta (the stop reason and usage), message_stop; or "
+                               "an `error` event that ends it")}}
+            | _anthropic_errors(400, 401, 403, 404, 413, 415, 429, 502, 503, 504, OVERLOADED),
+            body=ref["MessagesRequest"], parameters=_ANTHROPIC_HEADERS, tag="anthropic")},
+        "/v1/messages/count_tokens": {"post": _op(
+            "Count the input tokens of a Messages request: the model's first target counts "
+            "them where it can (vllm, anthropic), else the gateway estimates them (header "
+            "`x-gateway-estimated: true`). No limit counts this request.",
+            {"200": _json(ref["TokenCount"], "The count.")}
+            | _anthropic_errors(400, 401, 403, 404, 413, 415, 503),
+            body=ref["CountTokensRequest"], parameters=_ANTHROPIC_HEADERS, tag="anthropic")},
         "/v1/models": {"get": _op("The models this key may use.", {"200": _json(_object({
             "object": {"const": "list"}, "data": {"type": "array", "items": ref["Model"]}},
             ("object", "data")))} | _errors(401))},
@@ -352,7 +431,11 @@ def build() -> dict:
         "paths": paths,
         "components": {
             "schemas": schemas,
-            "responses": {"Error": error},
+            "responses": {"Error": error, "AnthropicError": {
+                "description": "An Anthropic-shaped error (Anthropic's Messages API).",
+                "headers": {"request-id": {"description": "The request's id.", "required": True,
+                                           "schema": {"type": "string"}}},
+                "content": {"application/json": {"schema": ref["AnthropicErrorBody"]}}}},
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
                 "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},

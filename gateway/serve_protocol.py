@@ -8,7 +8,8 @@ set by `gateway serve`) from when it opens, or from its last answer, to send a
 whole request head; then it is closed. A head larger than `MAX_HEAD_BYTES`
 is refused with a 431 (httptools itself takes any size), however its bytes
 arrive: counted as they are received while the head is incomplete, and again
-from what the parser hands over, since one read can hold a whole head.
+from what the parser hands over, since one read can hold a whole head. What
+follows an answer sent before its request's body ended is that body, not a head.
 """
 
 from __future__ import annotations
@@ -82,6 +83,8 @@ class GatewayHttpProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         if not self._refused:
             super().on_message_complete()
+        if self.cycle is not None and self.cycle.response_complete and self._head_bytes < 0:
+            self._head_bytes = 0  # the end of a body answered early: the next head starts
 
     def _refuse_head(self) -> None:
         self._refused = True
@@ -93,14 +96,16 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         super().on_response_complete()
         # Not while a pipelined request, its head already read, is being answered.
         if not self.transport.is_closing() and (self.cycle is None or self.cycle.response_complete):
-            self._await_head()
+            # An answer sent before its request's body ended (a 401, a 413 by Content-Length):
+            # the rest of that body is still to come, and is no head. Its time counts.
+            self._await_head(counting=self.cycle is None or not self.cycle.more_body)
 
     def connection_lost(self, exc) -> None:
         self._ticker.deadlines.discard(self)
         super().connection_lost(exc)
 
-    def _await_head(self) -> None:
-        self._head_bytes = 0
+    def _await_head(self, counting: bool = True) -> None:
+        self._head_bytes = 0 if counting else -1
         self._head_due = self.loop.time() + self.header_timeout
         self._ticker.add(self)
 

@@ -3,7 +3,8 @@
 Every operation, /admin included, with generated valid and invalid requests,
 as the master key (so every path is reachable) and with no key at all. Checked
 on every answer: no 5xx, the status is one the document lists, the body
-matches the documented schema, and it comes back in bounded time.
+matches the documented schema, an error is in its API's shape (`error_shape`), and it
+comes back in bounded time.
 
 The examples per operation come from GATEWAY_FUZZ_EXAMPLES (default 30); a
 long run is `GATEWAY_FUZZ_EXAMPLES=2000 .venv/bin/pytest tests/test_fuzz_api.py`.
@@ -42,6 +43,22 @@ def api(fuzz_gateway: GatewayProcess):
     return schemathesis.openapi.from_url(fuzz_gateway.url + "/openapi.json")
 
 
+def error_shape(ctx, response, case) -> None:
+    """Each API's errors in its own shape, exactly: Anthropic's (with a `request-id` header)
+    on the Messages paths, OpenAI's everywhere else. The document's Error schemas are open,
+    as the APIs' are, so that an Anthropic body would pass for an OpenAI one."""
+    if response.status_code < 400:
+        return
+    body = response.json()
+    if case.operation.path.startswith("/v1/messages"):
+        assert set(body) == {"type", "error"} and body["type"] == "error", body
+        assert set(body["error"]) == {"type", "message"}, body
+        assert response.headers["request-id"] == response.headers["x-request-id"]
+    else:
+        assert set(body) == {"error"}, body
+        assert set(body["error"]) == {"message", "type", "param", "code"}, body
+
+
 def fuzz(api, base_url: str, headers: dict[str, str], examples: int) -> list[str]:
     """Run every operation's generated cases; the operations that were exercised.
 
@@ -55,7 +72,8 @@ def fuzz(api, base_url: str, headers: dict[str, str], examples: int) -> list[str
         @settings(max_examples=examples, deadline=None, derandomize=True, database=None,
                   suppress_health_check=list(HealthCheck))
         def check(case) -> None:
-            case.call_and_validate(base_url=base_url, timeout=30, headers=headers)
+            case.call_and_validate(base_url=base_url, timeout=30, headers=headers,
+                                   additional_checks=[error_shape])
 
         check()
         exercised.append(operation.label)
@@ -71,8 +89,10 @@ def test_every_operation_as_the_master_key(api, fuzz_gateway):
     assert "POST /v1/responses" in exercised
     assert "GET /v1/responses/{response_id}/input_items" in exercised
     assert "DELETE /v1/responses/{response_id}" in exercised
-    assert len(exercised) == 19
+    assert "POST /v1/messages" in exercised
+    assert "POST /v1/messages/count_tokens" in exercised
+    assert len(exercised) == 21
 
 
 def test_every_operation_without_a_key(api, fuzz_gateway):
-    assert len(fuzz(api, fuzz_gateway.url, {}, max(5, EXAMPLES // 5))) == 19
+    assert len(fuzz(api, fuzz_gateway.url, {}, max(5, EXAMPLES // 5))) == 21

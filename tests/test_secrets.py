@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.gateway_process import GatewayProcess, free_port, serving, upstream_running
+from tests.gateway_process import GatewayProcess, free_port, serving
 from tests.upstream import (
     Reply,
     Upstream,
@@ -25,6 +25,7 @@ from tests.upstream import (
     text_chunk,
     text_completion,
 )
+from tests.upstream_messages import error_body, message_event, message_object, message_stream
 
 CLIENT = "sk-secrets-client-0123456789"
 LIMITED = "sk-secrets-limited-0123456789"
@@ -34,12 +35,16 @@ CHAT = "/v1/chat/completions"
 EMBEDDINGS = "/v1/embeddings"
 COMPLETIONS = "/v1/completions"
 RESPONSES = "/v1/responses"
+MESSAGES = "/v1/messages"
+COUNT = "/v1/messages/count_tokens"
 
 
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[Upstream]:
-    with upstream_running() as server:
-        yield server
+    server = Upstream(apis=("chat", "completions", "embeddings", "responses", "messages"))
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +57,10 @@ def gateway(upstream, tmp_path_factory) -> Iterator[GatewayProcess]:
           gone: {{profile: openai, base_url: "http://127.0.0.1:{free_port()}/v1",
                   api_key: "{PROVIDER}"}}
           chat-only: {{profile: aggregator, base_url: "{upstream.url}", api_key: "{PROVIDER}"}}
+          anth: {{profile: anthropic, base_url: "{upstream.url}", api_key: "{PROVIDER}"}}
         models:
           m: {{targets: [{{provider: up, model: m}}]}}
+          claude: {{targets: [{{provider: anth, model: claude-up}}]}}
           converted: {{targets: [{{provider: chat-only, model: m}}]}}
           unreachable: {{targets: [{{provider: gone, model: m}}]}}
         keys:
@@ -79,6 +86,15 @@ def test_no_secret_in_any_answer_or_in_the_log(gateway, upstream):
         def send(method: str, path: str, **kwargs) -> httpx.Response:
             answers.append(http.request(method, path, **kwargs))
             return answers[-1]
+
+        def echoed(path: str, asked: dict, cases: tuple, refusals: tuple) -> None:
+            """Each model's refusals, whole answer and stream, every one echoing the key."""
+            for model, whole, events in cases:
+                for reply in (*refusals, Reply(json=whole), Reply(events=events, done=False)):
+                    upstream.then(reply)
+                    send("POST", path, json={**asked, "model": model,
+                                             "stream": reply.events is not None},
+                         headers=bearer)
 
         # Keys that are wrong, missing, or not allowed there.
         send("POST", CHAT, json=body())
@@ -143,27 +159,52 @@ def test_no_secret_in_any_answer_or_in_the_log(gateway, upstream):
         send("POST", RESPONSES, json={**asked, "model": "unreachable"}, headers=bearer)
         send("POST", RESPONSES, json={**asked, "previous_response_id": CLIENT}, headers=bearer)
         native_stream = [response_event(e) for e in response_stream({"model": "m", "input": leak})]
-        for model, whole, events in (
-                ("m", response_object({}, [message_output(leak)]),
-                 [*native_stream[:5], response_event({"type": "error", "message": leak})]),
-                ("converted", completion({}, leak), [chunk({}, {"content": leak}),
-                                                     {"error": {"message": leak}}])):
-            for reply in (Reply(status=400, json={"error": {"message": leak, "code": PROVIDER}}),
-                          Reply(status=500, json={"error": {"message": leak}}),
-                          Reply(status=200, json={"error": {"message": leak}}),
-                          Reply(json=whole), Reply(events=events, done=False)):
-                upstream.then(reply)
-                send("POST", RESPONSES, json={**asked, "model": model,
-                                              "stream": reply.events is not None},
-                     headers=bearer)
+        echoed(RESPONSES, asked, (
+            ("m", response_object({}, [message_output(leak)]),
+             [*native_stream[:5], response_event({"type": "error", "message": leak})]),
+            ("converted", completion({}, leak), [chunk({}, {"content": leak}),
+                                                 {"error": {"message": leak}}])),
+            (Reply(status=400, json={"error": {"message": leak, "code": PROVIDER}}),
+             Reply(status=500, json={"error": {"message": leak}}),
+             Reply(status=200, json={"error": {"message": leak}})))
         send("POST", RESPONSES, json={**asked, "model": "converted",
                                       "tools": [{"type": "web_search", "key": PROVIDER}]},
+             headers=bearer)
+        # Anthropic's Messages API, passed through (claude) and converted to chat (converted),
+        # and its count_tokens, answered by the upstream or estimated.
+        said = {"model": "claude", "max_tokens": 16, "messages": [{"role": "user",
+                                                                   "content": "hi"}]}
+        count = {name: value for name, value in said.items() if name != "max_tokens"}
+        for path, asked_here in ((MESSAGES, said), (COUNT, count)):
+            send("POST", path, json=asked_here)
+            send("POST", path, json=asked_here, headers={"x-api-key": CLIENT[:-1]})
+            send("POST", path, json=asked_here, headers={"x-api-key": PROVIDER})
+            send("POST", path, content=b"{not json", headers=bearer)
+            send("POST", path, json={**asked_here, "model": "unreachable"}, headers=bearer)
+            send("POST", path, json={**asked_here, "model": PROVIDER}, headers=bearer)
+        echoed(MESSAGES, said, (
+            ("claude", message_object(said, [{"type": "text", "text": leak}]),
+             [*map(message_event, message_stream(said)[:4]),
+              message_event({"type": "error", "error": {"type": "api_error", "message": leak}})]),
+            ("converted", completion({}, leak), [chunk({}, {"content": leak}),
+                                                 {"error": {"message": leak}}])),
+            (Reply(status=400, json=error_body(leak)),
+             Reply(status=401, json=error_body(leak, "authentication_error")),
+             Reply(status=529, json=error_body(leak, "overloaded_error")),
+             Reply(status=200, json={"error": {"message": leak}})))
+        for reply in (Reply(status=400, json=error_body(leak)), Reply(status=500, raw=leak.encode()),
+                      Reply(json={"input_tokens": 3, "note": leak}), Reply(raw=leak.encode())):
+            upstream.then(reply)
+            send("POST", COUNT, json=count, headers=bearer)
+        send("POST", MESSAGES, json={**said, "model": "converted", "tools": [
+            {"type": "web_search_20250305", "name": "web_search", "key": PROVIDER}]},
              headers=bearer)
         # A limit.
         for _ in range(2):
             send("POST", CHAT, json=body(), headers={"Authorization": f"Bearer {LIMITED}"})
         send("POST", COMPLETIONS, json=prompt, headers={"Authorization": f"Bearer {LIMITED}"})
         send("POST", RESPONSES, json=asked, headers={"Authorization": f"Bearer {LIMITED}"})
+        send("POST", MESSAGES, json=said, headers={"x-api-key": LIMITED})
         # Admin: a new key's secret is in the answer that creates it, and nowhere else.
         created = http.post("/admin/keys", headers=master, json={"name": "made"})
         assert created.status_code == 201, created.text

@@ -138,6 +138,10 @@ def _profile(name: str, files: dict[str, Path], raw: dict, environ: Mapping[str,
             problems.append(Problem(("api_params", api), f"'{api}' is not in this profile's "
                                     f"apis ({', '.join(spec.apis)})",
                                     line_of(lines, ("api_params", api))))
+    if "messages_count_tokens" in spec.apis and "messages" not in spec.apis:
+        problems.append(Problem(("apis", "messages_count_tokens"), "needs `messages` in apis "
+                                "too: a count is ruled by api_params.messages",
+                                line_of(lines, ("apis", "messages_count_tokens"))))
     overflow = None
     if spec.errors.context_overflow:
         try:

@@ -338,6 +338,9 @@ class ReasoningSpec(Strict):
 
 
 ApiName = Literal["chat", "completions", "embeddings", "responses", "messages"]
+# What a profile's `apis` may list: the client APIs, and Anthropic's count_tokens beside
+# `messages` (no client API of its own: ruled by api_params.messages).
+ApiPath = ApiName | Literal["messages_count_tokens"]
 
 
 class ErrorsSpec(Strict):
@@ -387,7 +390,7 @@ class ProfileSpec(Strict):
     # The client APIs the upstream speaks natively, each at its path (relative to base_url).
     # A profile lists all of its own (a base's list is not merged); the others are reached
     # by conversion to chat, where the API has one.
-    apis: Annotated[dict[ApiName, Annotated[str, Field(min_length=1)]], Field(min_length=1)] = {
+    apis: Annotated[dict[ApiPath, Annotated[str, Field(min_length=1)]], Field(min_length=1)] = {
         "chat": "/chat/completions"}
     probe_path: str = "models"  # the health check `probe: true` uses (relative to base_url)
     metrics_path: str | None = None  # Prometheus metrics of the server's load (vLLM: /metrics)

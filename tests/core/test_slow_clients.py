@@ -191,3 +191,18 @@ def test_a_large_body_sent_with_its_head_is_not_mistaken_for_a_large_head(gatewa
     with socket.create_connection(("127.0.0.1", gateway.port), timeout=5) as sock:
         sock.sendall(request_head(len(body)) + body.encode())
         assert read_answer(sock)[0] == 200
+
+
+def test_a_body_answered_before_it_arrived_is_not_taken_for_the_next_head(gateway):
+    """A wrong key is answered before the body is read; the body (over the head cap) still
+    arrives, and the next request on the connection is served."""
+    body = json.dumps({"model": "demo", "messages": [{"role": "user", "content": "x" * 200_000}]})
+    wrong = request_head(len(body)).replace(KEY.encode(), b"sk-not-a-key-0123456789")
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=5) as sock:
+        sock.sendall(wrong)
+        assert read_answer(sock)[0] == 401
+        sock.sendall(body.encode())
+        small = json.dumps({"model": "demo", "messages": [{"role": "user", "content": "hi"}]})
+        sock.sendall(request_head(len(small)) + small.encode())
+        status, answer = read_answer(sock)
+        assert status == 200, answer

@@ -219,6 +219,23 @@ def test_a_profile_rules_only_the_apis_it_speaks(tmp_path):
     assert "api_params.embeddings.input: the gateway handles this parameter itself" in str(error)
 
 
+def test_a_profile_counts_messages_tokens_only_beside_messages(tmp_path):
+    """count_tokens has no rules of its own: those of messages rule it, so it needs them."""
+    profile = tmp_path / "providers" / "counter.yaml"
+    profile.parent.mkdir()
+    profile.write_text("apis:\n  chat: /chat/completions\n"
+                       "  messages_count_tokens: /messages/count_tokens\n")
+    assert str(refused(tmp_path, "models: {}\n")) == (
+        f"{profile.resolve()}:3: apis.messages_count_tokens: needs `messages` in apis too: a "
+        "count is ruled by api_params.messages")
+
+    profile.write_text("apis: {messages: /messages, messages_count_tokens: /count}\n"
+                       "api_params:\n  messages_count_tokens: {system: true}\n")
+    assert "api_params.messages_count_tokens" in str(refused(tmp_path, "models: {}\n"))
+    assert PROFILES["vllm"].apis["messages_count_tokens"] == "/messages/count_tokens"
+    assert PROFILES["anthropic"].apis["messages_count_tokens"] == "/messages/count_tokens"
+
+
 def test_a_profiles_context_overflow_phrasings_must_be_regular_expressions(tmp_path):
     profile = tmp_path / "providers" / "odd.yaml"
     profile.parent.mkdir()
@@ -274,7 +291,9 @@ def test_the_anthropic_profile_sends_the_bare_key_and_its_version(tmp_path):
         models: {}
     """), {})
     claude, pinned = config.providers["claude"], config.providers["pinned"]
-    assert claude.urls == {"messages": "https://api.anthropic.com/v1/messages"}
+    assert claude.urls == {"messages": "https://api.anthropic.com/v1/messages",
+                           "messages_count_tokens": "https://api.anthropic.com/v1/messages/"
+                                                    "count_tokens"}
     assert claude.headers["x-api-key"] == "sk-ant-1" and "authorization" not in claude.headers
     assert claude.headers["anthropic-version"] == "2023-06-01"
     assert pinned.headers["anthropic-version"] == "2099-01-01"

@@ -22,7 +22,12 @@ from gateway.apis.chat.surface import IMAGE_TOKENS, translate_converted
 from gateway.apis.messages import errors
 from gateway.apis.messages.adapt import ConvertedAnswer
 from gateway.apis.messages.native import NativeAnswer
-from gateway.apis.messages.schema import CORE_PARAMS, KNOWN_PARAMS, MESSAGES_REQUEST
+from gateway.apis.messages.schema import (
+    CORE_PARAMS,
+    COUNT_TOKENS_REQUEST,
+    KNOWN_PARAMS,
+    MESSAGES_REQUEST,
+)
 from gateway.apis.messages.to_chat import chat_request
 from gateway.apis.validation import parse_request
 from gateway.core.balance import session_key
@@ -44,8 +49,18 @@ CLIENT_NAMES = {"stop": "stop_sequences", "user": "metadata.user_id",
 
 def parse(body: bytes) -> dict:
     """The parsed request if `body` is a well-formed Messages request; else InvalidRequest."""
-    payload = parse_request(MESSAGES_REQUEST, body,
-                            "a JSON object with 'model', 'max_tokens' and 'messages'")
+    return _checked(parse_request(MESSAGES_REQUEST, body,
+                                  "a JSON object with 'model', 'max_tokens' and 'messages'"))
+
+
+def parse_count(body: bytes) -> dict:
+    """The parsed request if `body` is a well-formed count_tokens request; else InvalidRequest."""
+    return _checked(parse_request(COUNT_TOKENS_REQUEST, body,
+                                  "a JSON object with 'model' and 'messages'"))
+
+
+def _checked(payload: dict) -> dict:
+    """What the schema cannot say: a named tool_choice names its tool."""
     choice = payload.get("tool_choice")
     if choice is not None and choice["type"] == "tool" and not choice.get("name"):
         raise InvalidRequest("tool_choice.name: Field required when tool_choice.type is "

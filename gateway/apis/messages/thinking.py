@@ -34,7 +34,10 @@ class Signer:
         return PREFIX + base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
     def verify(self, text: str, signature: object) -> bool:
-        return type(signature) is str and hmac.compare_digest(signature, self.sign(text))
+        """Whether `signature` is this text's; any other string (compare_digest takes ASCII
+        only: a garbled one would raise) or value is not."""
+        return (type(signature) is str and signature.isascii()
+                and hmac.compare_digest(signature, self.sign(text)))
 
 
 SIGNER = Signer(os.urandom(32))

@@ -35,20 +35,14 @@ MASTER = "sk-messages-master-0123456789"
 PROVIDER_KEY = "sk-messages-provider-secret-91"
 
 chat_only, _fresh = upstreams.chat_only, upstreams._fresh
+messages_upstream = upstreams.messages_upstream  # chat and Messages
 
 
 @pytest.fixture(scope="session")
-def native() -> Iterator[Upstream]:
-    """The loopback upstream with Anthropic's Messages API (tests/upstream_messages.py)."""
-    upstream = Upstream(apis=("chat", "messages")).start()
-    yield upstream
-    upstream.stop()
-
-
-@pytest.fixture(autouse=True)
-def _fresh_native(request) -> None:
-    if "native" in request.fixturenames:
-        request.getfixturevalue("native").reset()
+def native(messages_upstream) -> Upstream:
+    """The loopback upstream with Anthropic's Messages API (tests/upstream_messages.py), fresh
+    for each test that asks for it (upstreams._fresh)."""
+    return messages_upstream
 
 
 @pytest.fixture(scope="session")
