@@ -13,8 +13,6 @@ import functools
 import time
 from typing import cast
 
-import orjson
-
 from gateway import metrics
 from gateway.apis.base import Stateful, Surface
 from gateway.core.accept import read_body, read_headers
@@ -22,7 +20,7 @@ from gateway.core.account import settle
 from gateway.core.asgi import send_error
 from gateway.core.auth import authenticate
 from gateway.core.disconnect import until_disconnect
-from gateway.core.errors import ClientDisconnected, GatewayError, InvalidRequest
+from gateway.core.errors import ClientDisconnected, GatewayError
 from gateway.core.exchange import Exchange
 from gateway.core.relay import relay
 from gateway.core.route import resolve
@@ -65,8 +63,7 @@ class Pipeline:
             runtime.recorder.hold(ex.request_id, [(admitted.key_id, c.scope, ex.request_id)
                                                   for c in admitted.checks if c.kind == "lease"])
             await until_disconnect(receive, relay(ex, surface, route, payload, runtime, send))
-        except (GatewayError, orjson.JSONEncodeError) as caught:
-            error = caught if isinstance(caught, GatewayError) else unwritable(caught)
+        except GatewayError as error:
             ex.status, ex.error = surface.error_status(error), error.message
             if not ex.committed:
                 extra = {**ex.limit_headers, **surface.error_headers(ex.request_id)}
@@ -87,11 +84,3 @@ class Pipeline:
             await settle(runtime, ex)
             REQUEST_ID.reset(token)
 
-
-def unwritable(exc: orjson.JSONEncodeError) -> InvalidRequest:
-    """A request whose parsed values cannot be written as JSON again: an integer over 64 bits,
-    which JSON parsers take and the gateway's writer does not. Only what a client sent can be
-    that, and it is found where the request is first written (the prompt estimate, the
-    upstream's body), before any byte of an answer."""
-    return InvalidRequest(f"The request holds a value the gateway cannot relay ({exc}); "
-                          "send integers within 64 bits.", code="invalid_value")

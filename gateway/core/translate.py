@@ -26,6 +26,18 @@ class Rejected(InvalidRequest):
     code = "unsupported_parameter"
 
 
+def client_json(value: object) -> bytes:
+    """JSON of what a client sent: a 400 for a value JSON parsers take and orjson does not
+    write (an integer over 64 bits, a lone surrogate), where it is first written (the
+    upstream's body, a prompt estimate), before any byte of an answer."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError as exc:
+        raise InvalidRequest(f"The request holds a value the gateway cannot relay ({exc}); "
+                             "send integers within 64 bits and valid Unicode.",
+                             code="invalid_value") from None
+
+
 @dataclass(slots=True)
 class Translation:
     body: dict
@@ -35,9 +47,8 @@ class Translation:
     fanout: int = 1  # requests to send, each with n=1, whose choices are merged
 
     def encode(self) -> bytes:
-        """The body, as sent. A value JSON cannot carry on (an integer over 64 bits) raises
-        orjson.JSONEncodeError, which the pipeline answers with a 400."""
-        return orjson.dumps(self.body)
+        """The body, as sent."""
+        return client_json(self.body)
 
 
 def translate(payload: dict, dialect: Dialect, out: dict, stream: bool, owned: frozenset[str],

@@ -9,15 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
-import orjson
-
 from gateway.apis.base import OpenAIErrors, Unspoken
 from gateway.apis.chat import adapt, fanout
 from gateway.apis.chat.schema import CORE_PARAMS, KNOWN_PARAMS
 from gateway.apis.chat.validate import validate_chat
 from gateway.core.balance import session_key
 from gateway.core.tokens import of_chars
-from gateway.core.translate import Rejected, Translation, translate
+from gateway.core.translate import Rejected, Translation, client_json, translate
 
 if TYPE_CHECKING:
     from gateway.config import Route, Target
@@ -43,7 +41,7 @@ def estimate_prompt(payload: dict) -> int:
         for call in message.get("tool_calls") or ():
             chars += len(str((call.get("function") or {}).get("arguments") or ""))
     if payload.get("tools"):
-        chars += len(orjson.dumps(payload["tools"]))
+        chars += len(client_json(payload["tools"]))
     return of_chars(chars) + images * IMAGE_TOKENS + 4 * len(payload["messages"])
 
 

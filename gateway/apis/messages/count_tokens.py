@@ -39,7 +39,6 @@ from gateway.core.attempt import Failure, open_upstream
 from gateway.core.auth import authenticate
 from gateway.core.deadline import Deadline
 from gateway.core.errors import ClientDisconnected, GatewayError, UpstreamError
-from gateway.core.pipeline import unwritable
 from gateway.core.route import resolve
 from gateway.logs import REQUEST_ID, log, log_request
 from gateway.runtime import Runtime
@@ -88,8 +87,7 @@ class CountTokens:
                 line["target"], target_key = target.name, target.key
             line["status"] = 200
             await send_json(send, 200, answer, request_id, headers)
-        except (GatewayError, orjson.JSONEncodeError) as caught:
-            error = caught if isinstance(caught, GatewayError) else unwritable(caught)
+        except GatewayError as error:
             line["status"], line["error"] = MESSAGES.error_status(error), error.message
             await send_error(send, error, MESSAGES.render_error(error), request_id,
                              MESSAGES.error_headers(request_id), line["status"])

@@ -15,8 +15,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-import orjson
-
 from gateway.apis.base import PassedOrConverted, allowed_tools
 from gateway.apis.chat.surface import IMAGE_TOKENS, translate_converted
 from gateway.apis.messages import errors
@@ -33,7 +31,7 @@ from gateway.apis.validation import parse_request
 from gateway.core.balance import session_key
 from gateway.core.errors import GatewayError, InvalidRequest
 from gateway.core.tokens import of_chars
-from gateway.core.translate import Translation, translate
+from gateway.core.translate import Translation, client_json, translate
 
 if TYPE_CHECKING:
     from gateway.config import Route, Target
@@ -87,7 +85,7 @@ def texts(payload: dict) -> Iterator[str]:
             elif kind == "thinking":
                 yield block["thinking"]
             elif kind == "tool_use":
-                yield orjson.dumps(block["input"]).decode()
+                yield client_json(block["input"]).decode()
             elif kind == "tool_result":
                 result = block.get("content")
                 if type(result) is str:
@@ -102,7 +100,7 @@ def estimate_prompt(payload: dict) -> int:
     images = sum(1 for message in payload["messages"] if type(message["content"]) is list
                  for block in message["content"] if block["type"] == "image")
     if payload.get("tools"):
-        chars += len(orjson.dumps(payload["tools"]))
+        chars += len(client_json(payload["tools"]))
     return of_chars(chars) + images * IMAGE_TOKENS + 4 * (len(payload["messages"]) + 1)
 
 

@@ -39,11 +39,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import orjson
-
 from gateway.apis.base import unconvertible
 from gateway.apis.messages import thinking
 from gateway.apis.messages.schema import KNOWN_PARAMS
+from gateway.core.translate import client_json
 
 if TYPE_CHECKING:
     from gateway.config.compiled import Dialect
@@ -173,7 +172,7 @@ def _assistant_turn(blocks: list, where: str, dialect: Dialect, dropped: list[st
             texts.append(block["text"])
         elif kind == "tool_use":
             calls.append({"id": block["id"], "type": "function", "function": {
-                "name": block["name"], "arguments": orjson.dumps(block["input"]).decode()}})
+                "name": block["name"], "arguments": client_json(block["input"]).decode()}})
         elif kind == "thinking" and thinking.SIGNER.verify(block["thinking"],
                                                            block.get("signature")):
             reasoning.append(block["thinking"])

@@ -18,8 +18,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-import orjson
-
 from gateway.apis.base import OpenAIErrors, PassedOrConverted, allowed_tools
 from gateway.apis.chat.surface import IMAGE_TOKENS, translate_converted
 from gateway.apis.responses import state
@@ -33,7 +31,7 @@ from gateway.apis.validation import empty_array, parse_request
 from gateway.core.balance import session_key
 from gateway.core.errors import GatewayError, InvalidRequest
 from gateway.core.tokens import of_chars
-from gateway.core.translate import Translation, translate
+from gateway.core.translate import Translation, client_json, translate
 
 if TYPE_CHECKING:
     from gateway.config import Route, Target
@@ -107,7 +105,7 @@ def estimate_prompt(payload: dict) -> int:
                      for part in item["content"]
                      if type(part) is dict and part.get("type") == "input_image")
     if payload.get("tools"):
-        chars += len(orjson.dumps(payload["tools"]))
+        chars += len(client_json(payload["tools"]))
     count = (len(items) if type(items) is list else 1) + bool(payload.get("instructions"))
     return of_chars(chars) + images * IMAGE_TOKENS + 4 * count
 
