@@ -155,10 +155,18 @@ def test_streamed_thinking_comes_first_with_its_signature(sdk, chat_only):
     assert "signature" in kinds and kinds[-1] == "message_stop"
 
 
-def test_an_image_reaches_chat_as_a_data_url(sdk, chat_only):
-    sdk.messages.create(model="converted", max_tokens=64, messages=[{"role": "user", "content": [
+@pytest.mark.parametrize("streamed", [False, True])
+def test_an_image_reaches_chat_as_a_data_url(sdk, chat_only, streamed):
+    ask = {"model": "converted", "max_tokens": 64, "messages": [{"role": "user", "content": [
         {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}},
-        {"type": "text", "text": "What is this?"}]}])
+        {"type": "text", "text": "What is this?"}]}]}
+    if streamed:
+        with sdk.messages.stream(**ask) as stream:
+            answer = stream.get_final_message()
+    else:
+        answer = sdk.messages.create(**ask)
+
+    assert answer.content[0].text.strip() == "echo: What is this?"
 
     assert chat_only.last.json["messages"] == [{"role": "user", "content": [
         {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}},
