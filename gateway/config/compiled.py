@@ -98,6 +98,10 @@ class Dialect:
     provider: str
     rules: Mapping[str, Rule]
     unsupported: str  # drop | reject: for OpenAI parameters the rules do not support
+    # Anthropic's thinking budget -> chat's reasoning_effort: (floor, effort), highest first
+    # (routes.yaml's messages.thinking_efforts).
+    thinking_efforts: tuple[tuple[int, str], ...] = ((16384, "high"), (4096, "medium"),
+                                                     (0, "low"))
 
 
 @dataclass(frozen=True, slots=True)

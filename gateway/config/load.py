@@ -412,18 +412,27 @@ def _target(t: schema.TargetSpec, place: tuple, providers: dict[str, Provider],
     profile = provider.profile
     unsupported = (m.unsupported_params or provider_specs[t.provider].unsupported_params
                    or spec.server.unsupported_params)
+    efforts = thinking_efforts(spec.messages)
     dialect = Dialect(
         profile=profile,
         provider=provider.name,
         rules={**profile.rules, **provider_rules[t.provider], **model_rules, **target_rules},
         unsupported=unsupported,
+        thinking_efforts=efforts,
     )
     # routes.yaml's `params:` overrides are chat's; the other APIs take the profile's rules.
     dialects = {api: dialect if api == "chat" else Dialect(
-        profile, provider.name, profile.api_rules.get(api, {}), unsupported)
+        profile, provider.name, profile.api_rules.get(api, {}), unsupported, efforts)
         for api in profile.apis}
     return Target(provider, t.model, dialect, t.weight, t.context_window,
                   key=f"{provider.name}/{t.model}", dialects=dialects)
+
+
+def thinking_efforts(spec: schema.MessagesSpec) -> tuple[tuple[int, str], ...]:
+    """(floor, effort), highest floor first, ending with low from 0."""
+    floors = sorted(((floor, effort) for effort, floor in spec.thinking_efforts.items()),
+                    reverse=True)
+    return (*floors, (0, "low"))
 
 
 def _provider(name: str, p: schema.ProviderSpec, profile: Profile,

@@ -297,6 +297,24 @@ class ResponsesSpec(Strict):
     memory_bytes: ByteSize = _STORED.memory_bytes
 
 
+class MessagesSpec(Strict):
+    """Anthropic's Messages API converted to chat: a `thinking` budget becomes the chat
+    `reasoning_effort` whose floor it reaches (below the lowest floor: low). The profile's
+    `reasoning_effort` rule then maps the effort to what the provider takes."""
+
+    thinking_efforts: dict[Literal["medium", "high", "xhigh"],
+                           Annotated[int, Field(ge=1024)]] = {"medium": 4096, "high": 16384}
+
+    @model_validator(mode="after")
+    def _rising(self) -> MessagesSpec:
+        floors = [self.thinking_efforts[e] for e in ("medium", "high", "xhigh")
+                  if e in self.thinking_efforts]
+        if floors != sorted(set(floors)):
+            raise ValueError("each effort's floor must be above the one before it "
+                             "(medium < high < xhigh)")
+        return self
+
+
 class PriceSpec(Strict):
     """Dollars per million tokens."""
 
@@ -318,6 +336,7 @@ class ConfigSpec(Strict):
     store: StoreSpec = StoreSpec()
     limits: DefaultLimitsSpec = DefaultLimitsSpec()
     responses: ResponsesSpec = ResponsesSpec()
+    messages: MessagesSpec = MessagesSpec()
     upstream: UpstreamSpec = UpstreamSpec()
     routing: RoutingSpec = RoutingSpec()
     providers: dict[str, ProviderSpec] = {}

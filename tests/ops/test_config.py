@@ -144,6 +144,16 @@ def test_unknown_provider_points_at_the_target(tmp_path):
      responses: {keep: 30d}
      """, "responses.keep: unknown key 'keep'"),
     ("""
+     messages:
+       thinking_efforts: {medium: 20000, high: 8000}
+     """, "routes.yaml:2: messages: each effort's floor must be above the one before it"),
+    ("""
+     messages: {thinking_efforts: {medium: 10}}
+     """, "messages.thinking_efforts.medium: input should be greater than or equal to 1024"),
+    ("""
+     messages: {thinking_efforts: {max: 30000}}
+     """, "messages.thinking_efforts.max"),
+    ("""
      providers:
        p: {profile: vllm, base_url: "http://x/v1", headers: {x-team: "a\\r\\nx-admin: 1"}}
      """, "routes.yaml:3: providers.p.headers.x-team: a header value cannot hold a line break"),

@@ -20,7 +20,8 @@ What is written (then the chat dialect's rules apply, as to any chat request):
   auto/any/tool/none -> auto/required/the function/none, `disable_parallel_tool_use` ->
   `parallel_tool_calls: false`.
 - `output_config.effort` -> `reasoning_effort` (`max` is `xhigh`, chat's most), else
-  `thinking` enabled -> `reasoning_effort` by its `budget_tokens` (EFFORTS); disabled,
+  `thinking` enabled -> `reasoning_effort` by its `budget_tokens` (the floors of
+  routes.yaml's `messages.thinking_efforts`, on the dialect); disabled,
   adaptive (the model decides) and between_tools send none. `output_config.format`
   -> `response_format` of type json_schema.
 - `max_tokens`, `temperature`, `top_p` as they are; `stop_sequences` -> `stop`;
@@ -48,8 +49,6 @@ if TYPE_CHECKING:
     from gateway.config.compiled import Dialect
 
 _BILLING_HEADER = "x-anthropic-billing-header:"
-# A thinking budget -> the effort asked of a chat upstream: the first whose floor it reaches.
-EFFORTS = ((16384, "high"), (4096, "medium"), (0, "low"))
 # Written below; the rest of Anthropic's parameters have no chat equivalent: dropped, named.
 _CONVERTED = frozenset({"model", "messages", "system", "max_tokens", "stream", "tools",
                         "tool_choice", "thinking", "temperature", "top_p", "top_k",
@@ -85,7 +84,8 @@ def chat_request(payload: dict, dialect: Dialect) -> tuple[dict, list[str]]:
         if choice.get("disable_parallel_tool_use") and tools:
             chat["parallel_tool_calls"] = False
     output = payload.get("output_config") or {}
-    effort = reasoning_effort(output.get("effort"), payload.get("thinking"))
+    effort = reasoning_effort(output.get("effort"), payload.get("thinking"),
+                              dialect.thinking_efforts)
     if effort is not None:
         chat["reasoning_effort"] = effort
     if output.get("format"):
@@ -94,14 +94,16 @@ def chat_request(payload: dict, dialect: Dialect) -> tuple[dict, list[str]]:
     return chat, dropped
 
 
-def reasoning_effort(effort: str | None, setting: dict | None) -> str | None:
-    """The effort asked for, in chat's words; else the thinking budget's."""
+def reasoning_effort(effort: str | None, setting: dict | None,
+                     efforts: tuple[tuple[int, str], ...]) -> str | None:
+    """The effort asked for, in chat's words; else the thinking budget's: the effort of the
+    highest floor it reaches (routes.yaml's messages.thinking_efforts)."""
     if effort is not None:
         return "xhigh" if effort == "max" else effort
     if not setting or setting["type"] != "enabled":
         return None
     budget = setting["budget_tokens"]
-    return next(effort for floor, effort in EFFORTS if budget >= floor)
+    return next(name for floor, name in efforts if budget >= floor)
 
 
 def messages(payload: dict, dialect: Dialect, dropped: list[str]) -> list[dict]:
