@@ -82,3 +82,13 @@ def test_an_unknown_asset_is_an_openai_shaped_404(gateway):
     response = httpx.get(gateway.url + "/console/assets/missing.css")
     assert_openai_error(response, 404, code="unknown_url")
     assert response.headers["x-content-type-options"] == "nosniff"
+
+
+def test_the_openapi_document_has_the_console(gateway):
+    document = httpx.get(gateway.url + "/openapi.json").json()
+    session = document["paths"]["/console/session"]
+    assert set(session) == {"post", "get", "delete"}
+    assert session["post"]["requestBody"]["content"]["application/json"]["schema"]["required"] \
+        == ["key"]
+    assert {"consoleSession": []} in document["paths"]["/admin/keys"]["post"]["security"]
+    assert document["components"]["securitySchemes"]["consoleSession"]["in"] == "cookie"
