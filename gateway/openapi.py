@@ -270,7 +270,7 @@ _SESSION = _object({"csrf": {"type": "string", "description": "Send it as X-CSRF
                     ("csrf", "expires_at"))
 _SIGN_IN = _object({"key": {"type": "string", "minLength": 1, "maxLength": 4096}}, ("key",))
 _SIGN_IN["additionalProperties"] = False
-_CONSOLE_SESSION = [{"consoleSession": []}]
+_CONSOLE_SESSION: list[dict[str, list]] = [{"consoleSession": []}]
 _STATIC = {"200": {"description": "The file, with a strict Content-Security-Policy.",
                    "content": {"text/html": {"schema": {"type": "string"}},
                                "text/javascript": {"schema": {"type": "string"}},
