@@ -1,4 +1,4 @@
-"""Admin endpoints, under /admin, for the master key only: keys, usage, reload.
+"""Admin endpoints, under /admin, for the master key (or the console's session): keys, usage, reload.
 
     POST   /admin/keys              create a key; the secret is in this answer only
     GET    /admin/keys              list keys (those in routes.yaml too)
@@ -24,6 +24,7 @@ from starlette.responses import Response
 from gateway.config import ConfigError
 from gateway.config.load import digest_key
 from gateway.config.schema import LimitsSpec
+from gateway.console.session import cookie_token, require_session
 from gateway.core.accept import SEND_JSON, read_headers, require_json
 from gateway.core.auth import authenticate
 from gateway.core.echo import echo
@@ -61,12 +62,17 @@ class KeyChange(BaseModel):
 
 
 async def require_master(request: Request) -> None:
+    """The master key by header (the CLI), or else the console's session cookie, which needs
+    the session's CSRF token for a change (gateway/console/session.py)."""
     runtime = request.app.state.runtime
     if runtime.config.master_digest is None:
         raise Unauthorized("Admin endpoints are disabled: GATEWAY_MASTER_KEY is not set.",
                            code="admin_disabled")
-    principal = await authenticate(runtime.config.master_digest, runtime.keyring,
-                                   read_headers(request.scope).key)
+    presented = read_headers(request.scope).key
+    if presented is None and (token := cookie_token(request)) is not None:
+        await require_session(request, token)
+        return
+    principal = await authenticate(runtime.config.master_digest, runtime.keyring, presented)
     if not principal.is_master:
         raise Forbidden("This endpoint needs the master key.", code="master_key_required")
 

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway import admin, endpoints, heap, lag, metrics, openapi
+from gateway import admin, console, endpoints, heap, lag, metrics, openapi
 from gateway.apis.chat.surface import CHAT
 from gateway.apis.completions.surface import COMPLETIONS
 from gateway.apis.embeddings.surface import EMBEDDINGS
@@ -138,6 +138,7 @@ def _starlette(config: Config) -> Starlette:
             Route("/readyz", endpoints.readyz, methods=["GET"]),
             Route("/metrics", endpoints.prometheus, methods=["GET"]),
             Route("/openapi.json", openapi.serve, methods=["GET"]),
+            *console.ROUTES,
             Route("/admin/reload", admin.reload_config, methods=["POST"]),
             Route("/admin/keys", admin.create_key, methods=["POST"]),
             Route("/admin/keys", admin.list_keys, methods=["GET"]),

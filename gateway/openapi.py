@@ -264,6 +264,52 @@ def _stream(chunk: str) -> dict:
         "`stream_options.include_usage` is true, then `data: [DONE]`."}}}
 
 
+_SESSION = _object({"csrf": {"type": "string", "description": "Send it as X-CSRF-Token with "
+                                                     "every change made with the cookie."},
+                     "expires_at": {"type": "integer", "description": "Unix seconds."}},
+                    ("csrf", "expires_at"))
+_SIGN_IN = _object({"key": {"type": "string", "minLength": 1, "maxLength": 4096}}, ("key",))
+_SIGN_IN["additionalProperties"] = False
+_CONSOLE_SESSION: list[dict[str, list]] = [{"consoleSession": []}]
+_STATIC = {"200": {"description": "The file, with a strict Content-Security-Policy.",
+                   "content": {"text/html": {"schema": {"type": "string"}},
+                               "text/javascript": {"schema": {"type": "string"}},
+                               "text/css": {"schema": {"type": "string"}}}},
+           "304": {"description": "Not modified (If-None-Match)."}}
+
+
+def _console_paths() -> dict:
+    """The console's page and files, and its session: the master key exchanged for a cookie."""
+    session = _op("Sign in with the master key: sets the HttpOnly, SameSite=Strict "
+                  "`gateway_console` cookie.", {"200": _json(_SESSION)}
+                  | _errors(400, 401, 415, 429, 503), secured=False, body=_SIGN_IN,
+                  tag="console")
+    show = _op("The session of the cookie, with its CSRF token.", {"200": _json(_SESSION)}
+               | _errors(401, 503), secured=False, tag="console")
+    show["security"] = _CONSOLE_SESSION
+    out = _op("Sign out: the session ends on every replica, the cookie is cleared. Needs "
+              "X-CSRF-Token (403 `csrf_failed` without it).",
+              {"204": {"description": "Signed out."}} | _errors(401, 403, 503), secured=False,
+              parameters=[{"name": "x-csrf-token", "in": "header", "required": True,
+                           "schema": {"type": "string"}}], tag="console")
+    out["security"] = _CONSOLE_SESSION
+    page = _op("The console's page (signed in or not).", dict(_STATIC), secured=False,
+               tag="console")
+    asset = _op("One of the console's files.", dict(_STATIC) | _errors(404), secured=False,
+                parameters=[_path_param("name", "The file's name.")], tag="console")
+    return {"/console/session": {"post": session, "get": show, "delete": out},
+            "/console": {"get": page}, "/console/assets/{name}": {"get": asset}}
+
+
+def _admin_takes_the_session(paths: dict) -> None:
+    """/admin takes the console's cookie in place of the master key (a change with it needs
+    X-CSRF-Token and the gateway's own Origin, else 403 `csrf_failed`)."""
+    for path, operations in paths.items():
+        if path.startswith("/admin/"):
+            for op in operations.values():
+                op["security"] = [{"bearer": []}, {"apiKey": []}, *_CONSOLE_SESSION]
+
+
 def build() -> dict:
     chat, schemas = _chat_request()
     completions = COMPLETION_REQUEST.json_schema(ref_template=_REF)
@@ -422,6 +468,8 @@ def build() -> dict:
                                {"type": "string", "pattern": "^(day|key|model)(,(day|key|model))*$"})],
             **admin)},
     }
+    paths |= _console_paths()
+    _admin_takes_the_session(paths)
     error = {"description": "An OpenAI-shaped error.",
              "content": {"application/json": {"schema": ref["Error"]}}}
     return {
@@ -439,6 +487,7 @@ def build() -> dict:
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
                 "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+                "consoleSession": {"type": "apiKey", "in": "cookie", "name": "gateway_console"},
             },
         },
         "security": [{"bearer": []}, {"apiKey": []}],

@@ -334,6 +334,7 @@ class Config:
     log_prompts: bool = False
     drain_seconds: float = 5.0
     shutdown_grace: float = 60.0
+    console_session_ttl: int = 8 * 3600
     backends: Mapping[str, Backend] = field(default_factory=dict)
 
     def route_for(self, model: str) -> Route | None:

@@ -365,6 +365,7 @@ def _compile(spec: schema.ConfigSpec, path: Path, lines: Lines,
         log_prompts=spec.server.log_prompts,
         drain_seconds=spec.server.drain_seconds,
         shutdown_grace=spec.server.shutdown_grace,
+        console_session_ttl=spec.server.console_session_ttl,
         backends={name: entry[0] for name, entry in backends.items()},
     )
 

@@ -141,6 +141,8 @@ class ServerSpec(Strict):
     # sending), then seconds that requests and streams in flight have to finish.
     drain_seconds: Annotated[float, Field(ge=0)] = 5.0
     shutdown_grace: Annotated[float, Field(ge=0)] = 60.0
+    # Seconds a console sign-in lasts (then the browser asks for the master key again).
+    console_session_ttl: Annotated[int, Field(ge=1, le=30 * 86400)] = 8 * 3600
     # When set, GET /metrics needs it (or the master key) as a bearer token: key and model
     # names are visible there. Empty ("${VAR:-}" unset) means not set.
     metrics_key: Annotated[Annotated[str, Field(min_length=16)] | None,
