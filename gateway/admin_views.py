@@ -24,13 +24,15 @@ from gateway.core.health import TargetState
 from gateway.endpoints import json_response
 from gateway.store.base import UsageRow
 
-# A YAML `name: value` whose name says secret and whose value is a literal (not `${ENV}`).
+# A YAML `name: value` (block or flow style) whose name says secret.
 _SECRET_FIELD = re.compile(
-    r"""(?im)^(\s*-?\s*["']?[\w.-]*(?:key|secret|token|password|passwd|credential)s?["']?\s*:\s*)"""
-    r"""(?!\s*["']?\$\{)(["']?)([^\s"'#{}\[\],][^"'#\n]*?)\2(\s*(?:#.*)?)$""")
+    r"""(?i)((?<![\w.-])["']?[\w.-]*(?:key|secret|token|password|passwd|credential)s?["']?"""
+    r"""[ \t]*:[ \t]*)(?:"([^"\n]*)"|'([^'\n]*)'|([^\s"'#,{}\[\]][^,{}\[\]#\n]*?))"""
+    r"""(?=[ \t]*(?:[,}\]#\n]|$))""")
 # A value shaped like an API key anywhere else (sk-..., gw-..., a bearer token).
 _KEY_SHAPED = re.compile(r"\b((?:sk|gw|pk|rk)[-_][A-Za-z0-9_-]{3})[A-Za-z0-9_-]{8,}|"
                          r"(?i:\b(Bearer\s+))[A-Za-z0-9._~+/-]{8,}=*")
+_PLAIN = re.compile(r"^(?:[0-9][0-9_.]*\s*[KMG]?i?B?|true|false|null|~)\s*$", re.IGNORECASE)
 MASK = "********"
 
 
@@ -65,8 +67,16 @@ async def config(request: Request) -> Response:
 def mask(text: str) -> str:
     """The file with every literal secret replaced: provider keys belong in `${ENV}`
     references, and one written in the file is not shown to whoever reads the console."""
-    text = _SECRET_FIELD.sub(lambda m: f"{m[1]}{m[2]}{MASK}{m[2]}{m[4]}", text)
+    text = _SECRET_FIELD.sub(_masked_field, text)
     return _KEY_SHAPED.sub(lambda m: (m[1] or m[2]) + MASK, text)
+
+
+def _masked_field(match: re.Match) -> str:
+    value = next(v for v in match.groups()[1:] if v is not None)
+    if value.startswith("${") or _PLAIN.match(value):
+        return match[0]  # a reference to the environment, a number, a switch: no secret
+    quote = '"' if match[2] is not None else "'" if match[3] is not None else ""
+    return f"{match[1]}{quote}{MASK}{quote}"
 
 
 def _totals(row: UsageRow) -> dict:
