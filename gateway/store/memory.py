@@ -202,7 +202,7 @@ class MemoryStore:
                     self.counters[place] = (max(0.0, value + actual - check.cost), expires)
                 elif check.kind == "lease":
                     self.leases.get(place, {}).pop(s.request_id, None)
-            self.last_use[s.key_id] = now
+            self.last_use[s.key_id] = max(now, self.last_use.get(s.key_id, now))
             for row in (self.usage_rows.setdefault((s.key_id, s.day, s.model),
                                                    dict.fromkeys(USAGE_FIELDS, 0)),
                         self.day_totals.setdefault(s.day, dict.fromkeys(USAGE_FIELDS, 0))):

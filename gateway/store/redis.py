@@ -398,9 +398,6 @@ class RedisStore:
 
         # Not wrapped in _call: each call reports its own failure, and on a Cluster a wrapper
         # would hold one of the pool's connections while the calls inside wait for others.
-        last_use = ["ZADD", f"{self.prefix}:last-used", "GT"]
-        for key_id in key_ids:
-            last_use += [int(now), key_id]
         if self.link is not None:  # one connection, pipelined: one round trip, in order
             order = settlements
             sends = [self._in_order(self._settle, SETTLE, calls)]
@@ -414,17 +411,17 @@ class RedisStore:
                 by_key.setdefault(s.key_id, []).append((s, call))
             order = [s for batch in by_key.values() for s, _ in batch]
             sends = [in_order([call for _, call in batch]) for batch in by_key.values()]
-        *replies, _, _ = await asyncio.gather(
-            *sends, self._command("SADD", f"{self.prefix}:usage-keys", *key_ids),
-            self._command(*last_use))
+        *replies, _ = await asyncio.gather(
+            *sends, self._command("SADD", f"{self.prefix}:usage-keys", *key_ids))
         applied = [s for s, reply in zip(order, (r for batch in replies for r in batch),
                                          strict=True) if reply == 1]
         if applied:
-            await self._add_day_totals(applied)
+            await self._add_day_totals(applied, now)
 
-    async def _add_day_totals(self, applied: list[Settlement]) -> None:
+    async def _add_day_totals(self, applied: list[Settlement], now: float) -> None:
         """Sum the settlements the scripts applied (not the retries they skipped) into each
-        day's total: what the overview reads, a hash per day rather than one per key."""
+        day's total, what the overview reads (a hash a day rather than one a key), and
+        mark their keys' last use: one more pipelined round trip, off the request path."""
         days: dict[str, list[int]] = {}
         keep: dict[str, int] = {}
         for s in applied:
@@ -440,7 +437,10 @@ class RedisStore:
             sends += [self._command("HINCRBY", place, name, value)
                       for name, value in zip(_TOTALS, total, strict=True) if value]
             sends.append(self._command("PEXPIRE", place, keep[day]))
-        await asyncio.gather(*sends)
+        last_use: list = ["ZADD", f"{self.prefix}:last-used", "GT"]
+        for key_id in {s.key_id for s in applied}:
+            last_use += [now, key_id]
+        await asyncio.gather(*sends, self._command(*last_use))
 
     def _settlement(self, s: Settlement, before: int) -> tuple[list, list]:
         tokens = s.prompt_tokens + s.completion_tokens
