@@ -1,16 +1,19 @@
 """Admin endpoints, under /admin, for the master key (or the console's session): keys, usage, reload.
 
     POST   /admin/keys              create a key; the secret is in this answer only
-    GET    /admin/keys              list keys (those in routes.yaml too)
+    GET    /admin/keys              list keys (those in routes.yaml too), by name, a page at a time
     GET    /admin/keys/{key}        one key, by id or name
     PATCH  /admin/keys/{key}        change its name, models, limits, expiry, metadata
     DELETE /admin/keys/{key}        revoke it (its record and usage stay)
     GET    /admin/usage             usage, filtered and grouped (?key ?model ?since ?until ?by)
     POST   /admin/reload            read the config again
+    GET    /admin/overview, /admin/routes, /admin/config: the console's views (admin_views.py)
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 import time
 from dataclasses import replace
@@ -47,6 +50,7 @@ EXPIRES_IN = r"^\s*([0-9]{1,10}\s*s|[0-9]{1,8}\s*m|[0-9]{1,6}\s*h|[0-9]{1,5}\s*d
 _DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _LAST_SECOND = 253402300799  # 9999-12-31T23:59:59Z: later is no date
+PAGE, MAX_PAGE = 100, 1000  # keys a page of GET /admin/keys: by default, at most
 
 
 class KeyChange(BaseModel):
@@ -99,6 +103,8 @@ async def reload_config(request: Request) -> Response:
     try:
         config = await request.app.state.reloader.reload("POST /admin/reload")
     except ConfigError as error:
+        # The message names each problem as `file:line: path: reason`; the same, structured,
+        # is the overview's `config.last_reload` (an OpenAI error has no room for it).
         raise InvalidRequest(f"The new config was refused; the old one stays in force.\n{error}",
                              code="invalid_config") from None
     return json_response({"status": "reloaded", "config": config.digest,
@@ -130,16 +136,38 @@ async def create_key(request: Request) -> Response:
 
 @admin
 async def list_keys(request: Request) -> Response:
+    """A page of keys by name, after `after`: the store reads that page only (10,000 keys
+    are not read to show 100); the few keys of routes.yaml are merged in by name."""
     runtime = request.app.state.runtime
-    keys = list(runtime.config.keys.values()) + await runtime.store.list_keys()
-    if request.query_params.get("revoked") not in ("1", "true", "yes"):
-        keys = [k for k in keys if k.revoked_at is None]
-    return json_response({"object": "list", "data": [_view(k) for k in keys]})
+    query = request.query_params
+    limit = _limit(query.get("limit"))
+    after = query.get("after") or ""
+    revoked = query.get("revoked") in ("1", "true", "yes")
+    stored, more = await runtime.store.key_page(after, limit, revoked)
+    declared = [k for k in runtime.config.keys.values()
+                if k.name > after and (revoked or k.revoked_at is None)]
+    keys = sorted(stored + declared, key=lambda k: k.name)
+    more = more or len(keys) > limit
+    keys = keys[:limit]
+    used = await runtime.store.last_used([k.id for k in keys])
+    return json_response({"object": "list", "data": [_view(k, used.get(k.id)) for k in keys],
+                          "has_more": more, "next_after": keys[-1].name if more else None})
+
+
+def _limit(value: str | None) -> int:
+    if value is None or value == "":
+        return PAGE
+    if not value.isdigit() or not 1 <= int(value) <= MAX_PAGE:
+        raise InvalidRequest(f"'limit' takes a whole number from 1 to {MAX_PAGE}.", param="limit",
+                             code="invalid_value")
+    return int(value)
 
 
 @admin
 async def show_key(request: Request) -> Response:
-    return json_response(_view(await _find(request)))
+    record = await _find(request)
+    used = await request.app.state.runtime.store.last_used([record.id])
+    return json_response(_view(record, used.get(record.id)))
 
 
 @admin
@@ -202,11 +230,29 @@ async def usage(request: Request) -> Response:
                                   {b: labels[b] for b in by} | _zero())
         _add(group, row)
     data = [groups[k] for k in sorted(groups)]
+    form = query.get("format") or "json"
+    if form not in ("json", "csv"):
+        raise InvalidRequest("'format' takes json or csv.", param="format", code="invalid_value")
+    if form == "csv":
+        return _csv(by + list(_zero()), data, f"usage-{since}-{until}.csv")
     totals = _zero()
     for row in rows:
         _add(totals, row)
     return json_response({"object": "list", "since": since, "until": until, "by": by,
                           "data": data, "totals": totals})
+
+
+def _csv(header: list[str], rows: list[dict], filename: str) -> Response:
+    """A header row, then a line a group; a cell that a spreadsheet would run as a formula
+    (a key name starting with =, +, - or @) is quoted as text."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow(["'" + v if isinstance(v, str) and v[:1] in ("=", "+", "-", "@") else v
+                         for v in (row[h] for h in header)])
+    return Response(out.getvalue(), media_type="text/csv; charset=utf-8",
+                    headers={"content-disposition": f'attachment; filename="{filename}"'})
 
 
 def _zero() -> dict:
@@ -316,7 +362,8 @@ def _day(value: str | None, param: str) -> str | None:
         raise InvalidRequest(f"'{param}' takes a date: YYYY-MM-DD.", param=param) from None
 
 
-def _view(record: KeyRecord) -> dict:
+def _view(record: KeyRecord, last_used: float | None = None) -> dict:
+    """A key as the API shows it; `last_used_at` is Unix seconds (the console's contract)."""
     def when(t: float | None) -> str | None:
         return None if t is None else datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds")
 
@@ -324,7 +371,7 @@ def _view(record: KeyRecord) -> dict:
             "models": list(record.models), "limits": record.limits,
             "expires_at": when(record.expires_at), "created_at": when(record.created_at),
             "revoked_at": when(record.revoked_at), "source": record.source,
-            "metadata": record.metadata}
+            "metadata": record.metadata, "last_used_at": last_used}
 
 
 def _warnings(config, record: KeyRecord) -> dict:

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway import admin, console, endpoints, heap, lag, metrics, openapi
+from gateway import admin, admin_views, console, endpoints, heap, lag, metrics, openapi
 from gateway.apis.chat.surface import CHAT
 from gateway.apis.completions.surface import COMPLETIONS
 from gateway.apis.embeddings.surface import EMBEDDINGS
@@ -146,6 +146,9 @@ def _starlette(config: Config) -> Starlette:
             Route("/admin/keys/{key}", admin.update_key, methods=["PATCH"]),
             Route("/admin/keys/{key}", admin.revoke_key, methods=["DELETE"]),
             Route("/admin/usage", admin.usage, methods=["GET"]),
+            Route("/admin/overview", admin_views.overview, methods=["GET"]),
+            Route("/admin/routes", admin_views.routes, methods=["GET"]),
+            Route("/admin/config", admin_views.config, methods=["GET"]),
         ],
         lifespan=lifespan,
         # Starlette types every handler as taking any Exception; it calls this one for HTTPException.

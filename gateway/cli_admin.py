@@ -13,6 +13,7 @@ import csv
 import json
 import os
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -98,7 +99,7 @@ def _keys(args: argparse.Namespace) -> int:
     if action == "create":
         answer = _call(args, "POST", "/admin/keys", _key_body(args) | {"name": args.name})
     elif action == "list":
-        answer = _call(args, "GET", "/admin/keys" + ("?revoked=1" if args.revoked else ""))
+        answer = _every_key(args)
     elif action == "show":
         answer = _call(args, "GET", f"/admin/keys/{_quote(args.key)}")
     elif action == "update":
@@ -111,9 +112,11 @@ def _keys(args: argparse.Namespace) -> int:
         return 0
     if action == "list":
         rows = [[k["name"], k["id"], k["prefix"], ",".join(k["models"]), _limits_text(k),
-                 (k["expires_at"] or "-")[:10], "revoked" if k["revoked_at"] else k["source"]]
+                 (k["expires_at"] or "-")[:10], _last_use(k.get("last_used_at")),
+                 "revoked" if k["revoked_at"] else k["source"]]
                 for k in answer["data"]]
-        print(table(["NAME", "ID", "PREFIX", "MODELS", "LIMITS", "EXPIRES", "STATE"], rows))
+        print(table(["NAME", "ID", "PREFIX", "MODELS", "LIMITS", "EXPIRES", "LAST USED", "STATE"],
+                    rows))
         return 0
     if action == "create":
         print(f"key {answer['name']} ({answer['id']}) created. Its secret, shown only now:\n\n"
@@ -125,6 +128,23 @@ def _keys(args: argparse.Namespace) -> int:
     for warning in answer.get("warnings", ()):
         print(f"warning: {warning}")
     return 0
+
+
+def _every_key(args: argparse.Namespace) -> dict:
+    """Every key, a page of 1000 at a time (the API's pages go by name)."""
+    keys: list[dict] = []
+    after = ""
+    while True:
+        page = _call(args, "GET", f"/admin/keys?limit=1000&after={_quote(after)}"
+                     + ("&revoked=1" if args.revoked else ""))
+        keys += page["data"]
+        if not page.get("has_more"):
+            return {"object": "list", "data": keys}
+        after = page["next_after"]
+
+
+def _last_use(when: float | None) -> str:
+    return "-" if when is None else time.strftime("%Y-%m-%d %H:%M", time.gmtime(when))
 
 
 def _usage(args: argparse.Namespace) -> int:

@@ -109,6 +109,8 @@ _KEY = _object({
     "models": {"type": "array", "items": {"type": "string"}}, "limits": {"type": "object"},
     "expires_at": _NULLABLE_STRING, "created_at": _NULLABLE_STRING,
     "revoked_at": _NULLABLE_STRING, "source": {"type": "string"}, "metadata": {"type": "object"},
+    "last_used_at": {"type": ["number", "null"],
+                     "description": "When its last request was recorded (Unix seconds)."},
     "key": {"type": "string", "description": "The secret: in the answer to POST only."},
 }, ("id", "name", "models"))
 _RESPONSE_DELETED = _object({"id": {"type": "string"}, "object": {"const": "response.deleted"},
@@ -122,6 +124,42 @@ _INPUT_ITEMS = _object({
 _TOTALS = _object({name: {"type": "integer"} for name in (
     "requests", "prompt_tokens", "completion_tokens", "reasoning_tokens", "errors")}
     | {"cost": {"type": "number"}})
+
+
+_NULLABLE_NUMBER = {"type": ["number", "null"]}
+_RELOAD = {"anyOf": [{"type": "null"}, _object({
+    "at": {"type": "number"}, "ok": {"type": "boolean"}, "reason": _NULLABLE_STRING,
+    "trigger": {"type": "string"}, "file": {"type": "string"}, "path": {"type": "string"},
+    "line": {"type": ["integer", "null"]}, "problems": {"type": "array", "items": _object({
+        "file": {"type": "string"}, "path": {"type": "string"},
+        "line": {"type": ["integer", "null"]}, "reason": {"type": "string"}})},
+}, ("at", "ok", "reason"))]}
+_OVERVIEW = _object({
+    "today": _TOTALS, "month": _TOTALS, "in_flight": {"type": "integer"},
+    "config": _object({"path": {"type": "string"}, "hash": {"type": "string"},
+                       "loaded_at": {"type": "number"}, "last_reload": _RELOAD},
+                      ("path", "hash", "loaded_at", "last_reload")),
+}, ("today", "month", "in_flight", "config"))
+_TARGET_HEALTH = _object({
+    "name": {"type": "string"}, "provider": {"type": "string"}, "model": {"type": "string"},
+    "apis": {"type": "array", "items": {"type": "string"}}, "weight": {"type": "number"},
+    "breaker": {"enum": ["closed", "open", "half_open"]}, "latency_ms": _NULLABLE_NUMBER,
+    "in_flight": {"type": "integer"}, "successes": {"type": "integer"},
+    "errors": {"type": "integer"}, "retry_in_s": _NULLABLE_NUMBER,
+    "load": {"anyOf": [{"type": "null"}, _object({
+        "running": {"type": "number"}, "waiting": {"type": "number"},
+        "kv_cache": {"type": "number"}, "age_s": {"type": "number"}},
+        ("running", "waiting", "kv_cache"))]},
+}, ("name", "provider", "model", "apis", "breaker", "latency_ms", "in_flight", "load"))
+_ROUTES = {"type": "array", "items": _object({
+    "alias": {"type": "string"}, "description": {"type": "string"},
+    "wildcard": {"type": "boolean"},
+    "groups": {"type": "array", "items": _object({
+        "strategy": {"type": "string"},
+        "targets": {"type": "array", "items": _TARGET_HEALTH}}, ("strategy", "targets"))},
+}, ("alias", "groups"))}
+_CONFIG_FILE = _object({"path": {"type": "string"}, "hash": {"type": "string"},
+                        "text": {"type": "string"}}, ("path", "hash", "text"))
 
 
 def _json(schema: dict, description: str = "OK") -> dict:
@@ -434,17 +472,36 @@ def build() -> dict:
             secured=False, tag="operations")},
         "/openapi.json": {"get": _op("This document.", {"200": _json({"type": "object"})},
                                      secured=False, tag="operations")},
-        "/admin/reload": {"post": _op("Read the config again; a bad one is refused.",
-                                      {"200": _json({"type": "object"})} | _errors(400, 401, 403),
-                                      **admin)},
+        "/admin/reload": {"post": _op(
+            "Read the config again; a bad one is refused (400 `invalid_config`, its message "
+            "naming each problem as `file:line: path: reason`; the overview's "
+            "`config.last_reload` has them structured).",
+            {"200": _json({"type": "object"})} | _errors(400, 401, 403), **admin)},
+        "/admin/overview": {"get": _op(
+            "Usage today and this month (UTC), requests in flight in this process, the config "
+            "in force and the last reload.", {"200": _json(_OVERVIEW)} | _errors(401, 403),
+            **admin)},
+        "/admin/routes": {"get": _op(
+            "Each model alias's groups and targets, with this process's view of their health: "
+            "breaker, latency (moving average of time to first byte), attempts in flight, "
+            "the APIs each speaks, a vLLM server's load.",
+            {"200": _json(_ROUTES)} | _errors(401, 403), **admin)},
+        "/admin/config": {"get": _op(
+            "The config file in force, literal secrets masked.",
+            {"200": _json(_CONFIG_FILE)} | _errors(401, 403), **admin)},
         "/admin/keys": {
             "post": _op("Create a key; its secret is in this answer only.",
                         {"201": _json(ref["Key"], "Created")} | _errors(400, 401, 403, 409, 415),
                         body=ref["KeyCreate"], **admin),
-            "get": _op("List the keys.", {"200": _json(_object({
-                "object": {"const": "list"}, "data": {"type": "array", "items": ref["Key"]}},
-                ("object", "data")))} | _errors(401, 403),
-                parameters=[_query("revoked", "1 to list revoked keys too.")], **admin)},
+            "get": _op("List the keys, by name, a page at a time.", {"200": _json(_object({
+                "object": {"const": "list"}, "data": {"type": "array", "items": ref["Key"]},
+                "has_more": {"type": "boolean"}, "next_after": _NULLABLE_STRING},
+                ("object", "data", "has_more", "next_after")))} | _errors(400, 401, 403),
+                parameters=[_query("revoked", "1 to list revoked keys too."),
+                            _query("limit", "Keys a page, 1 to 1000 (default 100).",
+                                   {"type": "integer", "minimum": 1, "maximum": 1000}),
+                            _query("after", "A key name: the page starts after it "
+                                   "(`next_after` of the page before).")], **admin)},
         "/admin/keys/{key}": {
             "get": _op("One key.", {"200": _json(ref["Key"])} | _errors(401, 403, 404),
                        parameters=key, **admin),
@@ -456,16 +513,24 @@ def build() -> dict:
                           {"200": _json(ref["Key"])} | _errors(401, 403, 404)
                           | {"409": _error_doc(f"{_IN_CONFIG}.")},
                           parameters=key, **admin)},
-        "/admin/usage": {"get": _op("Usage, filtered and grouped.", {"200": _json(_object({
-            "object": {"const": "list"}, "since": {"type": "string"}, "until": {"type": "string"},
-            "by": {"type": "array", "items": {"type": "string"}},
-            "data": {"type": "array", "items": {"type": "object"}}, "totals": _TOTALS},
-            ("object", "data", "totals")))} | _errors(400, 401, 403),
+        "/admin/usage": {"get": _op("Usage, filtered and grouped.", {"200": {
+            "description": "The groups and totals; with `format=csv`, the groups as CSV.",
+            "content": {"application/json": {"schema": _object({
+                "object": {"const": "list"}, "since": {"type": "string"},
+                "until": {"type": "string"}, "by": {"type": "array", "items": {"type": "string"}},
+                "data": {"type": "array", "items": {"type": "object"}}, "totals": _TOTALS},
+                ("object", "data", "totals"))},
+                "text/csv": {"schema": {"type": "string", "description": (
+                    "A header row (the `by` labels, then requests, prompt_tokens, "
+                    "completion_tokens, reasoning_tokens, cost, errors), then a row a group.")}}}}}
+            | _errors(400, 401, 403),
             parameters=[_query("key", "A key's id or name."), _query("model", "A model alias."),
                         _query("since", "First day, YYYY-MM-DD.", _DATE),
                         _query("until", "Last day, YYYY-MM-DD.", _DATE),
                         _query("by", "Any of day, key, model, comma-separated.",
-                               {"type": "string", "pattern": "^(day|key|model)(,(day|key|model))*$"})],
+                               {"type": "string", "pattern": "^(day|key|model)(,(day|key|model))*$"}),
+                        _query("format", "json (the default) or csv.",
+                               {"type": "string", "enum": ["json", "csv"]})],
             **admin)},
     }
     paths |= _console_paths()

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 
 from gateway import heap, metrics
 from gateway.config import Config, ConfigError, load_config
+from gateway.config.errors import format_path
 from gateway.logs import log
 from gateway.runtime import Runtime, retire, start_runtime
 
@@ -30,6 +32,9 @@ class Reloader:
         self.on_swap = on_swap
         self._lock = asyncio.Lock()
         self._stamp = self._files_stamp()
+        self.loaded_at = time.time()  # when the config in force was loaded
+        self.text = _read(path)  # its main file as it was then: what /admin/config shows
+        self.last: dict | None = None  # the last reload: when, whether it took, why not
 
     async def reload(self, reason: str) -> Config:
         """Load, validate and swap in the config; ConfigError (old one kept) if it is bad."""
@@ -38,6 +43,7 @@ class Reloader:
             try:
                 config = load_config(self.path)
             except ConfigError as error:
+                self.last = refusal(error, reason)
                 metrics.child(metrics.RELOADS, "refused").inc()
                 log.error("config reload refused; the old config stays in force",
                           extra={"fields": {"reason": reason, "problems": str(error)}})
@@ -50,6 +56,9 @@ class Reloader:
             metrics.config_loaded(config.digest, old.config.digest)
             new = start_runtime(config, previous=old)
             self.state.runtime = new
+            self.loaded_at = time.time()
+            self.text = _read(self.path)
+            self.last = {"at": self.loaded_at, "ok": True, "reason": None, "trigger": reason}
             await self.on_swap(new)
             grace = max((p.timeouts.total for p in old.config.providers.values()), default=0)
             retire(old, new, grace)
@@ -79,3 +88,20 @@ class Reloader:
             except OSError:
                 stamp.append((str(file), None, None))
         return tuple(stamp)
+
+
+def refusal(error: ConfigError, trigger: str) -> dict:
+    """A refused reload as the overview shows it: the first problem's file, path and reason,
+    and every problem."""
+    problems = [{"file": error.file, "path": format_path(p.path), "line": p.line,
+                 "reason": p.reason} for p in error.problems]
+    first = problems[0] if problems else {"file": error.file, "path": "", "line": None,
+                                          "reason": str(error)}
+    return {"at": time.time(), "ok": False, "trigger": trigger} | first | {"problems": problems}
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError as error:
+        return f"# {path} could not be read: {error.strerror}"

@@ -150,6 +150,14 @@ class Store(Protocol):
 
     async def list_keys(self) -> list[KeyRecord]: ...
 
+    async def key_page(self, after: str, limit: int, revoked: bool) -> tuple[list[KeyRecord], bool]:
+        """Up to `limit` keys named after `after`, by name (revoked ones only if `revoked`),
+        and whether more follow: the console's list of 10,000 keys reads one page."""
+
+    async def last_used(self, key_ids: list[str]) -> dict[str, float]:
+        """When each key's last request settled (Unix s), for those that have one. Written
+        by `record` (the settle batch), never on admission."""
+
     async def create_key(self, record: KeyRecord) -> None:
         """KeyConflict if the name is taken."""
 
@@ -170,6 +178,10 @@ class Store(Protocol):
 
     async def usage(self, since: str, until: str) -> list[UsageRow]:
         """Usage rows of every key and model for the UTC days since..until, inclusive."""
+
+    async def totals(self, since: str, until: str) -> UsageRow:
+        """Every key's usage summed over the days since..until (key id and model empty):
+        kept per day as it is recorded, so this reads a row per day, not per key."""
 
     def on_key_change(self, callback) -> None:
         """Call `callback(key_id)` when any replica changes a key."""

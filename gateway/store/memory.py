@@ -62,6 +62,8 @@ class MemoryStore:
         self.counters: dict[tuple, tuple[float, float]] = {}  # value, expires at
         self.leases: dict[tuple, dict[str, float]] = {}  # request id -> expires at
         self.usage_rows: dict[tuple[str, str, str], dict[str, float]] = {}
+        self.day_totals: dict[str, dict[str, float]] = {}  # every key's usage, per day
+        self.last_use: dict[str, float] = {}  # key id -> when its last request settled
         self.applied: dict[str, int] = {}  # the last numbered settlement applied, per key
         self.listeners: list = []
         self.clock = clock  # stored responses' expiry: a test can move it
@@ -88,6 +90,20 @@ class MemoryStore:
 
     async def list_keys(self) -> list[KeyRecord]:
         return sorted(self.keys.values(), key=lambda k: k.created_at)
+
+    async def key_page(self, after: str, limit: int, revoked: bool) -> tuple[list[KeyRecord], bool]:
+        names = sorted(n for n in self.by_name if n > after)
+        page = []
+        for name in names:
+            record = self.keys[self.by_name[name]]
+            if revoked or record.revoked_at is None:
+                if len(page) == limit:
+                    return page, True
+                page.append(record)
+        return page, False
+
+    async def last_used(self, key_ids: list[str]) -> dict[str, float]:
+        return {k: self.last_use[k] for k in key_ids if k in self.last_use}
 
     async def create_key(self, record: KeyRecord) -> None:
         existing = self.by_name.get(record.name)
@@ -186,14 +202,16 @@ class MemoryStore:
                     self.counters[place] = (max(0.0, value + actual - check.cost), expires)
                 elif check.kind == "lease":
                     self.leases.get(place, {}).pop(s.request_id, None)
-            row = self.usage_rows.setdefault((s.key_id, s.day, s.model),
-                                             dict.fromkeys(USAGE_FIELDS, 0))
-            row["requests"] += 1
-            row["prompt_tokens"] += s.prompt_tokens
-            row["completion_tokens"] += s.completion_tokens
-            row["reasoning_tokens"] += s.reasoning_tokens
-            row["cost"] += s.cost
-            row["errors"] += 1 if s.error else 0
+            self.last_use[s.key_id] = max(now, self.last_use.get(s.key_id, now))
+            for row in (self.usage_rows.setdefault((s.key_id, s.day, s.model),
+                                                   dict.fromkeys(USAGE_FIELDS, 0)),
+                        self.day_totals.setdefault(s.day, dict.fromkeys(USAGE_FIELDS, 0))):
+                row["requests"] += 1
+                row["prompt_tokens"] += s.prompt_tokens
+                row["completion_tokens"] += s.completion_tokens
+                row["reasoning_tokens"] += s.reasoning_tokens
+                row["cost"] += s.cost
+                row["errors"] += 1 if s.error else 0
 
     async def renew(self, leases: list[tuple[str, str, str]], ttl: float, now: float) -> None:
         for key_id, scope, request_id in leases:
@@ -209,11 +227,17 @@ class MemoryStore:
             self.leases.get((key_id, scope, "in_flight", ""), {}).pop(request_id, None)
 
     async def usage(self, since: str, until: str) -> list[UsageRow]:
-        return [UsageRow(key_id, model, day, int(row["requests"]), int(row["prompt_tokens"]),
-                         int(row["completion_tokens"]), int(row["reasoning_tokens"]),
-                         round(row["cost"], 6), int(row["errors"]))
+        return [_row(key_id, model, day, row)
                 for (key_id, day, model), row in sorted(self.usage_rows.items())
                 if since <= day <= until]
+
+    async def totals(self, since: str, until: str) -> UsageRow:
+        total = dict.fromkeys(USAGE_FIELDS, 0.0)
+        for day, row in self.day_totals.items():
+            if since <= day <= until:
+                for name in USAGE_FIELDS:
+                    total[name] += row[name]
+        return _row("", "", "", total)
 
     # stored responses
 
@@ -252,3 +276,9 @@ class MemoryStore:
         kept = self.responses.pop(place, None)
         if kept is not None:
             self.response_bytes -= len(kept[0])
+
+
+def _row(key_id: str, model: str, day: str, row: dict[str, float]) -> UsageRow:
+    return UsageRow(key_id, model, day, int(row["requests"]), int(row["prompt_tokens"]),
+                    int(row["completion_tokens"]), int(row["reasoning_tokens"]),
+                    round(row["cost"], 6), int(row["errors"]))

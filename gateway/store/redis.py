@@ -18,6 +18,9 @@ Layout (prefix `gw` by default):
     gw:{<id>}:ud               index of that key's usage hashes
     gw:{<id>}:n:<replica>      the last settlement of that replica applied (retries are exact)
     gw:usage-keys              set of the ids of keys with usage
+    gw:day:<day>               every key's usage of that day, summed (hash), kept `retention`
+    gw:last-used               sorted set: key id, scored by when its last request settled
+    gw:key-names               sorted set (all scores 0): key names, for pages in name order
     gw:resp:<response id>:<key id>  a stored response's record, kept its TTL: its owner is
                                in its name, so another key's read finds nothing. (No hash
                                tag: each call is one key, and one key's records spread
@@ -32,6 +35,7 @@ import json
 import math
 import secrets
 from dataclasses import asdict
+from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
 import hiredis
@@ -156,7 +160,7 @@ class RedisStore:
             raise StoreUnavailable(f"redis refused the script: {reply}")
         return _text(reply)
 
-    async def _in_order(self, script, text: str, calls: list[tuple[list, list]]) -> None:
+    async def _in_order(self, script, text: str, calls: list[tuple[list, list]]) -> list:
         """Run one script for many calls, pipelined in order. If Redis lost the script, load
         it once and send the whole batch again: retrying each call alone would reorder
         them, and a settlement's running number must not overtake an earlier one (the
@@ -178,6 +182,7 @@ class RedisStore:
         for reply in replies:
             if isinstance(reply, hiredis.ReplyError):
                 raise StoreUnavailable(f"redis refused the script: {reply}")
+        return replies
 
     async def _command(self, *args):
         if self.link is None:
@@ -243,6 +248,50 @@ class RedisStore:
                 records.append(record)
         return sorted(records, key=lambda r: r.created_at)
 
+    async def key_page(self, after: str, limit: int, revoked: bool) -> tuple[list[KeyRecord], bool]:
+        names_key = f"{self.prefix}:key-names"
+        counts = await self._gets([("zcard", names_key), ("scard", f"{self.prefix}:keys")])
+        if counts[0] < counts[1]:  # keys made before the name index: index them once
+            records = await self.list_keys()
+            await self._call(self.redis.zadd(names_key, {r.name: 0 for r in records}))
+        page: list[KeyRecord] = []
+        start = "(" + after if after else "-"
+        chunk = max(limit + 1, 100)
+        while True:
+            names = await self._call(self.redis.zrangebylex(names_key, start, "+", 0, chunk))
+            if not names:
+                return page, False
+            start = "(" + names[-1]
+            ids = await self._gets([("get", f"{self.prefix}:keyname:{n}") for n in names])
+            digests = await self._gets([("get", f"{self.prefix}:keyid:{i}") for i in ids if i])
+            data = await self._gets([("get", f"{self.prefix}:key:{d}") for d in digests if d])
+            for record in sorted((_record(d) for d in data if d), key=lambda r: r.name):
+                if revoked or record.revoked_at is None:
+                    if len(page) == limit:
+                        return page, True
+                    page.append(record)
+            if len(names) < chunk:
+                return page, False
+
+    async def _gets(self, calls: list[tuple[str, str]]) -> list:
+        """Many one-key reads in one round trip (a Cluster's pipeline splits them by slot)."""
+        if not calls:
+            return []
+
+        async def read() -> list:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for command, key in calls:
+                    getattr(pipe, command)(key)
+                return await pipe.execute()
+
+        return await self._call(read())
+
+    async def last_used(self, key_ids: list[str]) -> dict[str, float]:
+        if not key_ids:
+            return {}
+        scores = await self._call(self.redis.zmscore(f"{self.prefix}:last-used", key_ids))
+        return {k: float(v) for k, v in zip(key_ids, scores, strict=True) if v is not None}
+
     async def create_key(self, record: KeyRecord) -> None:
         name = f"{self.prefix}:keyname:{record.name}"
         if not await self._call(self.redis.set(name, record.id, nx=True)):
@@ -256,6 +305,7 @@ class RedisStore:
                                                    record.id, nx=True)):
                 raise KeyConflict(record.name)
             await self._call(self.redis.delete(f"{self.prefix}:keyname:{old.name}"))
+            await self._call(self.redis.zrem(f"{self.prefix}:key-names", old.name))
         await self._write(record)
 
     async def _write(self, record: KeyRecord) -> None:
@@ -268,6 +318,7 @@ class RedisStore:
                 pipe.set(f"{self.prefix}:key:{record.digest}", json.dumps(asdict(record)))
                 pipe.set(f"{self.prefix}:keyid:{record.id}", record.digest)
                 pipe.sadd(f"{self.prefix}:keys", record.id)
+                pipe.zadd(f"{self.prefix}:key-names", {record.name: 0})
                 pipe.delete(self._k(record.id, "valid"))
                 pipe.hset(self._k(record.id, "valid"), mapping=valid)
                 await pipe.execute()
@@ -342,24 +393,54 @@ class RedisStore:
                 before[s.key_id] = s.number
         key_ids = {s.key_id for s in settlements}  # every key with usage (config and master too)
 
-        async def in_order(batch: list[tuple[list, list]]) -> None:
-            for keys, args in batch:
-                await self._script(self._settle, SETTLE, keys, args)
+        async def in_order(batch: list[tuple[list, list]]) -> list:
+            return [await self._script(self._settle, SETTLE, keys, args) for keys, args in batch]
 
         # Not wrapped in _call: each call reports its own failure, and on a Cluster a wrapper
         # would hold one of the pool's connections while the calls inside wait for others.
         if self.link is not None:  # one connection, pipelined: one round trip, in order
+            order = settlements
             sends = [self._in_order(self._settle, SETTLE, calls)]
         else:
             # A cluster client spreads concurrent calls over several connections, so
             # their order on the server is not theirs: one key's settlements go one
             # after another, or a higher running number could land first and make
             # the lower one look like a retry already applied.
-            by_key: dict[str, list[tuple[list, list]]] = {}
+            by_key: dict[str, list[tuple[Settlement, tuple[list, list]]]] = {}
             for s, call in zip(settlements, calls, strict=True):
-                by_key.setdefault(s.key_id, []).append(call)
-            sends = [in_order(batch) for batch in by_key.values()]
-        await asyncio.gather(*sends, self._command("SADD", f"{self.prefix}:usage-keys", *key_ids))
+                by_key.setdefault(s.key_id, []).append((s, call))
+            order = [s for batch in by_key.values() for s, _ in batch]
+            sends = [in_order([call for _, call in batch]) for batch in by_key.values()]
+        *replies, _ = await asyncio.gather(
+            *sends, self._command("SADD", f"{self.prefix}:usage-keys", *key_ids))
+        applied = [s for s, reply in zip(order, (r for batch in replies for r in batch),
+                                         strict=True) if reply == 1]
+        if applied:
+            await self._add_day_totals(applied, now)
+
+    async def _add_day_totals(self, applied: list[Settlement], now: float) -> None:
+        """Sum the settlements the scripts applied (not the retries they skipped) into each
+        day's total, what the overview reads (a hash a day rather than one a key), and
+        mark their keys' last use: one more pipelined round trip, off the request path."""
+        days: dict[str, list[int]] = {}
+        keep: dict[str, int] = {}
+        for s in applied:
+            total = days.setdefault(s.day, [0] * 6)
+            for i, value in enumerate((1, s.prompt_tokens, s.completion_tokens,
+                                       s.reasoning_tokens, round(s.cost * MICRO),
+                                       1 if s.error else 0)):
+                total[i] += value
+            keep[s.day] = max(keep.get(s.day, 0), int(s.retention * 1000))
+        sends = []
+        for day, total in days.items():
+            place = f"{self.prefix}:day:{day}"
+            sends += [self._command("HINCRBY", place, name, value)
+                      for name, value in zip(_TOTALS, total, strict=True) if value]
+            sends.append(self._command("PEXPIRE", place, keep[day]))
+        last_use: list = ["ZADD", f"{self.prefix}:last-used", "GT"]
+        for key_id in {s.key_id for s in applied}:
+            last_use += [now, key_id]
+        await asyncio.gather(*sends, self._command(*last_use))
 
     def _settlement(self, s: Settlement, before: int) -> tuple[list, list]:
         tokens = s.prompt_tokens + s.completion_tokens
@@ -450,12 +531,27 @@ class RedisStore:
                     continue
                 data = await self._call(self.redis.hgetall(self._k(key_id, "u", day, model)))
                 if data:
-                    rows.append(UsageRow(
-                        key_id, model, day, int(data.get("requests", 0)),
-                        int(data.get("prompt_tokens", 0)), int(data.get("completion_tokens", 0)),
-                        int(data.get("reasoning_tokens", 0)),
-                        round(int(data.get("cost", 0)) / MICRO, 6), int(data.get("errors", 0))))
+                    rows.append(_usage_row(key_id, model, day, data))
         return rows
+
+    async def totals(self, since: str, until: str) -> UsageRow:
+        first, last = date.fromisoformat(since), date.fromisoformat(until)
+        days = [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
+        total = dict.fromkeys(_TOTALS, 0)
+        for data in await self._gets([("hgetall", f"{self.prefix}:day:{d}") for d in days]):
+            for name in _TOTALS:
+                total[name] += int(data.get(name, 0))
+        return _usage_row("", "", "", total)
+
+
+_TOTALS = ("requests", "prompt_tokens", "completion_tokens", "reasoning_tokens", "cost", "errors")
+
+
+def _usage_row(key_id: str, model: str, day: str, data: dict) -> UsageRow:
+    return UsageRow(key_id, model, day, int(data.get("requests", 0)),
+                    int(data.get("prompt_tokens", 0)), int(data.get("completion_tokens", 0)),
+                    int(data.get("reasoning_tokens", 0)),
+                    round(int(data.get("cost", 0)) / MICRO, 6), int(data.get("errors", 0)))
 
 
 def _text(reply):

@@ -505,3 +505,52 @@ def test_the_memory_store_keeps_a_record_in_the_room_it_takes():
     finally:
         tracemalloc.stop()
     assert held / 200 < 2 * 1030, held / 200  # the record, its key and its place in the store
+
+
+def test_day_totals_and_last_use_come_from_the_settle_batch(make_store):
+    """The console's overview reads each day's sum of every key, and its key list each
+    key's last use: both written with the settlements, a retried one counted once."""
+    async def scenario():
+        store = make_store()
+        day, other = "2026-11-23", "2026-11-24"
+        batch = [Settlement("k1", "a", "gpt", day, (), prompt_tokens=10, completion_tokens=5,
+                            cost=0.25, number=1),
+                 Settlement("k2", "b", "gpt", day, (), prompt_tokens=1, error=True, number=1),
+                 Settlement("k1", "c", "llama", other, (), completion_tokens=3, number=2)]
+        await store.record(batch, 1_000_000.0)
+        await store.record(batch, 1_000_500.0)  # the same batch again: its reply was lost (a
+        # retry: its last use stays that of the first write)
+        both = await store.totals(day, other)
+        assert (both.requests, both.prompt_tokens, both.completion_tokens, both.errors) == \
+            (3, 11, 8, 1)
+        assert both.cost == pytest.approx(0.25)
+        assert (await store.totals(other, other)).requests == 1
+        assert (await store.totals("2026-11-25", "2026-12-31")).requests == 0
+        assert await store.last_used(["k1", "k2", "k3"]) == {"k1": 1_000_000.0,
+                                                             "k2": 1_000_000.0}
+        await store.record([replace(batch[0], number=3)], 999.0)  # earlier: no step back
+        assert (await store.last_used(["k1"]))["k1"] == 1_000_000.0
+        await store.close()
+
+    run(scenario())
+
+
+def test_keys_come_in_pages_by_name(make_store):
+    async def scenario():
+        store = make_store()
+        for n in (5, 1, 4, 2, 3):
+            await store.create_key(key(f"team-{n}", f"k{n}",
+                                       revoked_at=time.time() if n == 4 else None))
+        page, more = await store.key_page("", 2, revoked=False)
+        assert [k.name for k in page] == ["team-1", "team-2"] and more
+        page, more = await store.key_page("team-2", 2, revoked=False)
+        assert [k.name for k in page] == ["team-3", "team-5"] and not more
+        page, more = await store.key_page("team-2", 2, revoked=True)
+        assert [k.name for k in page] == ["team-3", "team-4"] and more
+        renamed = replace(page[0], name="team-9")
+        await store.update_key(renamed)
+        page, _ = await store.key_page("team-4", 10, revoked=True)
+        assert [k.name for k in page] == ["team-5", "team-9"]
+        await store.close()
+
+    run(scenario())
