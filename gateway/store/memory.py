@@ -93,7 +93,7 @@ class MemoryStore:
 
     async def key_page(self, after: str, limit: int, revoked: bool) -> tuple[list[KeyRecord], bool]:
         names = sorted(n for n in self.by_name if n > after)
-        page = []
+        page: list[KeyRecord] = []
         for name in names:
             record = self.keys[self.by_name[name]]
             if revoked or record.revoked_at is None:
