@@ -31,15 +31,13 @@ LAPTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 360, "height": 740}
 HOSTILE = "<img src=x onerror=alert(1)>"
 
-CONFIG = """
-server:
-  console_session_ttl: {ttl}
+CONFIG = """{server}
 providers:
   primary: {{profile: openai, base_url: "{primary}", api_key: "${{PRIMARY_KEY}}"}}
 models:
   gpt-test:
-    targets:
-      - {{provider: primary, model: upstream-model-a, price: {{input: 1000, output: 2000}}}}
+    price: {{input: 1000, output: 2000}}  # dollars per million tokens: a visible spend
+    targets: [{{provider: primary, model: upstream-model-a}}]
   gpt-spare:
     targets:
       - {{provider: primary, model: upstream-model-b}}
@@ -50,9 +48,11 @@ keys:
 """
 
 
-def start_gateway(directory: Path, primary: Upstream, ttl: str) -> GatewayProcess:
+def start_gateway(directory: Path, primary: Upstream, ttl: str | None = None) -> GatewayProcess:
+    """A gateway on CONFIG; `ttl` sets its console sessions' life (default: the gateway's)."""
     path = directory / "routes.yaml"
-    path.write_text(CONFIG.format(primary=primary.url, ttl=ttl, hostile=HOSTILE))
+    server = f"server: {{console_session_ttl: {ttl}}}" if ttl else ""
+    path.write_text(CONFIG.format(primary=primary.url, server=server, hostile=HOSTILE))
     env = {"PRIMARY_KEY": "sk-upstream-console-42", "GATEWAY_MASTER_KEY": MASTER_KEY}
     return GatewayProcess(path, env).start()
 
@@ -60,7 +60,7 @@ def start_gateway(directory: Path, primary: Upstream, ttl: str) -> GatewayProces
 @pytest.fixture(scope="module")
 def console(primary: Upstream, tmp_path_factory) -> Iterator[GatewayProcess]:
     """A gateway of the console tests' own: its keys, usage and config file are theirs alone."""
-    process = start_gateway(tmp_path_factory.mktemp("console"), primary, "8h")
+    process = start_gateway(tmp_path_factory.mktemp("console"), primary)
     yield process
     process.stop()
 
@@ -79,6 +79,7 @@ def page(browser: Browser, console: GatewayProcess) -> Iterator[Page]:
     """A fresh browser context (no cookies) on the console, failing on any page error."""
     context = browser.new_context(viewport=LAPTOP, base_url=console.url)
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=console.url)
+    context.set_default_timeout(10_000)  # a missing element fails in 10 s, not Playwright's 30
     tab = context.new_page()
     errors: list[str] = []
     tab.on("pageerror", lambda error: errors.append(str(error)))
