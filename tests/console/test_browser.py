@@ -48,8 +48,8 @@ keys:
 """
 
 
-def start_gateway(directory: Path, primary: Upstream, ttl: str | None = None) -> GatewayProcess:
-    """A gateway on CONFIG; `ttl` sets its console sessions' life (default: the gateway's)."""
+def start_gateway(directory: Path, primary: Upstream, ttl: int | None = None) -> GatewayProcess:
+    """A gateway on CONFIG; `ttl` sets its console sessions' life in seconds (default: 8 h)."""
     path = directory / "routes.yaml"
     server = f"server: {{console_session_ttl: {ttl}}}" if ttl else ""
     path.write_text(CONFIG.format(primary=primary.url, server=server, hostile=HOSTILE))
@@ -301,7 +301,7 @@ def test_an_expired_or_ended_session_is_refused(
     assert _with_cookie(base, cookie).status_code == 401
 
     # A session past its TTL (2 s here) is refused, and the page asks to sign in again.
-    short = start_gateway(tmp_path, primary, "2s")
+    short = start_gateway(tmp_path, primary, 2)
     try:
         context = browser.new_context(viewport=LAPTOP, base_url=short.url)
         tab = context.new_page()
