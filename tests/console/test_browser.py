@@ -2,12 +2,14 @@
 
 Each test signs in as an admin would and checks what the page shows against what the gateway
 did (the openai SDK's answers, the /admin API). The same tests take the screenshots in
-docs/console/ that the README shows.
+docs/console/ that the README shows (written there with GATEWAY_SCREENSHOTS=1).
 """
 
 from __future__ import annotations
 
 import http.server
+import os
+import tempfile
 import textwrap
 import threading
 import time
@@ -26,7 +28,10 @@ from tests.upstream import Upstream
 CHROMIUM = "/usr/bin/chromium"  # Debian's chromium package (.ci/run installs it)
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-SHOTS = REPO / "docs" / "console"
+# The README's screenshots: written there when GATEWAY_SCREENSHOTS=1 (to refresh them), else
+# to a folder of the run's, so that a test run leaves the tree as it found it.
+SHOTS = (REPO / "docs" / "console" if os.environ.get("GATEWAY_SCREENSHOTS") == "1"
+         else Path(tempfile.gettempdir()) / f"gateway-console-shots-{os.getpid()}")
 LAPTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 360, "height": 740}
 HOSTILE = "<img src=x onerror=alert(1)>"
@@ -104,6 +109,7 @@ def go(page: Page, name: str) -> None:
 def shot(page: Page, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    assert (SHOTS / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def key_row(page: Page, name: str):
