@@ -19,6 +19,9 @@ Layout (prefix `gw` by default):
     gw:{<id>}:n:<replica>      the last settlement of that replica applied (retries are exact)
     gw:usage-keys              set of the ids of keys with usage
     gw:day:<day>               every key's usage of that day, summed (hash), kept `retention`
+    gw:dm:<day>                the same per model (hash: `<model>|<field>`), kept `retention`
+    gw:dm-since                the first day whose gw:dm was written: earlier days (and that
+                               one, begun before) are summed from the keys' rows instead
     gw:last-used               sorted set: key id, scored by when its last request settled
     gw:key-names               sorted set (all scores 0): key names, for pages in name order
     gw:resp:<response id>:<key id>  a stored response's record, kept its TTL: its owner is
@@ -420,23 +423,32 @@ class RedisStore:
 
     async def _add_day_totals(self, applied: list[Settlement], now: float) -> None:
         """Sum the settlements the scripts applied (not the retries they skipped) into each
-        day's total, what the overview reads (a hash a day rather than one a key), and
-        mark their keys' last use: one more pipelined round trip, off the request path."""
+        day's total, what the overview reads (a hash a day rather than one a key), and per
+        (day, model), what /admin/usage reads, and mark their keys' last use: one more
+        pipelined round trip, off the request path."""
         days: dict[str, list[int]] = {}
+        models: dict[tuple[str, str], list[int]] = {}
         keep: dict[str, int] = {}
         for s in applied:
             total = days.setdefault(s.day, [0] * 6)
+            by_model = models.setdefault((s.day, s.model), [0] * 6)
             for i, value in enumerate((1, s.prompt_tokens, s.completion_tokens,
                                        s.reasoning_tokens, round(s.cost * MICRO),
                                        1 if s.error else 0)):
                 total[i] += value
+                by_model[i] += value
             keep[s.day] = max(keep.get(s.day, 0), int(s.retention * 1000))
-        sends = []
+        sends = [self._command("SET", f"{self.prefix}:dm-since", min(days), "NX")]
         for day, total in days.items():
             place = f"{self.prefix}:day:{day}"
             sends += [self._command("HINCRBY", place, name, value)
                       for name, value in zip(_TOTALS, total, strict=True) if value]
             sends.append(self._command("PEXPIRE", place, keep[day]))
+        for (day, model), total in models.items():
+            place = f"{self.prefix}:dm:{day}"
+            sends += [self._command("HINCRBY", place, f"{model}|{name}", value)
+                      for name, value in zip(_TOTALS, total, strict=True) if value]
+        sends += [self._command("PEXPIRE", f"{self.prefix}:dm:{day}", keep[day]) for day in days]
         last_use: list = ["ZADD", f"{self.prefix}:last-used", "GT"]
         for key_id in {s.key_id for s in applied}:
             last_use += [now, key_id]
@@ -520,28 +532,49 @@ class RedisStore:
         place = self._response(key_id, response_id)
         return place is not None and await self._raw("DEL", place) == 1
 
-    async def usage(self, since: str, until: str) -> list[UsageRow]:
-        rows = []
-        ids = await self._call(self.redis.smembers(f"{self.prefix}:usage-keys"))
-        for key_id in sorted(ids):
-            entries = await self._call(self.redis.smembers(self._k(key_id, "ud")))
-            for entry in sorted(entries):
-                day, _, model = entry.partition("|")
-                if not since <= day <= until:
-                    continue
-                data = await self._call(self.redis.hgetall(self._k(key_id, "u", day, model)))
-                if data:
-                    rows.append(_usage_row(key_id, model, day, data))
-        return rows
+    async def usage(self, since: str, until: str,
+                    key_ids: list[str] | None = None) -> list[UsageRow]:
+        if key_ids is None:
+            key_ids = list(await self._call(self.redis.smembers(f"{self.prefix}:usage-keys")))
+        key_ids = sorted(set(key_ids))
+        indexes = await self._gets([("smembers", self._k(k, "ud")) for k in key_ids])
+        wanted = [(key_id, *entry.partition("|")[::2])
+                  for key_id, entries in zip(key_ids, indexes, strict=True)
+                  for entry in sorted(entries) if since <= entry.partition("|")[0] <= until]
+        found = await self._gets([("hgetall", self._k(k, "u", day, model))
+                                  for k, day, model in wanted])
+        return [_usage_row(key_id, model, day, data)
+                for (key_id, day, model), data in zip(wanted, found, strict=True) if data]
+
+    async def model_totals(self, since: str, until: str) -> list[UsageRow]:
+        days = _days(since, until)
+        first, *sums = await self._gets([("get", f"{self.prefix}:dm-since")]
+                                        + [("hgetall", f"{self.prefix}:dm:{d}") for d in days])
+        totals: dict[tuple[str, str], dict] = {}
+        for day, data in zip(days, sums, strict=True):
+            if first is not None and day > first:
+                for place, value in data.items():
+                    model, _, name = place.rpartition("|")
+                    totals.setdefault((day, model), dict.fromkeys(_TOTALS, 0))[name] = int(value)
+        if first is None or since <= first:  # begun before the sums were kept: from the rows
+            for row in await self.usage(since, until if first is None else min(until, first)):
+                total = totals.setdefault((row.day, row.model), dict.fromkeys(_TOTALS, 0))
+                for name in _TOTALS:
+                    total[name] += round(getattr(row, name) * (MICRO if name == "cost" else 1))
+        return [_usage_row("", model, day, totals[day, model]) for day, model in sorted(totals)]
 
     async def totals(self, since: str, until: str) -> UsageRow:
-        first, last = date.fromisoformat(since), date.fromisoformat(until)
-        days = [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
+        days = _days(since, until)
         total = dict.fromkeys(_TOTALS, 0)
         for data in await self._gets([("hgetall", f"{self.prefix}:day:{d}") for d in days]):
             for name in _TOTALS:
                 total[name] += int(data.get(name, 0))
         return _usage_row("", "", "", total)
+
+
+def _days(since: str, until: str) -> list[str]:
+    first, last = date.fromisoformat(since), date.fromisoformat(until)
+    return [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
 
 
 _TOTALS = ("requests", "prompt_tokens", "completion_tokens", "reasoning_tokens", "cost", "errors")
