@@ -20,8 +20,9 @@ Layout (prefix `gw` by default):
     gw:usage-keys              set of the ids of keys with usage
     gw:day:<day>               every key's usage of that day, summed (hash), kept `retention`
     gw:dm:<day>                the same per model (hash: `<model>|<field>`), kept `retention`
-    gw:dm-since                the first day whose gw:dm was written: earlier days (and that
-                               one, begun before) are summed from the keys' rows instead
+    gw:dm-since                the last day without complete gw:dm sums (usage recorded by an
+                               earlier version): it and earlier days are summed from the
+                               keys' rows instead; 0000-00-00 when the sums began with usage
     gw:last-used               sorted set: key id, scored by when its last request settled
     gw:key-names               sorted set (all scores 0): key names, for pages in name order
     gw:resp:<response id>:<key id>  a stored response's record, kept its TTL: its owner is
@@ -38,7 +39,7 @@ import json
 import math
 import secrets
 from dataclasses import asdict
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import hiredis
@@ -115,6 +116,7 @@ class RedisStore:
         # can: redis-py's client costs twice the CPU per call. Cluster mode keeps redis-py.
         self.link = None if cluster else RedisLink(url, timeout)
         self._listeners: list = []
+        self._sums_marked = False  # whether gw:dm-since is known to be set
         self._subscriber: asyncio.Task | None = None
 
     # naming
@@ -388,6 +390,8 @@ class RedisStore:
         return Verdict(True, outcomes)
 
     async def record(self, settlements: list[Settlement], now: float) -> None:
+        if settlements and not self._sums_marked:
+            await self._mark_sums(min(s.day for s in settlements), now)
         before: dict[str, int] = {}  # key id -> number of its last settlement so far in the batch
         calls = []
         for s in settlements:
@@ -421,6 +425,19 @@ class RedisStore:
         if applied:
             await self._add_day_totals(applied, now)
 
+    async def _mark_sums(self, first_day: str, now: float) -> None:
+        """Before this process's first settlement: the day from which the per-(day, model)
+        sums are complete, if no replica has said yet. A store with no usage yet has them all
+        (0000-00-00); one with usage from an earlier version has them from tomorrow (this
+        day, begun before, is summed from the rows). Once a process, off the request path."""
+        place = f"{self.prefix}:dm-since"
+        if await self._command("GET", place) is None:
+            today = datetime.fromtimestamp(now, UTC).date().isoformat()
+            used = await self._command("SCARD", f"{self.prefix}:usage-keys")
+            await self._command("SET", place, min(first_day, today) if used else "0000-00-00",
+                                "NX")
+        self._sums_marked = True
+
     async def _add_day_totals(self, applied: list[Settlement], now: float) -> None:
         """Sum the settlements the scripts applied (not the retries they skipped) into each
         day's total, what the overview reads (a hash a day rather than one a key), and per
@@ -438,7 +455,7 @@ class RedisStore:
                 total[i] += value
                 by_model[i] += value
             keep[s.day] = max(keep.get(s.day, 0), int(s.retention * 1000))
-        sends = [self._command("SET", f"{self.prefix}:dm-since", min(days), "NX")]
+        sends = []
         for day, total in days.items():
             place = f"{self.prefix}:day:{day}"
             sends += [self._command("HINCRBY", place, name, value)

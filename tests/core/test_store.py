@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -571,15 +572,21 @@ def test_model_totals_are_the_keys_rows_summed_and_a_retry_counts_once(make_stor
 
 def test_days_before_the_model_totals_are_summed_from_the_rows(make_store):
     """A Redis written by an earlier version has rows but no per-(day, model) sums: those
-    days (up to the first day that has sums, begun before them) come from the keys' rows."""
+    days, and the day a process of this version first records (begun before it), are summed
+    from the keys' rows; later days from the sums."""
     async def scenario():
-        store = make_store()
-        old, first, later = "2026-11-20", "2026-11-21", "2026-11-22"
-        await store.record([Settlement("k1", "a", "gpt", old, (), prompt_tokens=3, number=1),
-                            Settlement("k2", "b", "gpt", first, (), prompt_tokens=4, number=1)],
-                           time.time())
-        if isinstance(store, RedisStore):  # as an earlier version left it: rows only
+        today = datetime.now(UTC).date()
+        old, first, later = (str(today - timedelta(days=n)) for n in (2, 1, 0))
+        earlier = make_store()
+        await earlier.record([Settlement("k1", "a", "gpt", old, (), prompt_tokens=3, number=1),
+                              Settlement("k2", "b", "gpt", first, (), prompt_tokens=4,
+                                         number=1)], time.time())
+        await earlier.close()
+        if isinstance(earlier, RedisStore):  # as an earlier version left it: rows only
+            store = make_store()
             await store.redis.delete(*[f"gw:dm:{d}" for d in (old, first)], "gw:dm-since")
+        else:
+            store = earlier  # one process: its sums began with its usage
         await store.record([Settlement("k1", "c", "gpt", first, (), prompt_tokens=5, number=2),
                             Settlement("k1", "d", "gpt", later, (), prompt_tokens=6, number=3)],
                            time.time())
@@ -587,6 +594,10 @@ def test_days_before_the_model_totals_are_summed_from_the_rows(make_store):
         assert [(r.day, r.requests, r.prompt_tokens) for r in rows] == \
             [(old, 1, 3), (first, 2, 9), (later, 1, 6)]
         assert _by_day_model(rows) == _by_day_model(await store.usage(old, later))
+        if isinstance(store, RedisStore):  # the sums are read from the day after
+            assert await store.redis.get("gw:dm-since") == first
+            await store.redis.delete(f"gw:dm:{later}")
+            assert [r.day for r in await store.model_totals(old, later)] == [old, first]
         await store.close()
 
     run(scenario())
