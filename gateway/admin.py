@@ -207,6 +207,10 @@ async def revoke_key(request: Request) -> Response:
 
 @admin
 async def usage(request: Request) -> Response:
+    """Usage grouped by day, key and model. Without a key (neither grouped nor filtered by)
+    it reads the store's sums per day and model: a row a day and model however many keys.
+    By key it reads each key's rows, keys x days (bounded by retention); a key filter reads
+    only that key's."""
     runtime = request.app.state.runtime
     query = request.query_params
     today = datetime.now(UTC).date()
@@ -216,11 +220,15 @@ async def usage(request: Request) -> Response:
     if not by or any(b not in ("day", "key", "model") for b in by):
         raise InvalidRequest("'by' takes day, key and model, comma-separated.", param="by")
     names = {"master": "master"} | {k.id: k.name for k in runtime.config.keys.values()}
-    names |= {k.id: k.name for k in await runtime.store.list_keys()}
-    rows = await runtime.store.usage(since, until)
-    if query.get("key"):
-        wanted = query["key"]
-        rows = [r for r in rows if wanted in (r.key_id, names.get(r.key_id))]
+    rows: list[UsageRow]
+    if not query.get("key") and "key" not in by:
+        rows = await runtime.store.model_totals(since, until)  # a row a day and model
+    else:
+        names |= {k.id: k.name for k in await runtime.store.list_keys()}
+        wanted = query.get("key")
+        ids = None if not wanted else sorted({wanted} | {i for i, n in names.items()
+                                                          if n == wanted})
+        rows = await runtime.store.usage(since, until, ids)  # every key's rows: keys x days
     if query.get("model"):
         rows = [r for r in rows if r.model == query["model"]]
     groups: dict[tuple, dict] = {}

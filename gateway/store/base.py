@@ -176,8 +176,15 @@ class Store(Protocol):
         """Drop in-flight leases (key id, scope, request id): those an admission may have taken
         although its answer was lost. Dropping one that was never taken does nothing."""
 
-    async def usage(self, since: str, until: str) -> list[UsageRow]:
-        """Usage rows of every key and model for the UTC days since..until, inclusive."""
+    async def usage(self, since: str, until: str,
+                    key_ids: list[str] | None = None) -> list[UsageRow]:
+        """Usage rows of every key and model for the UTC days since..until, inclusive (of
+        the keys `key_ids` only, when given). Reads every key's rows: bounded by keys x days."""
+
+    async def model_totals(self, since: str, until: str) -> list[UsageRow]:
+        """Every key's usage summed per (day, model) over since..until (key id empty), by
+        day then model. Kept per (day, model) as it is recorded, so this reads a row a day
+        and model, not a key; a day from before the store kept them is summed from its rows."""
 
     async def totals(self, since: str, until: str) -> UsageRow:
         """Every key's usage summed over the days since..until (key id and model empty):

@@ -24,6 +24,7 @@ from gateway.store.base import (
     Verdict,
 )
 
+MICRO = 1_000_000  # cost is kept in micro-dollars (integers), as in the Redis store
 USAGE_FIELDS = ("requests", "prompt_tokens", "completion_tokens", "reasoning_tokens", "cost",
                 "errors")
 
@@ -63,6 +64,7 @@ class MemoryStore:
         self.leases: dict[tuple, dict[str, float]] = {}  # request id -> expires at
         self.usage_rows: dict[tuple[str, str, str], dict[str, float]] = {}
         self.day_totals: dict[str, dict[str, float]] = {}  # every key's usage, per day
+        self.day_models: dict[tuple[str, str], dict[str, float]] = {}  # ... per (day, model)
         self.last_use: dict[str, float] = {}  # key id -> when its last request settled
         self.applied: dict[str, int] = {}  # the last numbered settlement applied, per key
         self.listeners: list = []
@@ -205,12 +207,14 @@ class MemoryStore:
             self.last_use[s.key_id] = max(now, self.last_use.get(s.key_id, now))
             for row in (self.usage_rows.setdefault((s.key_id, s.day, s.model),
                                                    dict.fromkeys(USAGE_FIELDS, 0)),
-                        self.day_totals.setdefault(s.day, dict.fromkeys(USAGE_FIELDS, 0))):
+                        self.day_totals.setdefault(s.day, dict.fromkeys(USAGE_FIELDS, 0)),
+                        self.day_models.setdefault((s.day, s.model),
+                                                   dict.fromkeys(USAGE_FIELDS, 0))):
                 row["requests"] += 1
                 row["prompt_tokens"] += s.prompt_tokens
                 row["completion_tokens"] += s.completion_tokens
                 row["reasoning_tokens"] += s.reasoning_tokens
-                row["cost"] += s.cost
+                row["cost"] += round(s.cost * MICRO)  # integers, as Redis keeps them: sums agree
                 row["errors"] += 1 if s.error else 0
 
     async def renew(self, leases: list[tuple[str, str, str]], ttl: float, now: float) -> None:
@@ -226,9 +230,15 @@ class MemoryStore:
         for key_id, scope, request_id in leases:
             self.leases.get((key_id, scope, "in_flight", ""), {}).pop(request_id, None)
 
-    async def usage(self, since: str, until: str) -> list[UsageRow]:
+    async def usage(self, since: str, until: str,
+                    key_ids: list[str] | None = None) -> list[UsageRow]:
         return [_row(key_id, model, day, row)
                 for (key_id, day, model), row in sorted(self.usage_rows.items())
+                if since <= day <= until and (key_ids is None or key_id in key_ids)]
+
+    async def model_totals(self, since: str, until: str) -> list[UsageRow]:
+        # The process's whole life is in day_models: no day before it to sum from rows.
+        return [_row("", model, day, row) for (day, model), row in sorted(self.day_models.items())
                 if since <= day <= until]
 
     async def totals(self, since: str, until: str) -> UsageRow:
@@ -281,4 +291,4 @@ class MemoryStore:
 def _row(key_id: str, model: str, day: str, row: dict[str, float]) -> UsageRow:
     return UsageRow(key_id, model, day, int(row["requests"]), int(row["prompt_tokens"]),
                     int(row["completion_tokens"]), int(row["reasoning_tokens"]),
-                    round(row["cost"], 6), int(row["errors"]))
+                    round(row["cost"] / MICRO, 6), int(row["errors"]))

@@ -19,6 +19,10 @@ Layout (prefix `gw` by default):
     gw:{<id>}:n:<replica>      the last settlement of that replica applied (retries are exact)
     gw:usage-keys              set of the ids of keys with usage
     gw:day:<day>               every key's usage of that day, summed (hash), kept `retention`
+    gw:dm:<day>                the same per model (hash: `<model>|<field>`), kept `retention`
+    gw:dm-since                the last day without complete gw:dm sums (usage recorded by an
+                               earlier version): it and earlier days are summed from the
+                               keys' rows instead; 0000-00-00 when the sums began with usage
     gw:last-used               sorted set: key id, scored by when its last request settled
     gw:key-names               sorted set (all scores 0): key names, for pages in name order
     gw:resp:<response id>:<key id>  a stored response's record, kept its TTL: its owner is
@@ -35,7 +39,7 @@ import json
 import math
 import secrets
 from dataclasses import asdict
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import hiredis
@@ -112,6 +116,7 @@ class RedisStore:
         # can: redis-py's client costs twice the CPU per call. Cluster mode keeps redis-py.
         self.link = None if cluster else RedisLink(url, timeout)
         self._listeners: list = []
+        self._sums_marked = False  # whether gw:dm-since is known to be set
         self._subscriber: asyncio.Task | None = None
 
     # naming
@@ -240,13 +245,12 @@ class RedisStore:
         return await self.get_key(digest)
 
     async def list_keys(self) -> list[KeyRecord]:
+        # Two pipelined reads for the lot (ids to digests, digests to records), not two
+        # round trips a key: /admin/usage by key names 10,000 keys.
         ids = await self._call(self.redis.smembers(f"{self.prefix}:keys"))
-        records = []
-        for key_id in ids:
-            record = await self.find_key(key_id)
-            if record is not None:
-                records.append(record)
-        return sorted(records, key=lambda r: r.created_at)
+        digests = await self._gets([("get", f"{self.prefix}:keyid:{k}") for k in ids])
+        data = await self._gets([("get", f"{self.prefix}:key:{d}") for d in digests if d])
+        return sorted((_record(d) for d in data if d), key=lambda r: r.created_at)
 
     async def key_page(self, after: str, limit: int, revoked: bool) -> tuple[list[KeyRecord], bool]:
         names_key = f"{self.prefix}:key-names"
@@ -385,6 +389,8 @@ class RedisStore:
         return Verdict(True, outcomes)
 
     async def record(self, settlements: list[Settlement], now: float) -> None:
+        if settlements and not self._sums_marked:
+            await self._mark_sums(min(s.day for s in settlements), now)
         before: dict[str, int] = {}  # key id -> number of its last settlement so far in the batch
         calls = []
         for s in settlements:
@@ -418,18 +424,35 @@ class RedisStore:
         if applied:
             await self._add_day_totals(applied, now)
 
+    async def _mark_sums(self, first_day: str, now: float) -> None:
+        """Before this process's first settlement: the day from which the per-(day, model)
+        sums are complete, if no replica has said yet. A store with no usage yet has them all
+        (0000-00-00); one with usage from an earlier version has them from tomorrow (this
+        day, begun before, is summed from the rows). Once a process, off the request path."""
+        place = f"{self.prefix}:dm-since"
+        if await self._command("GET", place) is None:
+            today = datetime.fromtimestamp(now, UTC).date().isoformat()
+            used = await self._command("SCARD", f"{self.prefix}:usage-keys")
+            await self._command("SET", place, min(first_day, today) if used else "0000-00-00",
+                                "NX")
+        self._sums_marked = True
+
     async def _add_day_totals(self, applied: list[Settlement], now: float) -> None:
         """Sum the settlements the scripts applied (not the retries they skipped) into each
-        day's total, what the overview reads (a hash a day rather than one a key), and
-        mark their keys' last use: one more pipelined round trip, off the request path."""
+        day's total, what the overview reads (a hash a day rather than one a key), and per
+        (day, model), what /admin/usage reads, and mark their keys' last use: one more
+        pipelined round trip, off the request path."""
         days: dict[str, list[int]] = {}
+        models: dict[tuple[str, str], list[int]] = {}
         keep: dict[str, int] = {}
         for s in applied:
             total = days.setdefault(s.day, [0] * 6)
+            by_model = models.setdefault((s.day, s.model), [0] * 6)
             for i, value in enumerate((1, s.prompt_tokens, s.completion_tokens,
                                        s.reasoning_tokens, round(s.cost * MICRO),
                                        1 if s.error else 0)):
                 total[i] += value
+                by_model[i] += value
             keep[s.day] = max(keep.get(s.day, 0), int(s.retention * 1000))
         sends = []
         for day, total in days.items():
@@ -437,6 +460,11 @@ class RedisStore:
             sends += [self._command("HINCRBY", place, name, value)
                       for name, value in zip(_TOTALS, total, strict=True) if value]
             sends.append(self._command("PEXPIRE", place, keep[day]))
+        for (day, model), total in models.items():
+            place = f"{self.prefix}:dm:{day}"
+            sends += [self._command("HINCRBY", place, f"{model}|{name}", value)
+                      for name, value in zip(_TOTALS, total, strict=True) if value]
+        sends += [self._command("PEXPIRE", f"{self.prefix}:dm:{day}", keep[day]) for day in days]
         last_use: list = ["ZADD", f"{self.prefix}:last-used", "GT"]
         for key_id in {s.key_id for s in applied}:
             last_use += [now, key_id]
@@ -520,28 +548,49 @@ class RedisStore:
         place = self._response(key_id, response_id)
         return place is not None and await self._raw("DEL", place) == 1
 
-    async def usage(self, since: str, until: str) -> list[UsageRow]:
-        rows = []
-        ids = await self._call(self.redis.smembers(f"{self.prefix}:usage-keys"))
-        for key_id in sorted(ids):
-            entries = await self._call(self.redis.smembers(self._k(key_id, "ud")))
-            for entry in sorted(entries):
-                day, _, model = entry.partition("|")
-                if not since <= day <= until:
-                    continue
-                data = await self._call(self.redis.hgetall(self._k(key_id, "u", day, model)))
-                if data:
-                    rows.append(_usage_row(key_id, model, day, data))
-        return rows
+    async def usage(self, since: str, until: str,
+                    key_ids: list[str] | None = None) -> list[UsageRow]:
+        if key_ids is None:
+            key_ids = list(await self._call(self.redis.smembers(f"{self.prefix}:usage-keys")))
+        key_ids = sorted(set(key_ids))
+        indexes = await self._gets([("smembers", self._k(k, "ud")) for k in key_ids])
+        wanted = [(key_id, *entry.partition("|")[::2])
+                  for key_id, entries in zip(key_ids, indexes, strict=True)
+                  for entry in sorted(entries) if since <= entry.partition("|")[0] <= until]
+        found = await self._gets([("hgetall", self._k(k, "u", day, model))
+                                  for k, day, model in wanted])
+        return [_usage_row(key_id, model, day, data)
+                for (key_id, day, model), data in zip(wanted, found, strict=True) if data]
+
+    async def model_totals(self, since: str, until: str) -> list[UsageRow]:
+        days = _days(since, until)
+        first, *sums = await self._gets([("get", f"{self.prefix}:dm-since")]
+                                        + [("hgetall", f"{self.prefix}:dm:{d}") for d in days])
+        totals: dict[tuple[str, str], dict] = {}
+        for day, data in zip(days, sums, strict=True):
+            if first is not None and day > first:
+                for place, value in data.items():
+                    model, _, name = place.rpartition("|")
+                    totals.setdefault((day, model), dict.fromkeys(_TOTALS, 0))[name] = int(value)
+        if first is None or since <= first:  # begun before the sums were kept: from the rows
+            for row in await self.usage(since, until if first is None else min(until, first)):
+                total = totals.setdefault((row.day, row.model), dict.fromkeys(_TOTALS, 0))
+                for name in _TOTALS:
+                    total[name] += round(getattr(row, name) * (MICRO if name == "cost" else 1))
+        return [_usage_row("", model, day, totals[day, model]) for day, model in sorted(totals)]
 
     async def totals(self, since: str, until: str) -> UsageRow:
-        first, last = date.fromisoformat(since), date.fromisoformat(until)
-        days = [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
+        days = _days(since, until)
         total = dict.fromkeys(_TOTALS, 0)
         for data in await self._gets([("hgetall", f"{self.prefix}:day:{d}") for d in days]):
             for name in _TOTALS:
                 total[name] += int(data.get(name, 0))
         return _usage_row("", "", "", total)
+
+
+def _days(since: str, until: str) -> list[str]:
+    first, last = date.fromisoformat(since), date.fromisoformat(until)
+    return [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
 
 
 _TOTALS = ("requests", "prompt_tokens", "completion_tokens", "reasoning_tokens", "cost", "errors")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -530,6 +531,86 @@ def test_day_totals_and_last_use_come_from_the_settle_batch(make_store):
                                                              "k2": 1_000_000.0}
         await store.record([replace(batch[0], number=3)], 999.0)  # earlier: no step back
         assert (await store.last_used(["k1"]))["k1"] == 1_000_000.0
+        await store.close()
+
+    run(scenario())
+
+
+def _by_day_model(rows) -> dict:
+    sums: dict = {}
+    for r in rows:
+        total = sums.setdefault((r.day, r.model), [0, 0, 0, 0, 0, 0.0])
+        for i, value in enumerate((r.requests, r.prompt_tokens, r.completion_tokens,
+                                   r.reasoning_tokens, r.errors, r.cost)):
+            total[i] += value
+    return {k: v[:5] + [round(v[5], 6)] for k, v in sums.items()}
+
+
+def test_model_totals_are_the_keys_rows_summed_and_a_retry_counts_once(make_store):
+    """/admin/usage by day and model reads the store's per-(day, model) sums, written in the
+    settle batch: they equal the keys' rows summed, and a retried batch is counted once."""
+    async def scenario():
+        store = make_store()
+        day, other = "2026-11-23", "2026-11-24"
+        batch = [Settlement(f"k{n % 3}", f"r{n}", ("gpt", "llama|x")[n % 2], (day, other)[n % 4 == 0],
+                            (), prompt_tokens=n, completion_tokens=2 * n, reasoning_tokens=n % 5,
+                            cost=0.0000125 * n, error=n % 7 == 0, number=n + 1)
+                 for n in range(40)]
+        await store.record(batch[:25], time.time())
+        await store.record(batch, time.time())  # the first 25 again: their reply was lost
+        rows = await store.model_totals(day, other)
+        assert [(r.day, r.model) for r in rows] == sorted((r.day, r.model) for r in rows)
+        assert all(r.key_id == "" for r in rows)
+        assert _by_day_model(rows) == _by_day_model(await store.usage(day, other))
+        assert sum(r.requests for r in rows) == 40
+        assert [(r.day, r.model) for r in await store.model_totals(other, other)] == [(other, "gpt")]
+        assert await store.model_totals("2026-11-25", "2026-12-31") == []
+        await store.close()
+
+    run(scenario())
+
+
+def test_days_before_the_model_totals_are_summed_from_the_rows(make_store):
+    """A Redis written by an earlier version has rows but no per-(day, model) sums: those
+    days, and the day a process of this version first records (begun before it), are summed
+    from the keys' rows; later days from the sums."""
+    async def scenario():
+        today = datetime.now(UTC).date()
+        old, first, later = (str(today - timedelta(days=n)) for n in (2, 1, 0))
+        earlier = make_store()
+        await earlier.record([Settlement("k1", "a", "gpt", old, (), prompt_tokens=3, number=1),
+                              Settlement("k2", "b", "gpt", first, (), prompt_tokens=4,
+                                         number=1)], time.time())
+        await earlier.close()
+        if isinstance(earlier, RedisStore):  # as an earlier version left it: rows only
+            store = make_store()
+            await store.redis.delete(*[f"gw:dm:{d}" for d in (old, first)], "gw:dm-since")
+        else:
+            store = earlier  # one process: its sums began with its usage
+        await store.record([Settlement("k1", "c", "gpt", first, (), prompt_tokens=5, number=2),
+                            Settlement("k1", "d", "gpt", later, (), prompt_tokens=6, number=3)],
+                           time.time())
+        rows = await store.model_totals(old, later)
+        assert [(r.day, r.requests, r.prompt_tokens) for r in rows] == \
+            [(old, 1, 3), (first, 2, 9), (later, 1, 6)]
+        assert _by_day_model(rows) == _by_day_model(await store.usage(old, later))
+        if isinstance(store, RedisStore):  # the sums are read from the day after
+            assert await store.redis.get("gw:dm-since") == first
+            await store.redis.delete(f"gw:dm:{later}")
+            assert [r.day for r in await store.model_totals(old, later)] == [old, first]
+        await store.close()
+
+    run(scenario())
+
+
+def test_usage_of_some_keys_reads_only_theirs(make_store):
+    async def scenario():
+        store = make_store()
+        day = "2026-11-23"
+        await store.record([Settlement(k, k, "gpt", day, (), prompt_tokens=1, number=1)
+                            for k in ("k1", "k2", "k3")], time.time())
+        assert [r.key_id for r in await store.usage(day, day, ["k3", "k1", "k1"])] == ["k1", "k3"]
+        assert [r.key_id for r in await store.usage(day, day, ["nobody"])] == []
         await store.close()
 
     run(scenario())

@@ -196,6 +196,37 @@ def test_keys_come_in_pages_by_name(gateway):
         assert response.json()["error"]["param"] == "limit"
 
 
+def test_usage_by_day_and_model_is_every_keys_rows_summed(gateway):
+    """Without a key, /admin/usage answers from the store's per-(day, model) sums: after
+    traffic of several keys on two models, they equal the keys' rows summed."""
+    for name in ("sum-a", "sum-b"):
+        key = new_key(gateway, name)
+        assert chat(gateway, key).status_code == 200
+        assert chat(gateway, key, "served").status_code == 200
+        usage_of(gateway, name, 2)
+    fields = ("requests", "prompt_tokens", "completion_tokens", "reasoning_tokens", "errors")
+    since = "&since=2020-01-01"
+
+    def summed(by: str) -> dict:
+        groups: dict = {}
+        for row in get(gateway, f"/admin/usage?by=day,key,model{since}").json()["data"]:
+            group = groups.setdefault(tuple(row[b] for b in by.split(",")),
+                                      dict.fromkeys(fields, 0) | {"cost": 0.0})
+            for name in fields:
+                group[name] += row[name]
+            group["cost"] = round(group["cost"] + row["cost"], 6)
+        return groups
+
+    every = get(gateway, f"/admin/usage?by=day,key,model{since}").json()
+    for by in ("day,model", "model", "day"):
+        answer = get(gateway, f"/admin/usage?by={by}{since}").json()
+        assert {tuple(r[b] for b in by.split(",")): {k: r[k] for k in (*fields, "cost")}
+                for r in answer["data"]} == summed(by), by
+        assert answer["totals"] == every["totals"], by
+    served = get(gateway, f"/admin/usage?by=model&model=served{since}").json()["data"]
+    assert [(r["model"], r["requests"] >= 2) for r in served] == [("served", True)]
+
+
 def test_usage_as_csv(gateway):
     key = new_key(gateway, "@csv-user")  # a name a spreadsheet would run as a formula
     assert chat(gateway, key).status_code == 200
