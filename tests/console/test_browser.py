@@ -306,8 +306,9 @@ def test_an_expired_or_ended_session_is_refused(
     expect(page.locator("#sign-in")).to_be_visible()
     assert _with_cookie(base, cookie).status_code == 401
 
-    # A session past its TTL (2 s here) is refused, and the page asks to sign in again.
-    short = start_gateway(tmp_path, primary, 2)
+    # A session past its TTL (4 s here: time for the first check on a loaded machine) is
+    # refused, and the page asks to sign in again.
+    short = start_gateway(tmp_path, primary, 4)
     try:
         context = browser.new_context(viewport=LAPTOP, base_url=short.url)
         tab = context.new_page()
