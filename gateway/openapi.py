@@ -378,7 +378,9 @@ def build() -> dict:
     messages, count, messages_schemas = _messages_requests()
     schemas |= messages_schemas | {"MessagesRequest": messages, "CountTokensRequest": count,
                                    "AnthropicErrorBody": _ANTHROPIC_ERROR,
-                                   "AnthropicMessage": _MESSAGE, "TokenCount": _TOKEN_COUNT}
+                                   # The answer: "AnthropicMessage" is the request's turn.
+                                   "AnthropicMessageObject": _MESSAGE,
+                                   "TokenCount": _TOKEN_COUNT}
     ref = {name: {"$ref": _REF.format(model=name)} for name in schemas}
     admin: dict[str, Any] = {"tag": "admin"}  # keyword arguments of _op
     key = [_path_param("key", "The key's id or name.")]
@@ -419,7 +421,7 @@ def build() -> dict:
             "target that does not speak Messages gets it converted to chat completions. "
             "Errors are Anthropic's, each with a `request-id` header.",
             {"200": {"description": "The message, or its events when `stream` is true.",
-                     "content": {"application/json": {"schema": ref["AnthropicMessage"]}}
+                     "content": {"application/json": {"schema": ref["AnthropicMessageObject"]}}
                      | _events("message_start, then each content block's content_block_start, "
                                "content_block_delta events and content_block_stop, "
                                "message_delta (the stop reason and usage), message_stop; or "
