@@ -14,6 +14,9 @@ over chat's is its own events and nothing else.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Protocol
+
 import orjson
 
 from gateway.apis.chat import adapt
@@ -105,3 +108,43 @@ class ChunkStream(adapt.StreamAdapter):
             out.append(self.convert(chunk))
         self.tally.add(events[counted:] if counted else events)
         return b"".join(out)
+
+
+def string(holder: dict, key: str) -> str:
+    value = holder.get(key)
+    return value if type(value) is str else ""
+
+
+def reasoning_text(holder: dict) -> str:
+    """A message's or delta's reasoning, under whichever name the route gave it (`both`: the
+    same text)."""
+    return string(holder, "reasoning_content") or string(holder, "reasoning")
+
+
+class PieceWriter(Protocol):
+    """What a converted API writes a chat delta's pieces with (its event writer)."""
+
+    def piece(self, kind: str, text: str) -> bytes: ...
+
+    def call(self, index: object, call_id: str, name: str, arguments: str) -> bytes: ...
+
+
+def write_delta(delta: dict, writer: PieceWriter, kinds: Mapping[str, str]) -> bytes:
+    """One chat delta's pieces, in the order a turn's parts come: reasoning, a refusal, text,
+    then tool calls. `kinds` names reasoning, refusal and text as the writer's kinds."""
+    content = delta.get("content")
+    if len(delta) == 1 and type(content) is str:  # the bulk of a stream: text alone
+        return writer.piece(kinds["text"], content) if content else b""
+    out = []
+    for kind, text in (("reasoning", reasoning_text(delta)), ("refusal", string(delta, "refusal")),
+                       ("text", string(delta, "content"))):
+        if text:
+            out.append(writer.piece(kinds[kind], text))
+    calls = delta.get("tool_calls")
+    for call in calls if type(calls) is list else ():
+        if type(call) is dict:
+            function = call.get("function")
+            function = function if type(function) is dict else {}
+            out.append(writer.call(call.get("index", 0), string(call, "id"),
+                                   string(function, "name"), string(function, "arguments")))
+    return b"".join(out)

@@ -19,21 +19,15 @@ from __future__ import annotations
 import orjson
 
 from gateway.apis.chat import adapt
-from gateway.apis.chat.chunks import ChunkStream
+from gateway.apis.chat.chunks import ChunkStream, reasoning_text, string, write_delta
 from gateway.apis.messages import errors, objects
 from gateway.apis.messages.events import Writer
 from gateway.config import Route
 from gateway.config.compiled import Dialect
 from gateway.core.errors import GatewayError
 
-
-def _string(holder: dict, key: str) -> str:
-    value = holder.get(key)
-    return value if type(value) is str else ""
-
-
-def _reasoning(holder: dict) -> str:
-    return _string(holder, "reasoning_content") or _string(holder, "reasoning")
+# A chat delta's pieces, as this writer's kinds: a refusal is text to a Messages client.
+_KINDS = {"reasoning": "thinking", "refusal": "text", "text": "text"}
 
 
 class ConvertedAnswer(adapt.Answer):
@@ -52,10 +46,10 @@ class ConvertedAnswer(adapt.Answer):
         message = choice.get("message")
         message = message if type(message) is dict else {}
         content = []
-        reasoning = _reasoning(message)
+        reasoning = reasoning_text(message)
         if reasoning:
             content.append(objects.thinking_block(reasoning))
-        text = _string(message, "content") or _string(message, "refusal")
+        text = string(message, "content") or string(message, "refusal")
         calls = message.get("tool_calls")
         calls = [c for c in calls if type(c) is dict] if type(calls) is list else []
         if text or not calls:
@@ -64,8 +58,8 @@ class ConvertedAnswer(adapt.Answer):
             function = call.get("function")
             function = function if type(function) is dict else {}
             content.append(objects.tool_use_block(
-                _string(call, "id") or objects.new_id("toolu_"), _string(function, "name"),
-                _string(function, "arguments")))
+                string(call, "id") or objects.new_id("toolu_"), string(function, "name"),
+                string(function, "arguments")))
         reason, sequence = objects.stop_reason(choice.get("finish_reason"),
                                                choice.get("stop_reason"), self.stops)
         final = objects.message(objects.new_id(), self.alias, content, reason, sequence,
@@ -105,34 +99,9 @@ class ConvertedStream(ChunkStream):
             return b""  # no choice (an upstream's error event): the stream ends unfinished
         choice = choices[0]
         delta = choice.get("delta")
-        out = b""
-        if type(delta) is dict:
-            content = delta.get("content")
-            if len(delta) == 1 and type(content) is str:  # the bulk of a stream: text alone
-                out = self._writer.piece("text", content) if content else b""
-            else:
-                out = self._pieces(delta)
+        out = write_delta(delta, self._writer, _KINDS) if type(delta) is dict else b""
         reason = choice.get("finish_reason")
         if reason is not None:
             self._reason = reason
             self._matched = choice.get("stop_reason")
         return out
-
-    def _pieces(self, delta: dict) -> bytes:
-        writer = self._writer
-        out = []
-        reasoning = _reasoning(delta)
-        if reasoning:
-            out.append(writer.piece("thinking", reasoning))
-        text = _string(delta, "content") or _string(delta, "refusal")
-        if text:
-            out.append(writer.piece("text", text))
-        calls = delta.get("tool_calls")
-        for call in calls if type(calls) is list else ():
-            if type(call) is dict:
-                function = call.get("function")
-                function = function if type(function) is dict else {}
-                out.append(writer.call(call.get("index", 0), _string(call, "id"),
-                                       _string(function, "name"),
-                                       _string(function, "arguments")))
-        return b"".join(out)

@@ -21,22 +21,15 @@ from __future__ import annotations
 import orjson
 
 from gateway.apis.chat import adapt
-from gateway.apis.chat.chunks import ChunkStream
+from gateway.apis.chat.chunks import ChunkStream, reasoning_text, string, write_delta
 from gateway.apis.responses import objects
 from gateway.apis.responses.events import Writer
 from gateway.config import Route
 from gateway.config.compiled import Dialect
 from gateway.core.errors import GatewayError
 
-
-def _string(holder: dict, key: str) -> str:
-    value = holder.get(key)
-    return value if type(value) is str else ""
-
-
-def _reasoning(holder: dict) -> str:
-    """The reasoning text under whichever name the route gave it (`both`: the same text)."""
-    return _string(holder, "reasoning_content") or _string(holder, "reasoning")
+# A chat delta's pieces, as this writer's kinds.
+_KINDS = {"reasoning": "reasoning", "refusal": "refusal", "text": "text"}
 
 
 class ConvertedAnswer(adapt.Answer):
@@ -58,12 +51,12 @@ class ConvertedAnswer(adapt.Answer):
         status, why = objects.status_of(choice.get("finish_reason"))
         item_status = "completed" if status == "completed" else "incomplete"
         output = []
-        reasoning = _reasoning(message)
+        reasoning = reasoning_text(message)
         if reasoning:
             output.append(objects.reasoning_item(objects.new_id("rs_"), reasoning))
         calls = message.get("tool_calls")
         calls = [c for c in calls if type(c) is dict] if type(calls) is list else []
-        text, refusal = _string(message, "content"), _string(message, "refusal")
+        text, refusal = string(message, "content"), string(message, "refusal")
         if text or refusal or not calls:
             output.append(objects.message_item(objects.new_id("msg_"), text, item_status,
                                                refusal or None))
@@ -71,8 +64,8 @@ class ConvertedAnswer(adapt.Answer):
             function = call.get("function")
             function = function if type(function) is dict else {}
             output.append(objects.function_call_item(
-                objects.new_id("fc_"), _string(call, "id") or objects.new_id("call_"),
-                _string(function, "name"), _string(function, "arguments"), item_status))
+                objects.new_id("fc_"), string(call, "id") or objects.new_id("call_"),
+                string(function, "name"), string(function, "arguments"), item_status))
         created = answer.get("created")
         self.final = objects.response(
             objects.new_id("resp_"), created if type(created) is int else objects.now(),
@@ -123,34 +116,10 @@ class ConvertedStream(ChunkStream):
             return b""
         choice = choices[0] if choices and type(choices[0]) is dict else {}
         delta = choice.get("delta")
-        out = b""
-        if type(delta) is dict:
-            content = delta.get("content")
-            if len(delta) == 1 and type(content) is str:  # the bulk of a stream: text alone
-                out = self._writer.piece("text", content) if content else b""
-            else:
-                out = self._pieces(delta)
+        out = write_delta(delta, self._writer, _KINDS) if type(delta) is dict else b""
         reason = choice.get("finish_reason")
         if reason is not None:
             self._reason = reason
             status = objects.status_of(reason)[0]
             out += self._writer.close("completed" if status == "completed" else "incomplete")
         return out
-
-    def _pieces(self, delta: dict) -> bytes:
-        """Whatever one delta holds, in the order items of a turn come: reasoning, a refusal,
-        text, tool calls."""
-        writer = self._writer
-        out = []
-        for kind, text in (("reasoning", _reasoning(delta)), ("refusal", _string(delta, "refusal")),
-                           ("text", _string(delta, "content"))):
-            if text:
-                out.append(writer.piece(kind, text))
-        calls = delta.get("tool_calls")
-        for call in calls if type(calls) is list else ():
-            if type(call) is dict:
-                function = call.get("function")
-                function = function if type(function) is dict else {}
-                out.append(writer.call(call.get("index", 0), _string(call, "id"),
-                                       _string(function, "name"), _string(function, "arguments")))
-        return b"".join(out)
