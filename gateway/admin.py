@@ -5,19 +5,17 @@
     GET    /admin/keys/{key}        one key, by id or name
     PATCH  /admin/keys/{key}        change its name, models, limits, expiry, metadata
     DELETE /admin/keys/{key}        revoke it (its record and usage stay)
-    GET    /admin/usage             usage, filtered and grouped (?key ?model ?since ?until ?by)
+    GET    /admin/usage             usage, filtered and grouped (admin_usage.py)
     POST   /admin/reload            read the config again
     GET    /admin/overview, /admin/routes, /admin/config: the console's views (admin_views.py)
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 import time
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -42,7 +40,7 @@ from gateway.core.errors import (
 )
 from gateway.core.keys import new_id, new_secret, visible_prefix
 from gateway.endpoints import error_response, json_response
-from gateway.store.base import KeyConflict, KeyRecord, StoreUnavailable, UsageRow
+from gateway.store.base import KeyConflict, KeyRecord, StoreUnavailable
 
 # A number and a unit, at most a couple of centuries: so every duration this accepts ends
 # before year 9999, and the OpenAPI document can say exactly what is accepted.
@@ -205,75 +203,6 @@ async def revoke_key(request: Request) -> Response:
     return json_response(_view(record))
 
 
-@admin
-async def usage(request: Request) -> Response:
-    """Usage grouped by day, key and model. Without a key (neither grouped nor filtered by)
-    it reads the store's sums per day and model: a row a day and model however many keys.
-    By key it reads each key's rows, keys x days (bounded by retention); a key filter reads
-    only that key's."""
-    runtime = request.app.state.runtime
-    query = request.query_params
-    today = datetime.now(UTC).date()
-    since = _day(query.get("since"), "since") or (today - timedelta(days=30)).isoformat()
-    until = _day(query.get("until"), "until") or today.isoformat()
-    by = [b.strip() for b in (query.get("by") or "day,key,model").split(",") if b.strip()]
-    if not by or any(b not in ("day", "key", "model") for b in by):
-        raise InvalidRequest("'by' takes day, key and model, comma-separated.", param="by")
-    names = {"master": "master"} | {k.id: k.name for k in runtime.config.keys.values()}
-    rows: list[UsageRow]
-    if not query.get("key") and "key" not in by:
-        rows = await runtime.store.model_totals(since, until)  # a row a day and model
-    else:
-        names |= {k.id: k.name for k in await runtime.store.list_keys()}
-        wanted = query.get("key")
-        ids = None if not wanted else sorted({wanted} | {i for i, n in names.items()
-                                                          if n == wanted})
-        rows = await runtime.store.usage(since, until, ids)  # every key's rows: keys x days
-    if query.get("model"):
-        rows = [r for r in rows if r.model == query["model"]]
-    groups: dict[tuple, dict] = {}
-    for row in rows:
-        labels = {"day": row.day, "key": names.get(row.key_id, row.key_id), "model": row.model}
-        group = groups.setdefault(tuple(labels[b] for b in by),
-                                  {b: labels[b] for b in by} | _zero())
-        _add(group, row)
-    data = [groups[k] for k in sorted(groups)]
-    form = query.get("format") or "json"
-    if form not in ("json", "csv"):
-        raise InvalidRequest("'format' takes json or csv.", param="format", code="invalid_value")
-    if form == "csv":
-        return _csv(by + list(_zero()), data, f"usage-{since}-{until}.csv")
-    totals = _zero()
-    for row in rows:
-        _add(totals, row)
-    return json_response({"object": "list", "since": since, "until": until, "by": by,
-                          "data": data, "totals": totals})
-
-
-def _csv(header: list[str], rows: list[dict], filename: str) -> Response:
-    """A header row, then a line a group; a cell that a spreadsheet would run as a formula
-    (a key name starting with =, +, - or @) is quoted as text."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(header)
-    for row in rows:
-        writer.writerow(["'" + v if isinstance(v, str) and v[:1] in ("=", "+", "-", "@") else v
-                         for v in (row[h] for h in header)])
-    return Response(out.getvalue(), media_type="text/csv; charset=utf-8",
-                    headers={"content-disposition": f'attachment; filename="{filename}"'})
-
-
-def _zero() -> dict:
-    return {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0, "reasoning_tokens": 0,
-            "cost": 0.0, "errors": 0}
-
-
-def _add(total: dict, row: UsageRow) -> None:
-    for field in ("requests", "prompt_tokens", "completion_tokens", "reasoning_tokens", "errors"):
-        total[field] += getattr(row, field)
-    total["cost"] = round(total["cost"] + row.cost, 6)
-
-
 async def _body(request: Request) -> KeyChange:
     require_json(request.headers.get("content-type", "").encode("latin-1") or None)
     raw = await request.body()
@@ -359,15 +288,6 @@ def _expiry(change: KeyChange, now: float) -> float | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
-
-
-def _day(value: str | None, param: str) -> str | None:
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(value).date().isoformat()
-    except ValueError:
-        raise InvalidRequest(f"'{param}' takes a date: YYYY-MM-DD.", param=param) from None
 
 
 def _view(record: KeyRecord, last_used: float | None = None) -> dict:

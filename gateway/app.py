@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway import admin, admin_views, console, endpoints, heap, lag, metrics, openapi
+from gateway import admin, admin_usage, admin_views, console, endpoints, heap, lag, metrics, openapi
 from gateway.apis.chat.surface import CHAT
 from gateway.apis.completions.surface import COMPLETIONS
 from gateway.apis.embeddings.surface import EMBEDDINGS
@@ -145,7 +145,7 @@ def _starlette(config: Config) -> Starlette:
             Route("/admin/keys/{key}", admin.show_key, methods=["GET"]),
             Route("/admin/keys/{key}", admin.update_key, methods=["PATCH"]),
             Route("/admin/keys/{key}", admin.revoke_key, methods=["DELETE"]),
-            Route("/admin/usage", admin.usage, methods=["GET"]),
+            Route("/admin/usage", admin_usage.usage, methods=["GET"]),
             Route("/admin/overview", admin_views.overview, methods=["GET"]),
             Route("/admin/routes", admin_views.routes, methods=["GET"]),
             Route("/admin/config", admin_views.config, methods=["GET"]),

@@ -57,6 +57,9 @@ def add_commands(commands) -> None:
     usage.add_argument("--until", help="last day, YYYY-MM-DD (default: today)")
     usage.add_argument("--by", default="day,key,model",
                        help="group by day, key and/or model, comma-separated (default: all three)")
+    usage.add_argument("--sort", choices=("requests", "tokens", "cost", "errors"),
+                       help="largest first by this amount (default: by the groups' labels)")
+    usage.add_argument("--top", type=int, help="only the first N groups (totals stay whole)")
     usage.add_argument("--csv", action="store_true", help="CSV rows, for a spreadsheet")
     _connection_options(usage)
 
@@ -149,7 +152,8 @@ def _last_use(when: float | None) -> str:
 
 def _usage(args: argparse.Namespace) -> int:
     query = {k: v for k, v in (("key", args.key), ("model", args.model), ("since", args.since),
-                               ("until", args.until), ("by", args.by)) if v}
+                               ("until", args.until), ("by", args.by), ("sort", args.sort),
+                               ("limit", args.top)) if v}
     answer = _call(args, "GET", "/admin/usage?" + urllib.parse.urlencode(query))
     if args.json:
         print(json.dumps(answer, indent=2))
@@ -164,7 +168,9 @@ def _usage(args: argparse.Namespace) -> int:
     rows = [[_cell(row[c]) for c in columns] for row in answer["data"]]
     rows.append(["total"] + [""] * (len(answer["by"]) - 1)
                 + [_cell(answer["totals"][c]) for c in USAGE_COLUMNS])
-    print(f"usage {answer['since']} .. {answer['until']}")
+    shown = "" if not answer.get("has_more") else \
+        f" (the first {len(answer['data'])} of {answer['total_groups']} groups)"
+    print(f"usage {answer['since']} .. {answer['until']}{shown}")
     print(table([c.upper().replace("_TOKENS", "") for c in columns], rows))
     return 0
 

@@ -520,8 +520,10 @@ def build() -> dict:
             "content": {"application/json": {"schema": _object({
                 "object": {"const": "list"}, "since": {"type": "string"},
                 "until": {"type": "string"}, "by": {"type": "array", "items": {"type": "string"}},
-                "data": {"type": "array", "items": {"type": "object"}}, "totals": _TOTALS},
-                ("object", "data", "totals"))},
+                "data": {"type": "array", "items": {"type": "object"}}, "totals": _TOTALS,
+                "total_groups": {"type": "integer", "description": "Groups before the page."},
+                "has_more": {"type": "boolean"}},
+                ("object", "data", "totals", "total_groups", "has_more"))},
                 "text/csv": {"schema": {"type": "string", "description": (
                     "A header row (the `by` labels, then requests, prompt_tokens, "
                     "completion_tokens, reasoning_tokens, cost, errors), then a row a group.")}}}}}
@@ -531,6 +533,13 @@ def build() -> dict:
                         _query("until", "Last day, YYYY-MM-DD.", _DATE),
                         _query("by", "Any of day, key, model, comma-separated.",
                                {"type": "string", "pattern": "^(day|key|model)(,(day|key|model))*$"}),
+                        _query("sort", "Largest first by this amount (default: by label).",
+                               {"type": "string", "enum": ["requests", "tokens", "cost",
+                                                           "errors"]}),
+                        _query("limit", "At most this many groups (totals stay whole).",
+                               {"type": "integer", "minimum": 1, "maximum": 10_000}),
+                        _query("offset", "Groups to skip before the page.",
+                               {"type": "integer", "minimum": 0, "maximum": 10**9}),
                         _query("format", "json (the default) or csv.",
                                {"type": "string", "enum": ["json", "csv"]})],
             **admin)},

@@ -150,6 +150,9 @@ class Store(Protocol):
 
     async def list_keys(self) -> list[KeyRecord]: ...
 
+    async def key_names(self) -> dict[str, str]:
+        """Every key's name by its id, in one read: usage by key labels 10,000 keys."""
+
     async def key_page(self, after: str, limit: int, revoked: bool) -> tuple[list[KeyRecord], bool]:
         """Up to `limit` keys named after `after`, by name (revoked ones only if `revoked`),
         and whether more follow: the console's list of 10,000 keys reads one page."""
@@ -185,6 +188,12 @@ class Store(Protocol):
         """Every key's usage summed per (day, model) over since..until (key id empty), by
         day then model. Kept per (day, model) as it is recorded, so this reads a row a day
         and model, not a key; a day from before the store kept them is summed from its rows."""
+
+    async def key_totals(self, since: str, until: str) -> list[UsageRow]:
+        """Each key's usage summed over since..until (model and day empty), by key id. Kept
+        per (day, key) and per (month, key) as it is recorded, so a year reads 12 month sums
+        and the days around them, not every key's rows; days from before the store kept
+        them are summed from the rows."""
 
     async def totals(self, since: str, until: str) -> UsageRow:
         """Every key's usage summed over the days since..until (key id and model empty):

@@ -93,6 +93,9 @@ class MemoryStore:
     async def list_keys(self) -> list[KeyRecord]:
         return sorted(self.keys.values(), key=lambda k: k.created_at)
 
+    async def key_names(self) -> dict[str, str]:
+        return {k.id: k.name for k in self.keys.values()}
+
     async def key_page(self, after: str, limit: int, revoked: bool) -> tuple[list[KeyRecord], bool]:
         names = sorted(n for n in self.by_name if n > after)
         page: list[KeyRecord] = []
@@ -240,6 +243,15 @@ class MemoryStore:
         # The process's whole life is in day_models: no day before it to sum from rows.
         return [_row("", model, day, row) for (day, model), row in sorted(self.day_models.items())
                 if since <= day <= until]
+
+    async def key_totals(self, since: str, until: str) -> list[UsageRow]:
+        totals: dict[str, dict[str, float]] = {}
+        for (key_id, day, _), row in self.usage_rows.items():  # one process: rows suffice
+            if since <= day <= until:
+                total = totals.setdefault(key_id, dict.fromkeys(USAGE_FIELDS, 0))
+                for name in USAGE_FIELDS:
+                    total[name] += row[name]
+        return [_row(key_id, "", "", totals[key_id]) for key_id in sorted(totals)]
 
     async def totals(self, since: str, until: str) -> UsageRow:
         total = dict.fromkeys(USAGE_FIELDS, 0.0)

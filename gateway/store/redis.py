@@ -18,13 +18,10 @@ Layout (prefix `gw` by default):
     gw:{<id>}:ud               index of that key's usage hashes
     gw:{<id>}:n:<replica>      the last settlement of that replica applied (retries are exact)
     gw:usage-keys              set of the ids of keys with usage
-    gw:day:<day>               every key's usage of that day, summed (hash), kept `retention`
-    gw:dm:<day>                the same per model (hash: `<model>|<field>`), kept `retention`
-    gw:dm-since                the last day without complete gw:dm sums (usage recorded by an
-                               earlier version): it and earlier days are summed from the
-                               keys' rows instead; 0000-00-00 when the sums began with usage
+    gw:day, gw:dm, gw:dk, gw:mk  usage summed per day, model and key (redis_usage.py)
     gw:last-used               sorted set: key id, scored by when its last request settled
     gw:key-names               sorted set (all scores 0): key names, for pages in name order
+    gw:names                   hash: key id -> name, for usage by key (10,000 in one read)
     gw:resp:<response id>:<key id>  a stored response's record, kept its TTL: its owner is
                                in its name, so another key's read finds nothing. (No hash
                                tag: each call is one key, and one key's records spread
@@ -39,7 +36,6 @@ import json
 import math
 import secrets
 from dataclasses import asdict
-from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import hiredis
@@ -61,20 +57,17 @@ from gateway.store.base import (
     Outcome,
     Settlement,
     StoreUnavailable,
-    UsageRow,
     Verdict,
 )
 from gateway.store.link import LinkError, RedisLink
 from gateway.store.redis_scripts import ADMIT, RENEW, SETTLE
+from gateway.store.redis_usage import MICRO, RedisUsage
 
 if TYPE_CHECKING:
     from redis.asyncio.cluster import RedisCluster
     from redis.typing import EncodableT, FieldT
 
-MICRO = 1_000_000  # cost is stored in micro-dollars (integers)
-
-
-class RedisStore:
+class RedisStore(RedisUsage):
     kind = "redis"
 
     def __init__(self, url: str, *, prefix: str = "gw", timeout: float = 0.5,
@@ -116,7 +109,7 @@ class RedisStore:
         # can: redis-py's client costs twice the CPU per call. Cluster mode keeps redis-py.
         self.link = None if cluster else RedisLink(url, timeout)
         self._listeners: list = []
-        self._sums_marked = False  # whether gw:dm-since is known to be set
+        self._sums_marked = False  # whether gw:dm-since and gw:dk-since are known to be set
         self._subscriber: asyncio.Task | None = None
 
     # naming
@@ -252,6 +245,13 @@ class RedisStore:
         data = await self._gets([("get", f"{self.prefix}:key:{d}") for d in digests if d])
         return sorted((_record(d) for d in data if d), key=lambda r: r.created_at)
 
+    async def key_names(self) -> dict[str, str]:
+        names = await self._call(self.redis.hgetall(f"{self.prefix}:names"))
+        if len(names) < await self._call(self.redis.scard(f"{self.prefix}:keys")):
+            names = {r.id: r.name for r in await self.list_keys()}  # keys from before the
+            await self._call(self.redis.hset(f"{self.prefix}:names", mapping=names))  # index
+        return names
+
     async def key_page(self, after: str, limit: int, revoked: bool) -> tuple[list[KeyRecord], bool]:
         names_key = f"{self.prefix}:key-names"
         counts = await self._gets([("zcard", names_key), ("scard", f"{self.prefix}:keys")])
@@ -323,6 +323,7 @@ class RedisStore:
                 pipe.set(f"{self.prefix}:keyid:{record.id}", record.digest)
                 pipe.sadd(f"{self.prefix}:keys", record.id)
                 pipe.zadd(f"{self.prefix}:key-names", {record.name: 0})
+                pipe.hset(f"{self.prefix}:names", record.id, record.name)
                 pipe.delete(self._k(record.id, "valid"))
                 pipe.hset(self._k(record.id, "valid"), mapping=valid)
                 await pipe.execute()
@@ -422,53 +423,7 @@ class RedisStore:
         applied = [s for s, reply in zip(order, (r for batch in replies for r in batch),
                                          strict=True) if reply == 1]
         if applied:
-            await self._add_day_totals(applied, now)
-
-    async def _mark_sums(self, first_day: str, now: float) -> None:
-        """Before this process's first settlement: the day from which the per-(day, model)
-        sums are complete, if no replica has said yet. A store with no usage yet has them all
-        (0000-00-00); one with usage from an earlier version has them from tomorrow (this
-        day, begun before, is summed from the rows). Once a process, off the request path."""
-        place = f"{self.prefix}:dm-since"
-        if await self._command("GET", place) is None:
-            today = datetime.fromtimestamp(now, UTC).date().isoformat()
-            used = await self._command("SCARD", f"{self.prefix}:usage-keys")
-            await self._command("SET", place, min(first_day, today) if used else "0000-00-00",
-                                "NX")
-        self._sums_marked = True
-
-    async def _add_day_totals(self, applied: list[Settlement], now: float) -> None:
-        """Sum the settlements the scripts applied (not the retries they skipped) into each
-        day's total, what the overview reads (a hash a day rather than one a key), and per
-        (day, model), what /admin/usage reads, and mark their keys' last use: one more
-        pipelined round trip, off the request path."""
-        days: dict[str, list[int]] = {}
-        models: dict[tuple[str, str], list[int]] = {}
-        keep: dict[str, int] = {}
-        for s in applied:
-            total = days.setdefault(s.day, [0] * 6)
-            by_model = models.setdefault((s.day, s.model), [0] * 6)
-            for i, value in enumerate((1, s.prompt_tokens, s.completion_tokens,
-                                       s.reasoning_tokens, round(s.cost * MICRO),
-                                       1 if s.error else 0)):
-                total[i] += value
-                by_model[i] += value
-            keep[s.day] = max(keep.get(s.day, 0), int(s.retention * 1000))
-        sends = []
-        for day, total in days.items():
-            place = f"{self.prefix}:day:{day}"
-            sends += [self._command("HINCRBY", place, name, value)
-                      for name, value in zip(_TOTALS, total, strict=True) if value]
-            sends.append(self._command("PEXPIRE", place, keep[day]))
-        for (day, model), total in models.items():
-            place = f"{self.prefix}:dm:{day}"
-            sends += [self._command("HINCRBY", place, f"{model}|{name}", value)
-                      for name, value in zip(_TOTALS, total, strict=True) if value]
-        sends += [self._command("PEXPIRE", f"{self.prefix}:dm:{day}", keep[day]) for day in days]
-        last_use: list = ["ZADD", f"{self.prefix}:last-used", "GT"]
-        for key_id in {s.key_id for s in applied}:
-            last_use += [now, key_id]
-        await asyncio.gather(*sends, self._command(*last_use))
+            await self._add_sums(applied, now)
 
     def _settlement(self, s: Settlement, before: int) -> tuple[list, list]:
         tokens = s.prompt_tokens + s.completion_tokens
@@ -547,60 +502,6 @@ class RedisStore:
     async def delete_response(self, key_id: str, response_id: str) -> bool:
         place = self._response(key_id, response_id)
         return place is not None and await self._raw("DEL", place) == 1
-
-    async def usage(self, since: str, until: str,
-                    key_ids: list[str] | None = None) -> list[UsageRow]:
-        if key_ids is None:
-            key_ids = list(await self._call(self.redis.smembers(f"{self.prefix}:usage-keys")))
-        key_ids = sorted(set(key_ids))
-        indexes = await self._gets([("smembers", self._k(k, "ud")) for k in key_ids])
-        wanted = [(key_id, *entry.partition("|")[::2])
-                  for key_id, entries in zip(key_ids, indexes, strict=True)
-                  for entry in sorted(entries) if since <= entry.partition("|")[0] <= until]
-        found = await self._gets([("hgetall", self._k(k, "u", day, model))
-                                  for k, day, model in wanted])
-        return [_usage_row(key_id, model, day, data)
-                for (key_id, day, model), data in zip(wanted, found, strict=True) if data]
-
-    async def model_totals(self, since: str, until: str) -> list[UsageRow]:
-        days = _days(since, until)
-        first, *sums = await self._gets([("get", f"{self.prefix}:dm-since")]
-                                        + [("hgetall", f"{self.prefix}:dm:{d}") for d in days])
-        totals: dict[tuple[str, str], dict] = {}
-        for day, data in zip(days, sums, strict=True):
-            if first is not None and day > first:
-                for place, value in data.items():
-                    model, _, name = place.rpartition("|")
-                    totals.setdefault((day, model), dict.fromkeys(_TOTALS, 0))[name] = int(value)
-        if first is None or since <= first:  # begun before the sums were kept: from the rows
-            for row in await self.usage(since, until if first is None else min(until, first)):
-                total = totals.setdefault((row.day, row.model), dict.fromkeys(_TOTALS, 0))
-                for name in _TOTALS:
-                    total[name] += round(getattr(row, name) * (MICRO if name == "cost" else 1))
-        return [_usage_row("", model, day, totals[day, model]) for day, model in sorted(totals)]
-
-    async def totals(self, since: str, until: str) -> UsageRow:
-        days = _days(since, until)
-        total = dict.fromkeys(_TOTALS, 0)
-        for data in await self._gets([("hgetall", f"{self.prefix}:day:{d}") for d in days]):
-            for name in _TOTALS:
-                total[name] += int(data.get(name, 0))
-        return _usage_row("", "", "", total)
-
-
-def _days(since: str, until: str) -> list[str]:
-    first, last = date.fromisoformat(since), date.fromisoformat(until)
-    return [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
-
-
-_TOTALS = ("requests", "prompt_tokens", "completion_tokens", "reasoning_tokens", "cost", "errors")
-
-
-def _usage_row(key_id: str, model: str, day: str, data: dict) -> UsageRow:
-    return UsageRow(key_id, model, day, int(data.get("requests", 0)),
-                    int(data.get("prompt_tokens", 0)), int(data.get("completion_tokens", 0)),
-                    int(data.get("reasoning_tokens", 0)),
-                    round(int(data.get("cost", 0)) / MICRO, 6), int(data.get("errors", 0)))
 
 
 def _text(reply):

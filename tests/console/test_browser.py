@@ -240,6 +240,46 @@ def test_keys_come_a_page_at_a_time(page: Page, console: GatewayProcess) -> None
     expect(page.locator("#keys-table tbody tr")).to_have_count(50)
 
 
+def test_usage_by_key_shows_the_top_keys_a_page_at_a_time(page: Page,
+                                                          console: GatewayProcess) -> None:
+    """By key, the Usage page shows the keys with most usage first, 50 a page, and its CSV
+    link has every key: the page stays small with 10,000 keys."""
+    for i in range(55):
+        made = admin(console, "POST", "/admin/keys", {"name": f"spender-{i:02d}"})
+        assert made.status_code == 201
+        for _ in range(9 if i == 54 else 1):  # more than any other test's key
+            answer = httpx.post(console.url + "/v1/chat/completions", timeout=10,
+                                headers={"Authorization": "Bearer " + made.json()["key"]},
+                                json={"model": "gpt-test", "messages": [{"role": "user",
+                                                                         "content": "hi"}]})
+            assert answer.status_code == 200, answer.text
+    usage_of(console, "spender-54", 9)
+    groups = wait_for(lambda: (lambda a: a["total_groups"] if sum(
+        1 for r in a["data"] if r["key"].startswith("spender-")) == 55 else None)(
+        admin(console, "GET", "/admin/usage?by=key").json()), 10, "55 keys' usage")
+    sign_in(page)
+    go(page, "usage")
+    page.select_option("#usage-form [name=by]", "key")
+    page.select_option("#usage-form [name=metric]", "requests")
+    page.click("#usage-form button[type=submit]")
+    expect(page.locator("#usage-table tbody tr")).to_have_count(50)
+    expect(page.locator("#usage-table tbody tr").first.locator("td").first).to_have_text(
+        "spender-54")  # the most requests: first
+    expect(page.locator("#usage-page")).to_have_text(f"1–50 of {groups}")
+    expect(page.locator("#usage-chart svg rect.bar")).to_have_count(50)
+    expect(page.locator("#usage-prev")).to_be_disabled()
+    page.click("#usage-next")
+    expect(page.locator("#usage-page")).to_have_text(f"51–{groups} of {groups}")
+    expect(page.locator("#usage-table tbody tr")).to_have_count(groups - 50)
+    expect(page.locator("#usage-next")).to_be_disabled()
+    page.click("#usage-prev")
+    expect(page.locator("#usage-page")).to_have_text(f"1–50 of {groups}")
+    csv = page.locator("#usage-csv").get_attribute("href")
+    assert "sort=requests" in csv and "limit" not in csv and "offset" not in csv, csv
+    listed = admin(console, "GET", csv).text.splitlines()
+    assert len(listed) == groups + 1 and listed[1].startswith("spender-54,"), listed[:2]
+
+
 def test_routes_show_each_target_and_its_health(page: Page) -> None:
     sign_in(page)
     go(page, "routes")

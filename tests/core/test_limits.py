@@ -467,6 +467,11 @@ def test_cli_and_admin_api_round_trip(gateway):
     rows = gateway_cli(gateway, "usage", "--key", "cli-team", "--by", "day,model", "--csv")
     assert rows.stdout.splitlines()[0].startswith("day,model,requests")
     assert ",m,2," in rows.stdout
+    top = gateway_cli(gateway, "usage", "--by", "key", "--sort", "requests", "--top", "1", "--json")
+    answer = json.loads(top.stdout)
+    assert len(answer["data"]) == 1 and answer["total_groups"] >= 1
+    assert answer["data"][0]["requests"] == max(r["requests"] for r in json.loads(gateway_cli(
+        gateway, "usage", "--by", "key", "--json").stdout)["data"])
 
     revoked = gateway_cli(gateway, "keys", "revoke", "cli-team")
     assert "revoked" in revoked.stdout

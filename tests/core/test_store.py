@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -22,33 +21,7 @@ from gateway.store.base import (
 )
 from gateway.store.redis import RedisStore
 from tests.delay_proxy import LoadingProxy
-from tests.redis_server import RedisCluster, RedisServer
-
-
-@pytest.fixture(scope="module")
-def servers():
-    started = {}
-    try:
-        for kind in ("redis", "valkey"):
-            started[kind] = RedisServer(kind).start()
-        started["cluster"] = RedisCluster().start()
-        yield started
-    finally:
-        for server in started.values():
-            server.stop()
-
-
-@pytest.fixture(params=["memory", "redis", "valkey", "cluster"])
-def make_store(request, servers):
-    """A factory of stores on one backend (two Redis stores share one server, like replicas)."""
-    def make():
-        if request.param == "memory":
-            return MemoryStore()
-        return RedisStore(servers[request.param].url, cluster=request.param == "cluster")
-
-    if request.param != "memory":
-        servers[request.param].flush()
-    return make
+from tests.redis_server import RedisServer
 
 
 def run(coroutine):
@@ -508,114 +481,6 @@ def test_the_memory_store_keeps_a_record_in_the_room_it_takes():
     assert held / 200 < 2 * 1030, held / 200  # the record, its key and its place in the store
 
 
-def test_day_totals_and_last_use_come_from_the_settle_batch(make_store):
-    """The console's overview reads each day's sum of every key, and its key list each
-    key's last use: both written with the settlements, a retried one counted once."""
-    async def scenario():
-        store = make_store()
-        day, other = "2026-11-23", "2026-11-24"
-        batch = [Settlement("k1", "a", "gpt", day, (), prompt_tokens=10, completion_tokens=5,
-                            cost=0.25, number=1),
-                 Settlement("k2", "b", "gpt", day, (), prompt_tokens=1, error=True, number=1),
-                 Settlement("k1", "c", "llama", other, (), completion_tokens=3, number=2)]
-        await store.record(batch, 1_000_000.0)
-        await store.record(batch, 1_000_500.0)  # the same batch again: its reply was lost (a
-        # retry: its last use stays that of the first write)
-        both = await store.totals(day, other)
-        assert (both.requests, both.prompt_tokens, both.completion_tokens, both.errors) == \
-            (3, 11, 8, 1)
-        assert both.cost == pytest.approx(0.25)
-        assert (await store.totals(other, other)).requests == 1
-        assert (await store.totals("2026-11-25", "2026-12-31")).requests == 0
-        assert await store.last_used(["k1", "k2", "k3"]) == {"k1": 1_000_000.0,
-                                                             "k2": 1_000_000.0}
-        await store.record([replace(batch[0], number=3)], 999.0)  # earlier: no step back
-        assert (await store.last_used(["k1"]))["k1"] == 1_000_000.0
-        await store.close()
-
-    run(scenario())
-
-
-def _by_day_model(rows) -> dict:
-    sums: dict = {}
-    for r in rows:
-        total = sums.setdefault((r.day, r.model), [0, 0, 0, 0, 0, 0.0])
-        for i, value in enumerate((r.requests, r.prompt_tokens, r.completion_tokens,
-                                   r.reasoning_tokens, r.errors, r.cost)):
-            total[i] += value
-    return {k: v[:5] + [round(v[5], 6)] for k, v in sums.items()}
-
-
-def test_model_totals_are_the_keys_rows_summed_and_a_retry_counts_once(make_store):
-    """/admin/usage by day and model reads the store's per-(day, model) sums, written in the
-    settle batch: they equal the keys' rows summed, and a retried batch is counted once."""
-    async def scenario():
-        store = make_store()
-        day, other = "2026-11-23", "2026-11-24"
-        batch = [Settlement(f"k{n % 3}", f"r{n}", ("gpt", "llama|x")[n % 2], (day, other)[n % 4 == 0],
-                            (), prompt_tokens=n, completion_tokens=2 * n, reasoning_tokens=n % 5,
-                            cost=0.0000125 * n, error=n % 7 == 0, number=n + 1)
-                 for n in range(40)]
-        await store.record(batch[:25], time.time())
-        await store.record(batch, time.time())  # the first 25 again: their reply was lost
-        rows = await store.model_totals(day, other)
-        assert [(r.day, r.model) for r in rows] == sorted((r.day, r.model) for r in rows)
-        assert all(r.key_id == "" for r in rows)
-        assert _by_day_model(rows) == _by_day_model(await store.usage(day, other))
-        assert sum(r.requests for r in rows) == 40
-        assert [(r.day, r.model) for r in await store.model_totals(other, other)] == [(other, "gpt")]
-        assert await store.model_totals("2026-11-25", "2026-12-31") == []
-        await store.close()
-
-    run(scenario())
-
-
-def test_days_before_the_model_totals_are_summed_from_the_rows(make_store):
-    """A Redis written by an earlier version has rows but no per-(day, model) sums: those
-    days, and the day a process of this version first records (begun before it), are summed
-    from the keys' rows; later days from the sums."""
-    async def scenario():
-        today = datetime.now(UTC).date()
-        old, first, later = (str(today - timedelta(days=n)) for n in (2, 1, 0))
-        earlier = make_store()
-        await earlier.record([Settlement("k1", "a", "gpt", old, (), prompt_tokens=3, number=1),
-                              Settlement("k2", "b", "gpt", first, (), prompt_tokens=4,
-                                         number=1)], time.time())
-        await earlier.close()
-        if isinstance(earlier, RedisStore):  # as an earlier version left it: rows only
-            store = make_store()
-            await store.redis.delete(*[f"gw:dm:{d}" for d in (old, first)], "gw:dm-since")
-        else:
-            store = earlier  # one process: its sums began with its usage
-        await store.record([Settlement("k1", "c", "gpt", first, (), prompt_tokens=5, number=2),
-                            Settlement("k1", "d", "gpt", later, (), prompt_tokens=6, number=3)],
-                           time.time())
-        rows = await store.model_totals(old, later)
-        assert [(r.day, r.requests, r.prompt_tokens) for r in rows] == \
-            [(old, 1, 3), (first, 2, 9), (later, 1, 6)]
-        assert _by_day_model(rows) == _by_day_model(await store.usage(old, later))
-        if isinstance(store, RedisStore):  # the sums are read from the day after
-            assert await store.redis.get("gw:dm-since") == first
-            await store.redis.delete(f"gw:dm:{later}")
-            assert [r.day for r in await store.model_totals(old, later)] == [old, first]
-        await store.close()
-
-    run(scenario())
-
-
-def test_usage_of_some_keys_reads_only_theirs(make_store):
-    async def scenario():
-        store = make_store()
-        day = "2026-11-23"
-        await store.record([Settlement(k, k, "gpt", day, (), prompt_tokens=1, number=1)
-                            for k in ("k1", "k2", "k3")], time.time())
-        assert [r.key_id for r in await store.usage(day, day, ["k3", "k1", "k1"])] == ["k1", "k3"]
-        assert [r.key_id for r in await store.usage(day, day, ["nobody"])] == []
-        await store.close()
-
-    run(scenario())
-
-
 def test_keys_come_in_pages_by_name(make_store):
     async def scenario():
         store = make_store()
@@ -632,6 +497,24 @@ def test_keys_come_in_pages_by_name(make_store):
         await store.update_key(renamed)
         page, _ = await store.key_page("team-4", 10, revoked=True)
         assert [k.name for k in page] == ["team-5", "team-9"]
+        await store.close()
+
+    run(scenario())
+
+
+def test_key_names_are_read_in_one_go_and_follow_renames(make_store):
+    """Usage by key labels every key: the names come from one index, rebuilt once from the
+    records where keys were made before it."""
+    async def scenario():
+        store = make_store()
+        for n in (1, 2, 3):
+            await store.create_key(key(f"team-{n}", f"k{n}"))
+        await store.update_key(replace(await store.find_key("k2"), name="renamed"))
+        assert await store.key_names() == {"k1": "team-1", "k2": "renamed", "k3": "team-3"}
+        if isinstance(store, RedisStore):  # as an earlier version left it: no index
+            await store.redis.delete("gw:names")
+            assert await store.key_names() == {"k1": "team-1", "k2": "renamed", "k3": "team-3"}
+            assert await store.redis.hlen("gw:names") == 3
         await store.close()
 
     run(scenario())

@@ -227,6 +227,44 @@ def test_usage_by_day_and_model_is_every_keys_rows_summed(gateway):
     assert [(r["model"], r["requests"] >= 2) for r in served] == [("served", True)]
 
 
+def test_usage_by_key_comes_largest_first_a_page_at_a_time(gateway):
+    """By key alone, /admin/usage reads the store's per-key sums: they equal the keys' rows
+    summed; `sort` puts the largest first, `limit` and `offset` take a page, and `totals`
+    and `total_groups` stay those of every key, in JSON as in the CSV."""
+    for name, requests in (("top-a", 3), ("top-b", 1), ("top-c", 2)):
+        key = new_key(gateway, name)
+        for _ in range(requests):
+            assert chat(gateway, key).status_code == 200
+        usage_of(gateway, name, requests)
+    since = "&since=2020-01-01"
+    rows = get(gateway, f"/admin/usage?by=day,key,model{since}").json()
+    summed: dict = {}
+    for row in rows["data"]:
+        summed[row["key"]] = summed.get(row["key"], 0) + row["requests"]
+    whole = get(gateway, f"/admin/usage?by=key{since}").json()
+    assert {r["key"]: r["requests"] for r in whole["data"]} == summed
+    assert [r["key"] for r in whole["data"]] == sorted(summed)  # by label without a sort
+    assert whole["totals"] == rows["totals"] and whole["has_more"] is False
+    ranked = sorted(summed, key=lambda k: (-summed[k], k))
+    first = get(gateway, f"/admin/usage?by=key&sort=requests&limit=2{since}").json()
+    assert [r["key"] for r in first["data"]] == ranked[:2]
+    assert first["has_more"] is True and first["total_groups"] == len(summed)
+    assert first["totals"] == whole["totals"]
+    rest = get(gateway, f"/admin/usage?by=key&sort=requests&limit=2&offset=2{since}").json()
+    assert [r["key"] for r in rest["data"]] == ranked[2:4]
+    assert rest["has_more"] is (len(ranked) > 4)
+    listed = list(csv.reader(io.StringIO(
+        get(gateway, f"/admin/usage?by=key&sort=requests&format=csv{since}").text)))
+    assert [line[0] for line in listed[1:]] == ranked
+    one = get(gateway, f"/admin/usage?by=key&key=top-c{since}").json()["data"]
+    assert [(r["key"], r["requests"]) for r in one] == [("top-c", 2)]
+    for wrong, param in (("sort=name", "sort"), ("limit=0", "limit"), ("limit=10001", "limit"),
+                         ("offset=-1", "offset"), ("limit=x", "limit")):
+        response = admin(gateway, "GET", f"/admin/usage?by=key&{wrong}")
+        assert response.status_code == 400, wrong
+        assert response.json()["error"]["param"] == param, wrong
+
+
 def test_usage_as_csv(gateway):
     key = new_key(gateway, "@csv-user")  # a name a spreadsheet would run as a formula
     assert chat(gateway, key).status_code == 200

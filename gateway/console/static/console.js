@@ -4,7 +4,8 @@
 "use strict";
 
 const PAGE_SIZE = 50;
-const state = { csrf: null, keyPages: [null], keyPage: 0, keys: new Map(), current: null };
+const state = { csrf: null, keyPages: [null], keyPage: 0, keys: new Map(), current: null, usageOffset: 0 };
+const USAGE_PAGE = 50;  // groups a page by key or model: the store sums, the page shows the top
 
 // --- small DOM helpers -------------------------------------------------------------
 
@@ -347,7 +348,8 @@ function keyAction(event) {
   else openRevoke(key);
 }
 
-// Usage: the store groups the rows (by day, key or model); the page draws them.
+// Usage: the store groups the rows (by day, key or model); the page draws them. By key or
+// model the groups come largest first, a page of them; the CSV has every group.
 
 function usageQuery() {
   const form = $("usage-form");
@@ -356,6 +358,7 @@ function usageQuery() {
     const value = form.elements[field].value.trim();
     if (value) query.set(field, value);
   }
+  if (form.elements.by.value !== "day") query.set("sort", form.elements.metric.value);
   return query;
 }
 
@@ -400,10 +403,23 @@ function drawChart(target, entries, labelOf, metric) {
 }
 
 async function loadUsage(event) {
-  if (event) event.preventDefault();
+  if (event) {
+    event.preventDefault();
+    state.usageOffset = 0;
+  }
   const form = $("usage-form");
   const query = usageQuery();
+  const paged = form.elements.by.value !== "day";
+  if (paged) {
+    query.set("limit", String(USAGE_PAGE));
+    query.set("offset", String(state.usageOffset));
+  }
   const data = await api("GET", "/admin/usage?" + query);
+  const first = data.data.length ? state.usageOffset + 1 : 0;
+  $("usage-page").textContent = paged
+    ? `${count(first)}–${count(state.usageOffset + data.data.length)} of ${count(data.total_groups)}` : "";
+  $("usage-prev").disabled = !paged || state.usageOffset === 0;
+  $("usage-next").disabled = !paged || !data.has_more;
   if (!form.elements.since.value) form.elements.since.value = data.since;
   if (!form.elements.until.value) form.elements.until.value = data.until;
   const by = form.elements.by.value;
@@ -417,6 +433,11 @@ async function loadUsage(event) {
   const csv = usageQuery();
   csv.set("format", "csv");
   $("usage-csv").setAttribute("href", "/admin/usage?" + csv);
+}
+
+function turnUsagePage(step) {
+  state.usageOffset = Math.max(0, state.usageOffset + step * USAGE_PAGE);
+  loadUsage().catch((error) => notify(error.message, true));
 }
 
 // Models and routes: each alias, its groups in order, each group's targets and health.
@@ -497,6 +518,8 @@ function start() {
   $("revoke-dialog").querySelector("form").addEventListener("submit", confirmRevoke);
   for (const dialog of document.querySelectorAll("dialog")) dialog.addEventListener("click", closeDialog);
   $("usage-form").addEventListener("submit", (event) => loadUsage(event).catch((e) => notify(e.message, true)));
+  $("usage-prev").addEventListener("click", () => turnUsagePage(-1));
+  $("usage-next").addEventListener("click", () => turnUsagePage(1));
   $("reload").addEventListener("click", reload);
   window.addEventListener("hashchange", () => { if (state.csrf) show(location.hash.slice(1)); });
   api("GET", "/console/session").then(signedIn, () => signedOut());
