@@ -254,7 +254,7 @@ class MemoryStore:
         return [_row(key_id, "", "", totals[key_id]) for key_id in sorted(totals)]
 
     async def totals(self, since: str, until: str) -> UsageRow:
-        total = dict.fromkeys(USAGE_FIELDS, 0.0)
+        total: dict[str, float] = dict.fromkeys(USAGE_FIELDS, 0)  # integers: sums stay exact
         for day, row in self.day_totals.items():
             if since <= day <= until:
                 for name in USAGE_FIELDS:

@@ -60,7 +60,7 @@ from gateway.store.base import (
     Verdict,
 )
 from gateway.store.link import LinkError, RedisLink
-from gateway.store.redis_scripts import ADMIT, RENEW, SETTLE
+from gateway.store.redis_scripts import ADMIT, RENEW, SETTLE, SUMS
 from gateway.store.redis_usage import MICRO, RedisUsage
 
 if TYPE_CHECKING:
@@ -105,6 +105,7 @@ class RedisStore(RedisUsage):
         self._admit = self.redis.register_script(ADMIT)
         self._settle = self.redis.register_script(SETTLE)
         self._renew = self.redis.register_script(RENEW)
+        self._sums = self.redis.register_script(SUMS)
         # The request path's calls go through one pipelined connection (link.py) where it
         # can: redis-py's client costs twice the CPU per call. Cluster mode keeps redis-py.
         self.link = None if cluster else RedisLink(url, timeout)

@@ -163,3 +163,28 @@ for i, key in ipairs(KEYS) do
 end
 return 1
 """
+
+# The settle batch's sums (redis_usage.py), in one call instead of a command a field.
+# KEYS: the sums' hashes. ARGV[1]: JSON [[[key index, ...], prefix, amount 1, ...], ...]: each
+# amount is added to field `prefix .. name` (ARGV[3]: JSON, the amounts' names) of each of
+# the hashes; ARGV[2]: JSON [[key index, ms, absolute], ...]: PEXPIREAT when absolute is 1,
+# else PEXPIRE. Amounts and times are strings: cjson reads a number as a double, and one
+# over 2^53 would lose its last digits. Only where the sums share one node (a Cluster's
+# lie in many slots).
+SUMS = """
+local names = cjson.decode(ARGV[3])
+for _, add in ipairs(cjson.decode(ARGV[1])) do
+  for i, name in ipairs(names) do
+    local amount = add[2 + i]
+    if amount ~= '0' then
+      for _, k in ipairs(add[1]) do
+        redis.call('HINCRBY', KEYS[k], add[2] .. name, amount)
+      end
+    end
+  end
+end
+for _, keep in ipairs(cjson.decode(ARGV[2])) do
+  redis.call(keep[3] == 1 and 'PEXPIREAT' or 'PEXPIRE', KEYS[keep[1]], keep[2])
+end
+return 1
+"""

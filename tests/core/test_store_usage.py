@@ -198,3 +198,19 @@ def test_days_before_the_key_totals_are_summed_from_the_rows(make_store):
         await store.close()
 
     run(scenario())
+
+
+def test_sums_keep_large_amounts_exact(make_store):
+    """The sums' script gets its amounts as text: cjson would read 2^53 + 1 as a double and
+    add 2^53."""
+    async def scenario():
+        store = make_store()
+        day, big = "2026-11-23", 2**53 + 1
+        await store.record([Settlement("k1", "a", "gpt", day, (), prompt_tokens=big,
+                                       cost=98_765.432101, number=1)], time.time())
+        for rows in (await store.key_totals(day, day), await store.model_totals(day, day),
+                     [await store.totals(day, day)]):
+            assert [(r.prompt_tokens, r.cost) for r in rows] == [(big, 98_765.432101)]
+        await store.close()
+
+    run(scenario())
