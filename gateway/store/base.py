@@ -197,7 +197,8 @@ class Store(Protocol):
 
     async def totals(self, since: str, until: str) -> UsageRow:
         """Every key's usage summed over the days since..until (key id and model empty):
-        kept per day as it is recorded, so this reads a row per day, not per key."""
+        kept per day as it is recorded, so this reads a row per day, not per key; a range
+        that starts before the store kept them is summed as model_totals sums it."""
 
     def on_key_change(self, callback) -> None:
         """Call `callback(key_id)` when any replica changes a key."""

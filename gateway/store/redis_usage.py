@@ -172,8 +172,13 @@ class RedisUsage:
 
     async def totals(self, since: str, until: str) -> UsageRow:
         total = dict.fromkeys(TOTALS, 0)
-        for data in await self._gets([("hgetall", f"{self.prefix}:day:{d}")
-                                      for d in days_between(since, until)]):
+        first, *found = await self._gets([("get", f"{self.prefix}:dm-since")] + [
+            ("hgetall", f"{self.prefix}:day:{d}") for d in days_between(since, until)])
+        if first is None or since <= first:  # begun before the day sums (they came with
+            for row in await self.model_totals(since, until):  # gw:dm's): from those
+                _add_row(total, row)
+            return usage_row("", "", "", total)
+        for data in found:
             for name in TOTALS:
                 total[name] += int(data.get(name, 0))
         return usage_row("", "", "", total)

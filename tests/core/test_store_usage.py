@@ -110,13 +110,16 @@ def test_days_before_the_model_totals_are_summed_from_the_rows(make_store):
     from the keys' rows; later days from the sums."""
     async def scenario():
         store, (old, first, later) = await _left_by_an_earlier_version(
-            make_store, lambda old, first: [f"gw:dm:{d}" for d in (old, first)] + ["gw:dm-since"])
+            make_store, lambda old, first: [f"gw:{kind}:{d}" for kind in ("dm", "day")
+                                            for d in (old, first)] + ["gw:dm-since"])
         await store.record([Settlement("k1", "c", "gpt", first, (), prompt_tokens=5, number=2),
                             Settlement("k1", "d", "gpt", later, (), prompt_tokens=6, number=3)],
                            time.time())
         rows = await store.model_totals(old, later)
         assert [(r.day, r.requests, r.prompt_tokens) for r in rows] == \
             [(old, 1, 3), (first, 2, 9), (later, 1, 6)]
+        total = await store.totals(old, later)  # the overview's: the same days, summed
+        assert (total.requests, total.prompt_tokens) == (4, 18)
         assert _by_day_model(rows) == _by_day_model(await store.usage(old, later))
         if isinstance(store, RedisStore):  # the sums are read from the day after
             assert await store.redis.get("gw:dm-since") == first
