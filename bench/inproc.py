@@ -29,12 +29,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run  # noqa: E402  (the canned answers of the network benchmark)
 
 from gateway.app import create_app  # noqa: E402
 from gateway.config import load_config  # noqa: E402
+from gateway.core.disconnect import EXTENSION, Watch  # noqa: E402
 
 CONFIG = """
 providers:
@@ -109,6 +111,11 @@ APIS = {"chat": ("/v1/chat/completions", "bench", {"messages": HELLO}, BEARER),
                                {"max_tokens": 64, "messages": HELLO}, X_API_KEY)}
 
 
+# BENCH_WATCHER=1: a disconnect watcher task per request, as under an ASGI server other
+# than `gateway serve`'s.
+WATCHED = os.environ.get("BENCH_WATCHER") != "1"
+
+
 async def one(app, body: bytes, path: str = "/v1/chat/completions",
               headers: list[tuple[bytes, bytes]] = BEARER) -> int:
     """One request, with uvicorn's receive: the body, then `http.disconnect` once answered."""
@@ -133,10 +140,12 @@ async def one(app, body: bytes, path: str = "/v1/chat/completions",
             answered.set()
 
     scope = {"type": "http", "method": "POST", "path": path, "headers": headers}
+    if WATCHED:  # as `gateway serve`'s protocol hands it (serve_protocol.py): no watcher task
+        scope["extensions"] = {EXTENSION: Watch(SimpleNamespace(response_complete=False))}
     await app(scope, receive, send)
     # An upstream from memory never suspends the request: let the loop run what it scheduled
-    # (the disconnect watcher's end), as a server's loop does between reads, or 20,000
-    # watcher tasks wait in its queue and the collector walks them all.
+    # (a disconnect watcher's end, under BENCH_WATCHER=1), as a server's loop does between
+    # reads, or 20,000 watcher tasks wait in its queue and the collector walks them all.
     await asyncio.sleep(0)
     return sent
 

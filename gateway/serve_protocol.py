@@ -1,4 +1,5 @@
-"""uvicorn's httptools protocol with a deadline for each request's headers.
+"""uvicorn's httptools protocol with a deadline for each request's headers, and a hand on
+each request's task to cancel it when its client leaves (gateway/core/disconnect.py).
 
 uvicorn closes a keep-alive connection that stays idle after an answer, but
 not one that never sends a request, nor one that sends its headers a byte at
@@ -19,6 +20,7 @@ import os
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from gateway.core.deadline import ticker_of
+from gateway.core.disconnect import EXTENSION, Watch
 
 HEADER_TIMEOUT_ENV = "GATEWAY_HEADER_TIMEOUT"
 MAX_HEAD_BYTES = 64 * 1024  # request line and headers; nginx's default allows 32 KiB
@@ -39,6 +41,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._refused = False  # a head was too large: the rest of the connection is ignored
         # The deadlines' shared ticker, not a timer per request: a set insert and removal.
         self._ticker = ticker_of(self.loop)
+        self._watches: list[Watch] = []  # of this connection's requests not yet done
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
@@ -75,6 +78,13 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             self._refuse_head()  # the request never reaches the app
             return
         super().on_headers_complete()
+        if self.cycle is not None and self.cycle.scope is self.scope:  # not an upgrade
+            # The request's task runs later: it finds its Watch in the scope (disconnect.py).
+            watch = Watch(self.cycle)
+            extensions: dict = self.scope.setdefault("extensions", {})
+            extensions[EXTENSION] = watch
+            self._watches = [w for w in self._watches if not w.done]
+            self._watches.append(watch)
 
     def on_body(self, body: bytes) -> None:
         if not self._refused:
@@ -103,6 +113,9 @@ class GatewayHttpProtocol(HttpToolsProtocol):
     def connection_lost(self, exc) -> None:
         self._ticker.deadlines.discard(self)
         super().connection_lost(exc)
+        for watch in self._watches:  # a request still answering: its client has left
+            watch.lost()
+        self._watches = []
 
     def _await_head(self, counting: bool = True) -> None:
         self._head_bytes = 0 if counting else -1

@@ -62,7 +62,7 @@ class Pipeline:
             ex.limit_headers = admitted.headers
             runtime.recorder.hold(ex.request_id, [(admitted.key_id, c.scope, ex.request_id)
                                                   for c in admitted.checks if c.kind == "lease"])
-            await until_disconnect(receive, relay(ex, surface, route, payload, runtime, send))
+            await until_disconnect(scope, receive, relay(ex, surface, route, payload, runtime, send))
         except GatewayError as error:
             ex.status, ex.error = surface.error_status(error), error.message
             if not ex.committed:
