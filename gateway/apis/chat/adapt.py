@@ -127,8 +127,8 @@ class Answer:
 class StreamAdapter:
     """Splits an upstream SSE byte stream into whole events and rewrites them for the client."""
 
-    __slots__ = ("_answer", "_literal", "_max_event", "_model", "_rename", "_reported", "_rest",
-                 "_seen", "_show_usage", "done", "finished", "tally", "truncated",
+    __slots__ = ("_answer", "_keys", "_literal", "_max_event", "_model", "_rename", "_reported",
+                 "_rest", "_seen", "_show_usage", "done", "finished", "tally", "truncated",
                  "upstream_model", "usage")
 
     def __init__(self, answer: Answer, show_usage: bool = True,
@@ -139,6 +139,9 @@ class StreamAdapter:
         # A regex replacement template: backslashes doubled so the alias is taken literally.
         self._model = self._literal.replace(b"\\", b"\\\\")
         self._seen: bytes | None = None  # the upstream's `"model":"..."`, as it wrote it
+        # How the upstream writes `"finish_reason":"` and `"usage":{` (with a space after the
+        # colon or not), learned from its first finish_reason key: one search a read each.
+        self._keys: tuple[bytes, bytes] | None = None
         self._rename = None
         if answer.reasoning not in ("both", answer.upstream_reasoning):
             source = answer.upstream_reasoning.encode()
@@ -200,7 +203,7 @@ class StreamAdapter:
         return tail
 
     def _rewrite(self, events: bytes) -> bytes:
-        _check_json(events)
+        whole = _check_json(events)  # every event `data: {...}`, a `[DONE]` only at the end
         events = scrub(events, self._answer.secrets)
         raw = events
         if self.upstream_model is None:
@@ -208,13 +211,17 @@ class StreamAdapter:
             if match is not None:
                 self.upstream_model = match.group(1).decode(errors="replace")
                 self._seen = match.group(0)
-        if self._seen is not None and events.count(self._seen) == events.count(b'"model"'):
-            # Every event names the same model the same way: a plain replace, 10x a regex.
-            events = events.replace(self._seen, self._literal)
+        parts = events.split(self._seen) if self._seen is not None else None
+        if parts is not None and len(parts) - 1 == events.count(b'"model"'):
+            # Every event names the same model the same way: a split and a join, 10x a regex.
+            events = self._literal.join(parts)
         else:
             events = _MODEL.sub(self._model, events)
-        if b'"finish_reason":"' in events or b'"finish_reason": "' in events:  # not just nulls
-            self.finished = True
+        if self._keys is None and b'"finish_reason"' in events:
+            self._keys = _key_forms(events)
+        finish, usage = self._keys or _ANY_FORMS
+        if finish in events or (self._keys is None and _FINISH_SPACED in events):
+            self.finished = True  # a reason, not just the nulls of every event
             events = _FINISH.sub(self._finish, events)
         if self._answer.reasoning == "both":
             if b'"reasoning' in events:
@@ -225,13 +232,18 @@ class StreamAdapter:
             else:
                 events = self._rename[0].sub(self._rename[1], events)
         counted = raw
-        if b'"usage"' in events:  # a usage object, not the `"usage": null` of every chunk
+        if (usage in events) if self._keys is not None else (b'"usage"' in events):
+            # a usage object, not the `"usage": null` of every chunk
             self._reported = False
             events = _each_event(events, _matches(_USAGE, events), self._usage_event)
             if self._reported:  # the upstream's count covers its event and those before it
                 counted = raw[_after_last_usage(raw):]
         self.tally.add(counted)
-        if b"[DONE]" in events:
+        if whole:  # a `[DONE]` can only be the last event
+            if events.endswith(_DONE_EVENT):
+                self.done = True
+                events = events[:-len(_DONE_EVENT)]
+        elif b"[DONE]" in events:
             events = _each_event(events, _done_lines(events), self._done)
         return events
 
@@ -273,6 +285,20 @@ class StreamAdapter:
 
 
 _REASONING_KEY = re.compile(rb'"reasoning(?:_content)?"\s*:')
+_KEY_FORM = re.compile(rb'"finish_reason"(\s*:\s*)')
+_ANY_FORMS = (b'"finish_reason":"', b'"usage"')  # before the form is known
+_FINISH_SPACED = b'"finish_reason": "'
+_DONE_EVENT = b"data: [DONE]\n\n"
+
+
+def _key_forms(events: bytes) -> tuple[bytes, bytes] | None:
+    """`"finish_reason":"` and `"usage":{` as this upstream writes them: its serializer puts
+    the same space (or none) after every colon of its events."""
+    match = _KEY_FORM.search(events)
+    if match is None:
+        return None
+    colon = match.group(1)
+    return b'"finish_reason"' + colon + b'"', b'"usage"' + colon + b"{"
 
 
 def _after_last_usage(events: bytes) -> int:
@@ -335,8 +361,9 @@ def _each_event(events: bytes, spans, change) -> bytes:
     return b"".join(out)
 
 
-def _check_json(events: bytes) -> None:
-    """Raise MalformedStream unless every event's data is JSON (or `[DONE]`).
+def _check_json(events: bytes) -> bool:
+    """Raise MalformedStream unless every event's data is JSON (or `[DONE]`); True when
+    the events have the usual shape (below), where a `[DONE]` can only be the last.
 
     The usual block, `data: {...}` events and nothing else, is checked by shape
     only: each event's data opens and closes an object. Parsing every event
@@ -346,12 +373,13 @@ def _check_json(events: bytes) -> None:
     block = events[:-14] if events.endswith(b"data: [DONE]\n\n") else events
     if not block or (block.startswith(b"data: {") and block.endswith(b"}\n\n")
                      and block.count(b"\n\ndata: ") == block.count(b"}\n\ndata: {")):
-        return
+        return True
     for event in events.split(b"\n\n"):
         data = b"\n".join(line[5:] for line in event.split(b"\n") if line.startswith(b"data:"))
         if data.strip() and data.strip() != b"[DONE]" and not _is_json(data):
             raise MalformedStream("upstream sent an event that is not JSON: "
                                   + data[:80].decode(errors="replace"))
+    return False
 
 
 def _has_done(events: bytes) -> bool:

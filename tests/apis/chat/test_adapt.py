@@ -173,3 +173,36 @@ def test_completion_without_usage_gets_an_estimate():
 def test_what_is_not_a_completion_is_an_upstream_error(data):
     with pytest.raises(UpstreamError):
         answer().completion(data)
+
+
+@pytest.mark.parametrize("separators", [(",", ":"), (", ", ": ")], ids=["compact", "spaced"])
+def test_the_keys_are_found_as_the_upstream_writes_them_read_after_read(separators):
+    """The adapter learns from the first finish_reason key whether the upstream puts a space
+    after its colons, then looks for `"finish_reason":"` and `"usage":{` in that form only:
+    a reason and a usage in later reads are found either way."""
+    def write(data: dict) -> bytes:
+        return b"data: " + json.dumps(data, separators=separators).encode() + b"\n\n"
+
+    adapter = StreamAdapter(answer(finish_reasons={"eos": "stop"}))
+    reads = [write({"model": "m", "choices": [{"delta": {"content": "a"}, "finish_reason": None}],
+                    "usage": None}) * 2,
+             write({"model": "m", "choices": [{"delta": {}, "finish_reason": "abort"}],
+                    "usage": None}),
+             write({"model": "m", "choices": [], "usage": {"prompt_tokens": 2,
+                                                           "completion_tokens": 3}}),
+             b"data: [DONE]\n\n"]
+    out = run(adapter, reads)
+    events = parsed(out)
+    assert [e["choices"][0]["finish_reason"] for e in events[:3]] == [None, None, "stop"]
+    assert adapter.finished and adapter.done and b"[DONE]" not in out
+    assert adapter.usage == {"prompt_tokens": 2, "completion_tokens": 3}
+    assert {e["model"] for e in events} == {"my-alias"}
+
+
+def test_done_after_a_comment_line_is_still_the_end():
+    """Events of another shape (a comment, an `id:` field) are read one by one: a `[DONE]`
+    among them still ends the stream."""
+    adapter = StreamAdapter(answer(), show_usage=False)
+    out = run(adapter, [event({"model": "m", "choices": [{"delta": {}, "finish_reason": "stop"}]})
+                        + b": keep-alive\n\nid: 7\ndata: [DONE]\n\n"])
+    assert adapter.done and b"[DONE]" not in out
