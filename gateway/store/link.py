@@ -10,6 +10,11 @@ the event loop go out in one write; Redis answers in order, and each answer
 resolves its command's future as it is parsed. A timeout or a broken
 connection fails every command in flight (their outcome is unknown) and the
 next call reconnects.
+
+Answers come in order, so the oldest command in flight is the one that times out
+first: the link is one deadline of the shared ticker (gateway/core/deadline.py),
+due `timeout` after its oldest command was written, instead of a timer a call
+(a heap push and a cancel each). It fires up to the ticker's 25 ms late.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from typing import Any
 
 import hiredis
 from redis.asyncio.connection import parse_url
+
+from gateway.core.deadline import _Ticker, ticker_of
 
 
 class LinkError(Exception):
@@ -51,15 +58,19 @@ class _Protocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.parser.feed(data)
-        pending = self.link.pending
+        link = self.link
+        pending, sent = link.pending, link.sent
         try:
             while (reply := self.parser.gets()) is not False:
                 if pending:
                     future = pending.popleft()
+                    sent.popleft()
                     if not future.done():
                         future.set_result(reply)
         except hiredis.ProtocolError as exc:
-            self.link.broken(LinkError(f"unreadable answer from redis: {exc}"))
+            link.broken(LinkError(f"unreadable answer from redis: {exc}"))
+        if not pending:
+            link.unwatch()
 
     def connection_lost(self, exc) -> None:
         if self.link.protocol is self:
@@ -74,34 +85,51 @@ class RedisLink:
         self.timeout = timeout
         self.protocol: _Protocol | None = None
         self.pending: deque[asyncio.Future] = deque()
+        self.sent: deque[float] = deque()  # when each pending command was issued (loop time)
         self._outgoing: list[bytes] = []  # written together at the end of this loop turn
         self._connecting: asyncio.Lock | None = None
+        # The loop's ticker while commands are in flight: the link is one of its deadlines.
+        self._ticker: _Ticker | None = None
 
     async def call(self, *args):
         """One command's reply; Redis errors come back as hiredis.ReplyError values."""
         if self.protocol is None:
             await self._connect()
         try:
-            async with asyncio.timeout(self.timeout):
-                return await self._send(args)
-        except TimeoutError:
-            pass
+            return await self._send(args)
+        except LinkError as exc:
+            message = str(exc)
         # Raised here, outside the handler and held by no variable, the error references
-        # neither the TimeoutError (whose traceback holds the timeout, which holds this
-        # task) nor this frame from a local: no reference cycle, so a Redis outage's
-        # thousands of failed calls are freed at once, not left to the cyclic collector.
-        message = f"no answer from redis within {self.timeout:g}s"
-        self.broken(LinkError(message))
+        # neither the one the future held nor this frame from a local: no reference cycle,
+        # so a Redis outage's thousands of failed calls are freed at once, not left to the
+        # cyclic collector.
         raise LinkError(message)
 
     def _send(self, args) -> asyncio.Future:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self.pending.append(future)
+        self.sent.append(loop.time())
+        if self._ticker is None or self._ticker.loop is not loop:
+            self._ticker = ticker_of(loop)
+            self._ticker.add(self)
         if not self._outgoing:
             loop.call_soon(self._flush)
         self._outgoing.append(pack(args))
         return future
+
+    def _when(self) -> float:  # for the ticker: the oldest command's answer is due
+        return self.sent[0] + self.timeout if self.sent else float("inf")
+
+    def _expire(self) -> None:  # for the ticker, which has let the link go
+        self._ticker = None
+        self.broken(LinkError(f"no answer from redis within {self.timeout:g}s"))
+
+    def unwatch(self) -> None:
+        """Nothing in flight: no deadline (the ticker sleeps when it has none)."""
+        if self._ticker is not None:
+            self._ticker.deadlines.discard(self)
+            self._ticker = None
 
     def _flush(self) -> None:
         """One write (one system call) for every command issued in this loop turn."""
@@ -147,12 +175,15 @@ class RedisLink:
         """Fail every command in flight and drop the connection; the next call reconnects."""
         protocol, self.protocol = self.protocol, None
         self._outgoing = []
+        self.sent.clear()
+        self.unwatch()
         if protocol is not None and protocol.transport is not None:
             protocol.transport.close()
+        message = str(error)
         while self.pending:
             future = self.pending.popleft()
-            if not future.done():
-                future.set_exception(error)
+            if not future.done():  # an error of its own: one raised in many tasks would
+                future.set_exception(LinkError(message))  # hold all their tracebacks
 
     async def close(self) -> None:
         self.broken(LinkError("closed"))

@@ -199,3 +199,33 @@ def test_calls_that_time_out_leave_no_garbage_cycles(redis):
         asyncio.run(scenario())
     finally:
         proxy.stop()
+
+
+def test_the_link_times_out_its_oldest_call_and_sleeps_when_idle(redis):
+    """The request path's connection is one deadline of the shared ticker while calls are in
+    flight, not a timer a call: a call Redis does not answer fails after the store timeout
+    (a tick late at most), and once every answer is in, the ticker holds no deadline of it."""
+    from gateway.core.deadline import TICK, ticker_of
+    from gateway.store.link import LinkError, RedisLink
+
+    proxy = DelayProxy(redis.port).start()
+
+    async def scenario():
+        link = RedisLink(proxy.url, timeout=0.2)
+        assert await link.call("PING") == b"PONG"
+        ticker = ticker_of(asyncio.get_running_loop())
+        assert link not in ticker.deadlines
+        proxy.delay = 2.0
+        started = time.monotonic()
+        with pytest.raises(LinkError, match="no answer from redis within 0.2s"):
+            await link.call("PING")
+        assert 0.2 <= time.monotonic() - started < 0.2 + 4 * TICK
+        assert link not in ticker.deadlines
+        proxy.delay = 0
+        assert await link.call("PING") == b"PONG"  # a new connection
+        await link.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        proxy.stop()
