@@ -70,26 +70,25 @@ class RedisUsage:
         per (day, model), per (day, key) and per (month, key), and mark their keys' last
         use: one more pipelined round trip a batch, off the request path."""
         days: dict[str, list[int]] = {}
-        sums: dict[tuple[str, str, str], list[int]] = {}  # (kind, day or month, name) ->
+        models: dict[tuple[str, str], list[int]] = {}  # (day, model) -> amounts
+        keys: dict[tuple[str, str], list[int]] = {}  # (day, key id) -> amounts
         keep: dict[str, int] = {}
         for s in applied:
             values = (1, s.prompt_tokens, s.completion_tokens, s.reasoning_tokens,
                       round(s.cost * MICRO), 1 if s.error else 0)
             for total in (days.setdefault(s.day, [0] * 6),
-                          sums.setdefault(("dm", s.day, s.model), [0] * 6),
-                          sums.setdefault(("dk", s.day, s.key_id), [0] * 6)):
+                          models.setdefault((s.day, s.model), [0] * 6),
+                          keys.setdefault((s.day, s.key_id), [0] * 6)):
                 for i, value in enumerate(values):
                     total[i] += value
             keep[s.day] = max(keep.get(s.day, 0), int(s.retention * 1000))
         prefix = self.prefix
         adds: list[tuple[tuple[str, ...], str, list[int]]] = [  # (hashes, field prefix, amounts)
             ((f"{prefix}:day:{day}",), "", total) for day, total in days.items()]
-        for (kind, when, name), total in sums.items():
-            if kind == "dm":
-                adds.append(((f"{prefix}:dm:{when}",), name + "|", total))
-            elif kind == "dk":  # its month's sum takes the same amounts
-                adds.append(((f"{prefix}:dk:{when}", f"{prefix}:mk:{when[:7]}"), name + "|",
-                             total))
+        adds += [((f"{prefix}:dm:{day}",), model + "|", total)
+                 for (day, model), total in models.items()]
+        adds += [((f"{prefix}:dk:{day}", f"{prefix}:mk:{day[:7]}"), key_id + "|", total)
+                 for (day, key_id), total in keys.items()]  # its month takes the same amounts
         keeps = [(f"{prefix}:{kind}:{day}", ms, False)
                  for day, ms in keep.items() for kind in ("day", "dm", "dk")]
         for month in {day[:7] for day in keep}:
@@ -193,7 +192,7 @@ def _spans(since: str, until: str, first: str | None) -> Iterable[tuple[str, str
         date.fromisoformat(first) + timedelta(days=1)
     last = date.fromisoformat(until)
     while day <= last:
-        following = (day.replace(day=28) + timedelta(days=4)).replace(day=1)
+        following = _next_month(day)
         if day.day == 1 and following - timedelta(days=1) <= last:
             yield "mk", day.isoformat()[:7]
             day = following
@@ -207,9 +206,13 @@ def _add_row(total: dict, row: UsageRow) -> None:
         total[name] += round(getattr(row, name) * (MICRO if name == "cost" else 1))
 
 
+def _next_month(day: date) -> date:
+    return (day.replace(day=28) + timedelta(days=4)).replace(day=1)
+
+
 def _month_end_ms(month: str) -> int:
     start = date.fromisoformat(month + "-01")
-    following = (start.replace(day=28) + timedelta(days=4)).replace(day=1)
+    following = _next_month(start)
     return int(datetime(following.year, following.month, 1, tzinfo=UTC).timestamp() * 1000)
 
 
