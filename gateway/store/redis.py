@@ -159,30 +159,6 @@ class RedisStore(RedisUsage):
             raise StoreUnavailable(f"redis refused the script: {reply}")
         return _text(reply)
 
-    async def _in_order(self, script, text: str, calls: list[tuple[list, list]]) -> list:
-        """Run one script for many calls, pipelined in order. If Redis lost the script, load
-        it once and send the whole batch again: retrying each call alone would reorder
-        them, and a settlement's running number must not overtake an earlier one (the
-        calls that did run are not applied twice: their numbers are already recorded)."""
-        link = self.link
-        assert link is not None  # called only when there is a link
-
-        def send():
-            return asyncio.gather(*(link.call("EVALSHA", script.sha, len(keys), *keys, *args)
-                                    for keys, args in calls))
-        try:
-            replies = await send()
-            if any(isinstance(r, hiredis.ReplyError) and str(r).startswith("NOSCRIPT")
-                   for r in replies):
-                await link.call("SCRIPT", "LOAD", text)
-                replies = await send()
-        except LinkError as exc:
-            raise StoreUnavailable(f"redis: {exc}") from None
-        for reply in replies:
-            if isinstance(reply, hiredis.ReplyError):
-                raise StoreUnavailable(f"redis refused the script: {reply}")
-        return replies
-
     async def _command(self, *args):
         if self.link is None:
             return await self._call(self.redis.execute_command(*args))
@@ -391,60 +367,66 @@ class RedisStore(RedisUsage):
         return Verdict(True, outcomes)
 
     async def record(self, settlements: list[Settlement], now: float) -> None:
-        if settlements and not self._sums_marked:
+        if not settlements:
+            return
+        if not self._sums_marked:
             await self._mark_sums(min(s.day for s in settlements), now)
-        before: dict[str, int] = {}  # key id -> number of its last settlement so far in the batch
-        calls = []
-        for s in settlements:
-            calls.append(self._settlement(s, before.get(s.key_id, 0)))
-            if s.number:
-                before[s.key_id] = s.number
-        key_ids = {s.key_id for s in settlements}  # every key with usage (config and master too)
-
-        async def in_order(batch: list[tuple[list, list]]) -> list:
-            return [await self._script(self._settle, SETTLE, keys, args) for keys, args in batch]
-
-        # Not wrapped in _call: each call reports its own failure, and on a Cluster a wrapper
-        # would hold one of the pool's connections while the calls inside wait for others.
-        if self.link is not None:  # one connection, pipelined: one round trip, in order
-            order = settlements
-            sends = [self._in_order(self._settle, SETTLE, calls)]
+        # One script call settles the batch on one node; a Cluster takes a call per key (its
+        # keys share one slot), all sent together: one key's settlements stay in one call, in
+        # order, so a higher running number cannot land before a lower one.
+        if self.cluster:
+            by_key: dict[str, list[Settlement]] = {}
+            for s in settlements:
+                by_key.setdefault(s.key_id, []).append(s)
+            groups = list(by_key.values())
         else:
-            # A cluster client spreads concurrent calls over several connections, so
-            # their order on the server is not theirs: one key's settlements go one
-            # after another, or a higher running number could land first and make
-            # the lower one look like a retry already applied.
-            by_key: dict[str, list[tuple[Settlement, tuple[list, list]]]] = {}
-            for s, call in zip(settlements, calls, strict=True):
-                by_key.setdefault(s.key_id, []).append((s, call))
-            order = [s for batch in by_key.values() for s, _ in batch]
-            sends = [in_order([call for _, call in batch]) for batch in by_key.values()]
-        *replies, _ = await asyncio.gather(
-            *sends, self._command("SADD", f"{self.prefix}:usage-keys", *key_ids))
-        applied = [s for s, reply in zip(order, (r for batch in replies for r in batch),
-                                         strict=True) if reply == 1]
+            groups = [settlements]
+        key_ids = {s.key_id for s in settlements}  # every key with usage (config and master too)
+        *replies, added = await asyncio.gather(
+            *(self._script(self._settle, SETTLE, *self._settle_call(group)) for group in groups),
+            self._command("SADD", f"{self.prefix}:usage-keys", *key_ids), return_exceptions=True)
+        # The sums of what was applied are added even when another call failed: retried,
+        # those settlements are recognised as applied and would not be summed again.
+        results = [(s, result) for group, reply in zip(groups, replies, strict=True)
+                   if not isinstance(reply, BaseException)
+                   for s, result in zip(group, reply, strict=True)]
+        applied = [s for s, result in results if result == 1]
         if applied:
             await self._add_sums(applied, now)
+        for failure in (*replies, added):
+            if isinstance(failure, BaseException):
+                raise failure
+        if any(result == -1 for _, result in results):
+            # Not applied after a predecessor that was not: the recorder sends the batch again.
+            raise StoreUnavailable("redis: a settlement came before its predecessor")
 
-    def _settlement(self, s: Settlement, before: int) -> tuple[list, list]:
-        tokens = s.prompt_tokens + s.completion_tokens
-        keys, changes = [], []
-        for check in s.reserved:
-            keys.append(self._place(s.key_id, check))
-            actual = s.cost if check.name == "budget" else tokens
-            if check.kind == "rate" and check.name != "requests":
-                delta = (actual - check.cost) * check.period / check.limit * 1000
-            elif check.kind == "counter":
-                delta = _units(check, actual) - _units(check, check.cost)
-            else:
-                delta = 0
-            changes.append((check.kind, delta))
-        keys += [self._k(s.key_id, "u", s.day, s.model), self._k(s.key_id, "ud"),
-                 self._k(s.key_id, "n", self.replica)]
-        spec = (s.number, changes, s.prompt_tokens, s.completion_tokens, s.reasoning_tokens,
-                round(s.cost * MICRO), 1 if s.error else 0, int(s.retention * 1000),
-                f"{s.day}|{s.model}")
-        return keys, [s.request_id, orjson.dumps(spec), before]
+    def _settle_call(self, settlements: list[Settlement]) -> tuple[list, list]:
+        """The settle script's keys and argument for these settlements, in their order."""
+        keys: list[str] = []
+        specs = []
+        before: dict[str, int] = {}  # key id -> number of its last settlement so far
+        for s in settlements:
+            tokens = s.prompt_tokens + s.completion_tokens
+            changes = []
+            for check in s.reserved:
+                keys.append(self._place(s.key_id, check))
+                actual = s.cost if check.name == "budget" else tokens
+                if check.kind == "rate" and check.name != "requests":
+                    delta = (actual - check.cost) * check.period / check.limit * 1000
+                elif check.kind == "counter":
+                    delta = _units(check, actual) - _units(check, check.cost)
+                else:
+                    delta = 0
+                changes.append((check.kind, delta))
+            keys += [self._k(s.key_id, "u", s.day, s.model), self._k(s.key_id, "ud"),
+                     self._k(s.key_id, "n", self.replica)]
+            specs.append((s.request_id, s.number, changes, s.prompt_tokens, s.completion_tokens,
+                          s.reasoning_tokens, round(s.cost * MICRO), 1 if s.error else 0,
+                          int(s.retention * 1000), f"{s.day}|{s.model}",
+                          before.get(s.key_id, 0)))
+            if s.number:
+                before[s.key_id] = s.number
+        return keys, [orjson.dumps(specs)]
 
     async def renew(self, leases: list[tuple[str, str, str]], ttl: float, now: float) -> None:
         by_key: dict[str, list[tuple[str, str]]] = {}

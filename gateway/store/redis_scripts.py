@@ -87,67 +87,85 @@ end
 return result
 """
 
-# KEYS[i] (i <= n): reserved check i's state; KEYS[n + 1]: the usage hash; KEYS[n + 2]: the
-# key's usage index; KEYS[n + 3]: the highest settlement number this replica has applied
-# for this key. ARGV[1]: request id; ARGV[2]: JSON [number (0: unnumbered),
-# [[kind, delta], ...] (rate: ms of theoretical arrival time; counter: units; lease: -),
-# prompt, completion, reasoning, cost (micro-dollars), error (0/1), retention (ms), index entry].
-# ARGV[3]: the number of this key's settlement before it in the same batch (0: none).
-# A settlement retried after a lost reply is recognised by its number and not applied twice.
-# One whose predecessor in the batch was refused (Redis loading, or full, for a moment) is
-# refused too: applied, it would make the predecessor look applied when the batch is retried.
+# Settles a batch in one call: on one node every settlement of the batch, on a Cluster one
+# key's (its keys share a slot). ARGV[1]: JSON, a list of settlements, each [request id,
+# number (0: unnumbered), [[kind, delta], ...] (rate: ms of theoretical arrival time;
+# counter: units; lease: -), prompt, completion, reasoning, cost (micro-dollars), error (0/1),
+# retention (ms), index entry, number of this key's settlement before it in the batch (0:
+# none)]. KEYS: each settlement's in turn, n + 3 of them: its n reserved checks' states, its
+# usage hash, the key's usage index, and the highest settlement number this replica has
+# applied for the key. Returns a list, one entry a settlement: 1 applied, 0 already applied
+# (a retry after a lost reply, recognised by its number), -1 out of order (its predecessor
+# was not applied: applied, it would make that one look applied when the batch is retried).
+# A full Redis refuses the batch at its first write, before anything is applied. Amounts of
+# 0 are not written (a missing field reads as 0), and a usage hash's expiry and index entry
+# are set once a batch.
 SETTLE = """
 redis.replicate_commands()
-local spec = cjson.decode(ARGV[2])
-local number = spec[1]
-local changes = spec[2]
-local n = #changes
-if number > 0 then
-  local applied = tonumber(redis.call('GET', KEYS[n + 3]) or '0')
-  if number <= applied then
-    return 0
-  end
-  if applied < tonumber(ARGV[3] or '0') then
-    return redis.error_reply('OUTOFORDER settlement ' .. number .. ' before ' .. ARGV[3])
-  end
-  redis.call('SET', KEYS[n + 3], number, 'PX', 86400000)
-end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-for i = 1, n do
-  local key = KEYS[i]
-  local kind = changes[i][1]
-  local delta = changes[i][2]
-  if kind == 'rate' and delta ~= 0 then
-    local tat = tonumber(redis.call('GET', key) or '0')
-    if delta > 0 and tat < now then tat = now end
-    tat = tat + delta
-    if tat > now then
-      redis.call('SET', key, string.format('%.3f', tat), 'PX', math.ceil(tat - now) + 1000)
+local FIELDS = {nil, nil, nil, 'prompt_tokens', 'completion_tokens', 'reasoning_tokens', 'cost',
+                'errors'}
+local results = {}
+local kept = {}
+local base = 0
+for j, s in ipairs(cjson.decode(ARGV[1])) do
+  local number = s[2]
+  local changes = s[3]
+  local n = #changes
+  local result = 1
+  if number > 0 then
+    local applied = tonumber(redis.call('GET', KEYS[base + n + 3]) or '0')
+    if number <= applied then
+      result = 0
+    elseif applied < s[11] then
+      result = -1
     else
-      redis.call('DEL', key)
+      redis.call('SET', KEYS[base + n + 3], number, 'PX', 86400000)
     end
-  elseif kind == 'counter' and delta ~= 0 then
-    if redis.call('EXISTS', key) == 1 then
-      if redis.call('INCRBY', key, delta) < 0 then
-        redis.call('SET', key, 0, 'KEEPTTL')
+  end
+  if result == 1 then
+    for i = 1, n do
+      local key = KEYS[base + i]
+      local kind = changes[i][1]
+      local delta = changes[i][2]
+      if kind == 'rate' and delta ~= 0 then
+        local tat = tonumber(redis.call('GET', key) or '0')
+        if delta > 0 and tat < now then tat = now end
+        tat = tat + delta
+        if tat > now then
+          redis.call('SET', key, string.format('%.3f', tat), 'PX', math.ceil(tat - now) + 1000)
+        else
+          redis.call('DEL', key)
+        end
+      elseif kind == 'counter' and delta ~= 0 then
+        if redis.call('EXISTS', key) == 1 then
+          if redis.call('INCRBY', key, delta) < 0 then
+            redis.call('SET', key, 0, 'KEEPTTL')
+          end
+        end
+      elseif kind == 'lease' then
+        redis.call('ZREM', key, s[1])
       end
     end
-  elseif kind == 'lease' then
-    redis.call('ZREM', key, ARGV[1])
+    local u = KEYS[base + n + 1]
+    redis.call('HINCRBY', u, 'requests', 1)
+    for f = 4, 8 do
+      if s[f] ~= 0 then
+        redis.call('HINCRBY', u, FIELDS[f], s[f])
+      end
+    end
+    if kept[u] ~= s[9] then  -- once a batch for each usage hash (and retention)
+      kept[u] = s[9]
+      redis.call('PEXPIRE', u, s[9])
+      redis.call('SADD', KEYS[base + n + 2], s[10])
+      redis.call('PEXPIRE', KEYS[base + n + 2], s[9])
+    end
   end
+  results[j] = result
+  base = base + n + 3
 end
-local u = KEYS[n + 1]
-redis.call('HINCRBY', u, 'requests', 1)
-redis.call('HINCRBY', u, 'prompt_tokens', spec[3])
-redis.call('HINCRBY', u, 'completion_tokens', spec[4])
-redis.call('HINCRBY', u, 'reasoning_tokens', spec[5])
-redis.call('HINCRBY', u, 'cost', spec[6])
-redis.call('HINCRBY', u, 'errors', spec[7])
-redis.call('PEXPIRE', u, spec[8])
-redis.call('SADD', KEYS[n + 2], spec[9])
-redis.call('PEXPIRE', KEYS[n + 2], spec[8])
-return 1
+return results
 """
 
 # KEYS: lease sets of one key; ARGV: ttl (ms), then the request id for each key.

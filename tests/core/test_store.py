@@ -227,6 +227,29 @@ def test_usage_is_recorded_per_key_day_and_model(make_store):
     run(scenario())
 
 
+def test_every_usage_record_of_a_batch_expires_after_its_retention(servers):
+    """The settle script sets each usage hash's expiry once a batch: every hash of the batch
+    gets one, and the usage index of each key too."""
+    servers["redis"].flush()
+    day, hour = "2026-11-23", 3600.0
+
+    async def scenario():
+        store = RedisStore(servers["redis"].url)
+        await store.record([Settlement(key_id, f"r{i}", model, day, (), prompt_tokens=1,
+                                       number=i, retention=hour)
+                            for i, (key_id, model) in enumerate(
+                                [("k1", "gpt"), ("k1", "gpt"), ("k1", "llama"), ("k2", "gpt")],
+                                start=1)], time.time())
+        for key_id, model in [("k1", "gpt"), ("k1", "llama"), ("k2", "gpt")]:
+            for place in (store._k(key_id, "u", day, model), store._k(key_id, "ud")):
+                assert 0 < await store.redis.pttl(place) <= hour * 1000, place
+        rows = {(r.key_id, r.model): r.requests for r in await store.usage(day, day)}
+        assert rows == {("k1", "gpt"): 2, ("k1", "llama"): 1, ("k2", "gpt"): 1}
+        await store.close()
+
+    run(scenario())
+
+
 def test_a_retried_settlement_counts_once(make_store):
     """A batch whose write succeeded but whose reply was lost is sent again: same numbers."""
     lease = Check("in_flight", "lease", limit=5)
@@ -308,10 +331,9 @@ def test_a_batch_of_one_keys_settlements_is_applied_whole(make_store):
     run(scenario())
 
 
-def test_a_batch_whose_first_settlements_were_refused_is_applied_whole(servers):
-    """Redis that finishes loading (or stops being full) in the middle of a pipelined batch
-    refuses its first settlements and would apply the rest; the recorder sends the whole
-    batch again, and not one settlement may then be taken for already applied."""
+def test_a_refused_batch_is_applied_whole_when_sent_again(servers):
+    """Redis that is loading (or full) refuses the batch's call; the recorder sends the
+    whole batch again, and not one settlement may then be taken for already applied."""
     servers["redis"].flush()
     proxy = LoadingProxy(servers["redis"].port).start()
     day = "2026-11-23"
@@ -321,7 +343,7 @@ def test_a_batch_whose_first_settlements_were_refused_is_applied_whole(servers):
         await store.record([Settlement("k0", "r0", "m", day, (), number=1)], time.time())
         batch = [Settlement("k1", f"r{i}", "m", day, (), prompt_tokens=1, number=i + 1)
                  for i in range(1, 5)]
-        proxy.refuse_scripts = 2
+        proxy.refuse_scripts = 1
         with pytest.raises(StoreUnavailable):
             await store.record(batch, time.time())
         assert proxy.refuse_scripts == 0
