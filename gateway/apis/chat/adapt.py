@@ -220,9 +220,12 @@ class StreamAdapter:
         if self._keys is None and b'"finish_reason"' in events:
             self._keys = _key_forms(events)
         finish, usage = self._keys or _ANY_FORMS
-        if finish in events or (self._keys is None and _FINISH_SPACED in events):
-            self.finished = True  # a reason, not just the nulls of every event
-            events = _FINISH.sub(self._finish, events)
+        at = events.find(finish)
+        if at < 0 and self._keys is None:
+            at = events.find(_FINISH_SPACED)
+        if at >= 0:  # a reason, not just the nulls of every event (usually in the last one)
+            self.finished = True
+            events = _each_match(events, _FINISH.finditer(events, at), self._finish)
         if self._answer.reasoning == "both":
             if b'"reasoning' in events:
                 events = _each_event(events, _matches(_REASONING_KEY, events), self._both_names)
@@ -232,10 +235,10 @@ class StreamAdapter:
             else:
                 events = self._rename[0].sub(self._rename[1], events)
         counted = raw
-        if (usage in events) if self._keys is not None else (b'"usage"' in events):
-            # a usage object, not the `"usage": null` of every chunk
+        at = events.find(usage)
+        if at >= 0:  # a usage object, not the `"usage": null` of every chunk
             self._reported = False
-            events = _each_event(events, _matches(_USAGE, events), self._usage_event)
+            events = _each_event(events, _matches(_USAGE, events, at), self._usage_event)
             if self._reported:  # the upstream's count covers its event and those before it
                 counted = raw[_after_last_usage(raw):]
         self.tally.add(counted)
@@ -310,8 +313,22 @@ def _after_last_usage(events: bytes) -> int:
     return len(events) if end < 0 else end + 2
 
 
-def _matches(pattern: re.Pattern, events: bytes):
-    return ((m.start(), m.end()) for m in pattern.finditer(events))
+def _matches(pattern: re.Pattern, events: bytes, at: int = 0):
+    return ((m.start(), m.end()) for m in pattern.finditer(events, at))
+
+
+def _each_match(events: bytes, matches, change) -> bytes:
+    """`events` with each match replaced by `change(match)`: re.sub, from where the matches
+    start (a search from the start of a long read would cost a pass over it)."""
+    out: list[bytes] = []
+    position = 0
+    for match in matches:
+        out += (events[position:match.start()], change(match))
+        position = match.end()
+    if not out:
+        return events
+    out.append(events[position:])
+    return b"".join(out)
 
 
 def _done_lines(events: bytes):

@@ -147,6 +147,27 @@ def test_finish_reasons_are_kept_to_openais_set():
         "stop", "length", "stop", "tool_calls", None]
 
 
+def test_finish_reasons_and_usage_far_into_one_long_read_are_rewritten():
+    """Reasons and usage are looked for from their first occurrence in a read: those after
+    hundreds of content events are found, every one of them."""
+    adapter = StreamAdapter(answer(finish_reasons={"abort": "length"}), show_usage=True)
+    content = event({"model": "m", "choices": [{"delta": {"content": "a"}, "finish_reason": None}],
+                     "usage": None})
+    read = (content * 300
+            + event({"model": "m", "choices": [{"delta": {}, "finish_reason": "eos"}]})
+            + content
+            + event({"model": "m", "choices": [{"delta": {}, "finish_reason": "abort"}]})
+            + event({"model": "m", "choices": [], "usage": {"prompt_tokens": 2,
+                                                           "completion_tokens": 301}})
+            + b"data: [DONE]\n\n")
+    events = parsed(run(adapter, [read]))
+    assert [e["choices"][0]["finish_reason"] for e in events if e["choices"]][-3:] == [
+        "stop", None, "length"]
+    assert adapter.usage == {"prompt_tokens": 2, "completion_tokens": 301}
+    assert events[-1]["usage"] == adapter.usage and adapter.done
+    assert {e["model"] for e in events} == {"my-alias"}
+
+
 def test_completion_gets_the_alias_reasoning_field_and_finish_reason():
     body, usage, upstream_model = answer(upstream_reasoning="reasoning").completion(json.dumps({
         "model": "upstream", "usage": {"total_tokens": 9},
