@@ -138,7 +138,7 @@ async def list_keys(request: Request) -> Response:
     are not read to show 100); the few keys of routes.yaml are merged in by name."""
     runtime = request.app.state.runtime
     query = request.query_params
-    limit = _limit(query.get("limit"))
+    limit = query_number(query, "limit", 1, MAX_PAGE) or PAGE
     after = query.get("after") or ""
     revoked = query.get("revoked") in ("1", "true", "yes")
     stored, more = await runtime.store.key_page(after, limit, revoked)
@@ -152,12 +152,14 @@ async def list_keys(request: Request) -> Response:
                           "has_more": more, "next_after": keys[-1].name if more else None})
 
 
-def _limit(value: str | None) -> int:
+def query_number(query, param: str, least: int, most: int) -> int | None:
+    """A whole-number query parameter within bounds; None when it is absent or empty."""
+    value = query.get(param)
     if value is None or value == "":
-        return PAGE
-    if not value.isdigit() or not 1 <= int(value) <= MAX_PAGE:
-        raise InvalidRequest(f"'limit' takes a whole number from 1 to {MAX_PAGE}.", param="limit",
-                             code="invalid_value")
+        return None
+    if not value.isdigit() or not least <= int(value) <= most:
+        raise InvalidRequest(f"'{param}' takes a whole number from {least} to {most}.",
+                             param=param, code="invalid_value")
     return int(value)
 
 

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.admin import admin
+from gateway.admin import admin, query_number
 from gateway.core.errors import InvalidRequest
 from gateway.endpoints import json_response
 from gateway.store.base import UsageRow
@@ -44,8 +44,8 @@ async def usage(request: Request) -> Response:
         raise InvalidRequest("'by' takes day, key and model, comma-separated.", param="by")
     form = _choice(query, "format", ("json", "csv")) or "json"
     sort = _choice(query, "sort", tuple(SORTS))
-    limit = _number(query, "limit", 1, MAX_LIMIT)
-    offset = _number(query, "offset", 0, 10**9) or 0
+    limit = query_number(query, "limit", 1, MAX_LIMIT)
+    offset = query_number(query, "offset", 0, 10**9) or 0
     wanted, model = query.get("key"), query.get("model")
     store = runtime.store
     names = {"master": "master"} | {k.id: k.name for k in runtime.config.keys.values()}
@@ -124,13 +124,3 @@ def _choice(query, param: str, choices: tuple[str, ...]) -> str | None:
         raise InvalidRequest(f"'{param}' takes {', '.join(choices[:-1])} or {choices[-1]}.",
                              param=param, code="invalid_value")
     return value
-
-
-def _number(query, param: str, least: int, most: int) -> int | None:
-    value = query.get(param)
-    if value is None or value == "":
-        return None
-    if not value.isdigit() or not least <= int(value) <= most:
-        raise InvalidRequest(f"'{param}' takes a whole number from {least} to {most}.",
-                             param=param, code="invalid_value")
-    return int(value)
