@@ -208,17 +208,21 @@ class MemoryStore:
                 elif check.kind == "lease":
                     self.leases.get(place, {}).pop(s.request_id, None)
             self.last_use[s.key_id] = max(now, self.last_use.get(s.key_id, now))
-            for row in (self.usage_rows.setdefault((s.key_id, s.day, s.model),
-                                                   dict.fromkeys(USAGE_FIELDS, 0)),
-                        self.day_totals.setdefault(s.day, dict.fromkeys(USAGE_FIELDS, 0)),
-                        self.day_models.setdefault((s.day, s.model),
-                                                   dict.fromkeys(USAGE_FIELDS, 0))):
+            cost = round(s.cost * MICRO)  # integers, as Redis keeps them: sums agree
+            errors = 1 if s.error else 0
+            sums: tuple[tuple[dict[Any, dict[str, float]], Any], ...] = (
+                (self.usage_rows, (s.key_id, s.day, s.model)), (self.day_totals, s.day),
+                (self.day_models, (s.day, s.model)))
+            for table, where in sums:
+                row = table.get(where)
+                if row is None:  # not setdefault: its default would be built every time
+                    row = table[where] = dict.fromkeys(USAGE_FIELDS, 0)
                 row["requests"] += 1
                 row["prompt_tokens"] += s.prompt_tokens
                 row["completion_tokens"] += s.completion_tokens
                 row["reasoning_tokens"] += s.reasoning_tokens
-                row["cost"] += round(s.cost * MICRO)  # integers, as Redis keeps them: sums agree
-                row["errors"] += 1 if s.error else 0
+                row["cost"] += cost
+                row["errors"] += errors
 
     async def renew(self, leases: list[tuple[str, str, str]], ttl: float, now: float) -> None:
         for key_id, scope, request_id in leases:
