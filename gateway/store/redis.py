@@ -387,24 +387,19 @@ class RedisStore(RedisUsage):
             self._command("SADD", f"{self.prefix}:usage-keys", *key_ids), return_exceptions=True)
         # The sums of what was applied are added even when another call failed: retried,
         # those settlements are recognised as applied and would not be summed again.
-        results = [(s, result) for group, reply in zip(groups, replies, strict=True)
+        applied = [s for group, reply in zip(groups, replies, strict=True)
                    if not isinstance(reply, BaseException)
-                   for s, result in zip(group, reply, strict=True)]
-        applied = [s for s, result in results if result == 1]
+                   for s, result in zip(group, reply, strict=True) if result == 1]
         if applied:
             await self._add_sums(applied, now)
         for failure in (*replies, added):
             if isinstance(failure, BaseException):
                 raise failure
-        if any(result == -1 for _, result in results):
-            # Not applied after a predecessor that was not: the recorder sends the batch again.
-            raise StoreUnavailable("redis: a settlement came before its predecessor")
 
     def _settle_call(self, settlements: list[Settlement]) -> tuple[list, list]:
         """The settle script's keys and argument for these settlements, in their order."""
         keys: list[str] = []
         specs = []
-        before: dict[str, int] = {}  # key id -> number of its last settlement so far
         for s in settlements:
             tokens = s.prompt_tokens + s.completion_tokens
             changes = []
@@ -422,10 +417,7 @@ class RedisStore(RedisUsage):
                      self._k(s.key_id, "n", self.replica)]
             specs.append((s.request_id, s.number, changes, s.prompt_tokens, s.completion_tokens,
                           s.reasoning_tokens, round(s.cost * MICRO), 1 if s.error else 0,
-                          int(s.retention * 1000), f"{s.day}|{s.model}",
-                          before.get(s.key_id, 0)))
-            if s.number:
-                before[s.key_id] = s.number
+                          int(s.retention * 1000), f"{s.day}|{s.model}"))
         return keys, [orjson.dumps(specs)]
 
     async def renew(self, leases: list[tuple[str, str, str]], ttl: float, now: float) -> None:

@@ -91,15 +91,14 @@ return result
 # key's (its keys share a slot). ARGV[1]: JSON, a list of settlements, each [request id,
 # number (0: unnumbered), [[kind, delta], ...] (rate: ms of theoretical arrival time;
 # counter: units; lease: -), prompt, completion, reasoning, cost (micro-dollars), error (0/1),
-# retention (ms), index entry, number of this key's settlement before it in the batch (0:
-# none)]. KEYS: each settlement's in turn, n + 3 of them: its n reserved checks' states, its
-# usage hash, the key's usage index, and the highest settlement number this replica has
-# applied for the key. Returns a list, one entry a settlement: 1 applied, 0 already applied
-# (a retry after a lost reply, recognised by its number), -1 out of order (its predecessor
-# was not applied: applied, it would make that one look applied when the batch is retried).
-# A full Redis refuses the batch at its first write, before anything is applied. Amounts of
-# 0 are not written (a missing field reads as 0), and a usage hash's expiry and index entry
-# are set once a batch.
+# retention (ms), index entry]. KEYS: each settlement's in turn, n + 3 of them: its n
+# reserved checks' states, its usage hash, the key's usage index, and the highest settlement
+# number this replica has applied for the key. Returns a list, one entry a settlement: 1
+# applied, 0 already applied (a retry after a lost reply, recognised by its number). A key's
+# settlements of a batch are in one call, in order, so none can be applied before an earlier
+# one; a full Redis refuses the call at its first write, before anything is applied. Amounts
+# of 0 are not written (a missing field reads as 0), and a usage hash's expiry and index
+# entry are set once a batch.
 SETTLE = """
 redis.replicate_commands()
 local t = redis.call('TIME')
@@ -118,8 +117,6 @@ for j, s in ipairs(cjson.decode(ARGV[1])) do
     local applied = tonumber(redis.call('GET', KEYS[base + n + 3]) or '0')
     if number <= applied then
       result = 0
-    elseif applied < s[11] then
-      result = -1
     else
       redis.call('SET', KEYS[base + n + 3], number, 'PX', 86400000)
     end
