@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -19,6 +21,10 @@ spec = importlib.util.spec_from_file_location("bench_run", REPO / "bench" / "run
 assert spec is not None and spec.loader is not None
 bench = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(bench)
+stages_spec = importlib.util.spec_from_file_location("bench_stages", REPO / "bench" / "stages.py")
+assert stages_spec is not None and stages_spec.loader is not None
+stages = importlib.util.module_from_spec(stages_spec)
+stages_spec.loader.exec_module(stages)
 
 
 def nginx_locations(text: str) -> list[str]:
@@ -58,3 +64,22 @@ def test_each_scenario_has_its_models_and_its_upstream_paths(tmp_path, scenario)
             assert spoken in apis and (api in apis) == (api == spoken), (model, target)
     for base in baselines:
         assert base is None or base + bench.APIS[spoken][0] in locations
+
+
+@pytest.mark.parametrize("mode", ["json", "stream"])
+def test_the_stage_timer_sees_every_stage_of_a_request(mode):
+    """bench/stages.py wraps the request path's functions by name: a stage that was renamed
+    fails it, and one that is no longer called on the path would read 0."""
+    result = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "stages.py"), "--requests", "200", "--warmup", "20",
+         "--mode", mode], capture_output=True, text=True, timeout=60, check=True)
+    rows = {line[:52].rstrip(): float(line[52:]) for line in result.stdout.splitlines()[1:]}
+    # A whole answer and a stream take different stages at the end.
+    whole = ["    adapt: the answer checked and rewritten", "    answer: headers and body to the client"]
+    streamed = ["    stream: relayed to the client",
+                "      adapt: a stream's reads checked and rewritten", "      adapt: a stream's end"]
+    for _, _, label in stages.STAGES:
+        if label in (streamed if mode == "json" else whole):
+            assert rows[label] == 0, label
+        else:
+            assert rows[label] > 0, label
