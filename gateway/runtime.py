@@ -39,7 +39,7 @@ class Runtime:
 
 
 def start_runtime(config: Config, previous: Runtime | None = None) -> Runtime:
-    """Open what `config` needs; call inside the event loop (aiohttp sessions bind to it)."""
+    """Open what `config` needs; call inside the event loop (its transports and tasks bind to it)."""
     thinking.use_master_key(config.master_digest)  # thinking blocks signed alike by every replica
     transports = {}
     for name, provider in config.providers.items():

@@ -129,6 +129,8 @@ class FaultyUpstream:
         self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}/v1"
         self._lock = threading.Lock()
         self.open = 0  # connections the gateway has not closed yet
+        self.most_open = 0
+        self.connections = 0  # accepted, in all
         self.served = 0
 
     def start(self) -> FaultyUpstream:
@@ -145,7 +147,9 @@ class FaultyUpstream:
             except OSError:
                 return
             with self._lock:
+                self.connections += 1
                 self.open += 1
+                self.most_open = max(self.most_open, self.open)
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:

@@ -18,7 +18,8 @@ from gateway.upstream.base import (
 from gateway.upstream.demo import DemoTransport
 from gateway.upstream.http import HttpTransport
 
-TRANSPORTS: dict[str, Callable[[Provider], Transport]] = {"http": HttpTransport, "demo": DemoTransport}
+TRANSPORTS: dict[str, Callable[[Provider], Transport]] = {"http": HttpTransport.for_provider,
+                                                          "demo": DemoTransport}
 
 
 def open_transport(provider: Provider) -> Transport:

@@ -1,107 +1,206 @@
-"""The HTTP transport: one aiohttp session, with its keep-alive pool, per provider.
+"""The HTTP transport: a keep-alive pool of HTTP/1.1 connections per provider.
 
-Chosen by measurement: as a relay on this hardware aiohttp served 2.4x the
-requests of httpx at 1 connection and 11x at 64, where httpx's pool degrades.
+Chosen by measurement. aiohttp was 2.4x (1 connection) to 11x (64) faster
+than httpx as a relay here, and this pool, on asyncio's protocols and
+httptools' parser, costs less again: aiohttp's request path was about a third
+of the gateway's CPU a request under load (bench/README.md, issue 23).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Mapping
-
-import aiohttp
+import re
+import ssl
+import time
+from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 from gateway.config import Provider
-from gateway.upstream.base import ConnectFailed, ConnectionLost, ConnectTimeout, ResponseTooLarge
+from gateway.upstream.base import ConnectFailed, ConnectTimeout
+from gateway.upstream.connection import Connection, Response
+
+_UNSAFE = re.compile(r"[\r\n\0]")  # what would end a header line early
 
 
-class HttpResponse:
-    __slots__ = ("_response", "status", "headers")
+class Origin:
+    """Where one URL's requests go: its connection key, and the head's fixed part."""
 
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
-        self._response = response
-        self.status = response.status
-        self.headers: Mapping[str, str] = response.headers  # what the seam promises
+    __slots__ = ("host", "port", "tls", "key", "target", "host_header")
 
-    async def read(self, limit: int) -> bytes:
-        declared = self._response.content_length
-        if declared is not None and declared > limit:
-            raise ResponseTooLarge(f"upstream answered {declared} bytes, over the {limit}-byte limit")
-        parts: list[bytes] = []
-        size = 0
-        async for chunk in self.chunks():
-            size += len(chunk)
-            if size > limit:
-                raise ResponseTooLarge(f"upstream answer is over the {limit}-byte limit")
-            parts.append(chunk)
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {url!r}")
+        self.host = parts.hostname
+        self.tls = parts.scheme == "https"
+        self.port = parts.port or (443 if self.tls else 80)
+        self.key = (self.host, self.port, self.tls)
+        self.target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self.host_header = parts.netloc.rpartition("@")[2]
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        content = self._response.content
-        try:
-            while True:
-                chunk = await content.readany()
-                if not chunk:
-                    return
-                yield chunk
-        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
-            raise ConnectionLost(f"connection to upstream lost: {_describe(exc)}") from None
 
-    def close(self) -> None:
-        self._response.close()
+def _head(method: str, origin: Origin, headers: Mapping[str, str], length: int | None) -> bytes:
+    lines = [f"{method} {origin.target} HTTP/1.1", f"Host: {origin.host_header}"]
+    if length is not None:
+        lines.append(f"Content-Length: {length}")
+    for name, value in headers.items():
+        line = f"{name}: {value}"
+        if not line.isprintable() and _UNSAFE.search(line):  # a tab is fine; a line break is not
+            raise ConnectFailed(f"header {name!r} holds a line break; it was not sent")
+        lines.append(line)
+    lines.append("\r\n")
+    return "\r\n".join(lines).encode()
 
 
 class HttpTransport:
-    def __init__(self, provider: Provider) -> None:
-        connector = aiohttp.TCPConnector(
-            limit=provider.max_connections,
-            limit_per_host=0,
-            keepalive_timeout=provider.keepalive_seconds,
-            ttl_dns_cache=300,
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            # Waiting for a pooled connection is bounded by the relay's first-byte timeout.
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=provider.timeouts.connect),
-            skip_auto_headers=("User-Agent",),
-            cookie_jar=aiohttp.DummyCookieJar(),
-        )
-        self._connect_timeout = provider.timeouts.connect
+    def __init__(self, max_connections: int = 256, keepalive_seconds: float = 30.0,
+                 connect_timeout: float = 10.0) -> None:
+        self._limit = max_connections
+        self._keepalive = keepalive_seconds
+        self._connect_timeout = connect_timeout
+        self._idle: dict[tuple, list[Connection]] = {}
+        self._open = 0  # connections open or being opened, idle ones included
+        self._waiting: list[asyncio.Future] = []  # requests waiting for the limit to allow one
+        self._origins: dict[str, Origin] = {}
+        self._tls: ssl.SSLContext | None = None
+        self._closed = False
 
-    async def send(self, url: str, headers: Mapping[str, str], body: bytes) -> HttpResponse:
-        try:
-            response = await self._session.request("POST", url, data=body, headers=headers)
-        except aiohttp.ServerTimeoutError:
-            raise ConnectTimeout(f"connect timed out after {self._connect_timeout:g}s") from None
-        except aiohttp.ClientConnectorError as exc:
-            raise ConnectFailed(f"cannot connect to upstream: {_describe(exc)}") from None
-        except (aiohttp.ClientError, OSError) as exc:
-            raise ConnectionLost(f"upstream connection failed: {_describe(exc)}") from None
-        return HttpResponse(response)
+    def _origin(self, url: str) -> Origin:
+        origin = self._origins.get(url)
+        if origin is None:
+            try:
+                origin = self._origins[url] = Origin(url)
+            except ValueError as exc:
+                raise ConnectFailed(str(exc)) from None
+        return origin
+
+    async def send(self, url: str, headers: Mapping[str, str], body: bytes) -> Response:
+        return await self._exchange("POST", self._origin(url), headers, body)
 
     async def get(self, url: str, timeout: float, limit: int = 4 * 2**20) -> tuple[int, bytes]:
+        response = None
         try:
-            async with self._session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as r:
-                return r.status, await HttpResponse(r).read(limit)
+            async with asyncio.timeout(timeout):
+                response = await self._exchange("GET", self._origin(url), {}, None)
+                return response.status, await response.read(limit)
         except TimeoutError:
             raise ConnectTimeout(f"no answer within {timeout:g}s") from None
-        except aiohttp.ClientConnectorError as exc:
-            raise ConnectFailed(f"cannot connect: {_describe(exc)}") from None
-        except (aiohttp.ClientError, OSError) as exc:
-            raise ConnectionLost(f"failed: {_describe(exc)}") from None
+        finally:
+            if response is not None:
+                response.close()
+
+    async def _exchange(self, method: str, origin: Origin, headers: Mapping[str, str],
+                        body: bytes | None) -> Response:
+        head = _head(method, origin, headers, len(body) if body is not None else None)
+        connection = await self._acquire(origin)
+        try:
+            return await connection.request(head, body or b"")
+        except BaseException:
+            connection.drop()  # half a request or half a head: nothing else can use it
+            raise
+
+    async def _acquire(self, origin: Origin) -> Connection:
+        while True:
+            idle = self._idle.get(origin.key)
+            now = time.monotonic()
+            while idle:
+                connection = idle.pop()
+                if not connection.closed and now - connection.idle_since < self._keepalive:
+                    return connection
+                connection.drop()
+            if self._open < self._limit:
+                break
+            for other in self._idle.values():  # make room: an idle connection elsewhere goes
+                if other:
+                    other.pop(0).drop()
+                    break
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiting.append(waiter)
+            try:
+                await waiter
+            except BaseException:  # cancelled: a wake it was given goes to the next in line
+                if waiter in self._waiting:
+                    self._waiting.remove(waiter)
+                elif waiter.done() and not waiter.cancelled():
+                    self._wake()
+                raise
+        self._open += 1
+        connection = Connection(origin.key, self._release, self._gone)
+        try:
+            await self._connect(origin, connection)
+        except BaseException:
+            connection.forget()
+            connection.drop()
+            raise
+        return connection
+
+    async def _connect(self, origin: Origin, connection: Connection) -> None:
+        if self._closed:
+            raise ConnectFailed("the transport is closed")
+        tls = None
+        if origin.tls:
+            tls = self._tls = self._tls or ssl.create_default_context()
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                await asyncio.get_running_loop().create_connection(
+                    lambda: connection, origin.host, origin.port, ssl=tls,
+                    server_hostname=origin.host if tls else None)
+        except TimeoutError:
+            raise ConnectTimeout(f"connect timed out after {self._connect_timeout:g}s") from None
+        except OSError as exc:
+            raise ConnectFailed(f"cannot connect to upstream: {_describe(exc)}") from None
+
+    def _release(self, connection: Connection) -> None:
+        """A connection that may take the next request: to a waiting request, or to the pool."""
+        if self._closed:  # the answer of a request that was under way at aclose
+            connection.drop()
+            return
+        now = connection.idle_since = time.monotonic()
+        idle = self._idle.setdefault(connection.key, [])
+        while idle and now - idle[0].idle_since >= self._keepalive:  # the oldest first
+            idle.pop(0).drop()
+        idle.append(connection)
+        self._wake()
+
+    def _gone(self) -> None:
+        """A connection closed (or was never made): one more may be opened."""
+        self._open -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiting:
+            waiter = self._waiting.pop(0)
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def idle(self) -> int:
+        """Pooled connections open and waiting for a request."""
+        return sum(not c.closed for pool in self._idle.values() for c in pool)
+
+    def waiting(self) -> int:
+        """Requests waiting for the pool's limit to let them have a connection."""
+        return len(self._waiting)
+
+    @classmethod
+    def for_provider(cls, provider: Provider) -> HttpTransport:
+        return cls(provider.max_connections, provider.keepalive_seconds, provider.timeouts.connect)
 
     async def aclose(self) -> None:
-        await self._session.close()
+        self._closed = True
+        for idle in self._idle.values():
+            for connection in idle:
+                connection.drop()
+        self._idle.clear()
 
 
-def _describe(exc: BaseException) -> str:
+def _describe(exc: OSError) -> str:
     """Why, in words fit for a client: the reason, never the upstream's address."""
-    error = exc.os_error if isinstance(exc, aiohttp.ClientConnectorError) else exc
-    if isinstance(error, OSError) and error.errno:
-        return os.strerror(error.errno) if error.errno > 0 else "name resolution failed"
-    if isinstance(exc, asyncio.TimeoutError):
-        return "timed out"
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return "connection failed"
-    return str(exc) or type(exc).__name__
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS failed: {exc.reason or 'handshake error'}"
+    if exc.errno:
+        return os.strerror(exc.errno) if exc.errno > 0 else "name resolution failed"
+    return "connection failed"
+
+
