@@ -19,11 +19,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 from gateway.backends import launch
 from gateway.config import Backend, Replica
 from gateway.logs import log
+from gateway.upstream import TransportError
+from gateway.upstream.http import HttpTransport
 
 STOP_GRACE = 30.0  # seconds a replica has to exit after SIGTERM
 STABLE_AFTER = 60.0  # a replica healthy this long starts its restart backoff from scratch
@@ -65,17 +65,20 @@ class Supervisor:
             loop.add_signal_handler(sig, self.stopping.set)
         (self.state_dir / "backends").mkdir(parents=True, exist_ok=True)
         self._write()
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
+        http = HttpTransport(connect_timeout=2.0)
+        try:
             keepers = [asyncio.create_task(self._keep(r, http)) for r in self.replicas]
             await self.stopping.wait()
             await self._stop_all()
             for task in keepers:
                 task.cancel()
             await asyncio.gather(*keepers, return_exceptions=True)
+        finally:
+            await http.aclose()
         with contextlib.suppress(OSError):
             state_file(self.state_dir, self.backend.name).unlink()
 
-    async def _keep(self, replica: Replica, http: aiohttp.ClientSession) -> None:
+    async def _keep(self, replica: Replica, http: HttpTransport) -> None:
         """Run one replica until stopped; restart it when it dies, if the file says so."""
         policy = self.backend.restart
         failures = 0
@@ -118,14 +121,14 @@ class Supervisor:
         self._set(replica, "starting", pid=process.pid, exit_code=None)
         return process
 
-    async def _watch_health(self, replica: Replica, http: aiohttp.ClientSession) -> None:
+    async def _watch_health(self, replica: Replica, http: HttpTransport) -> None:
         """`starting` until /health answers, then `healthy`/`unhealthy` as it goes."""
         started = time.monotonic()
         while True:
             try:
-                async with http.get(replica.url + "/health") as response:
-                    ok = response.status == 200
-            except (TimeoutError, aiohttp.ClientError):
+                status, _ = await http.get(replica.url + "/health", 2.0)
+                ok = status == 200
+            except TransportError:
                 ok = False
             state = self.report[replica.index]["state"]
             if ok and state != "healthy":
