@@ -9,12 +9,13 @@ of the gateway's CPU a request under load (bench/README.md, issue 23).
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import re
 import ssl
 import time
 from collections.abc import Mapping
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from gateway.config import Provider
 from gateway.upstream.base import ConnectFailed, ConnectTimeout
@@ -26,22 +27,28 @@ _UNSAFE = re.compile(r"[\r\n\0]")  # what would end a header line early
 class Origin:
     """Where one URL's requests go: its connection key, and the head's fixed part."""
 
-    __slots__ = ("host", "port", "tls", "key", "target", "host_header")
+    __slots__ = ("host", "port", "tls", "key", "target", "host_header", "auth")
 
     def __init__(self, url: str) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"not an http(s) URL: {url!r}")
+            raise ValueError("the provider's URL is not http:// or https://")  # not echoed
         self.host = parts.hostname
         self.tls = parts.scheme == "https"
         self.port = parts.port or (443 if self.tls else 80)
         self.key = (self.host, self.port, self.tls)
         self.target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         self.host_header = parts.netloc.rpartition("@")[2]
+        self.auth = None  # user:password in the URL: sent as Basic auth, never in the Host
+        if parts.username is not None:
+            pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+            self.auth = "Basic " + base64.b64encode(pair.encode()).decode()
 
 
 def _head(method: str, origin: Origin, headers: Mapping[str, str], length: int | None) -> bytes:
     lines = [f"{method} {origin.target} HTTP/1.1", f"Host: {origin.host_header}"]
+    if origin.auth is not None and "authorization" not in (n.lower() for n in headers):
+        lines.append(f"Authorization: {origin.auth}")
     if length is not None:
         lines.append(f"Content-Length: {length}")
     for name, value in headers.items():

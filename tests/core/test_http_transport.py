@@ -9,6 +9,7 @@ malformed head. It records every request and counts the connections.
 from __future__ import annotations
 
 import asyncio
+import base64
 import gzip
 import socket
 import ssl
@@ -236,6 +237,15 @@ def test_a_malformed_answer_is_a_lost_connection(upstream, transport_for):
         await transport.aclose()
 
     asyncio.run(main())
+
+
+def test_credentials_in_the_url_are_sent_as_basic_auth_not_as_the_host(upstream, transport_for):
+    url = upstream.url.replace("http://", "http://user:p%40ss@")
+
+    assert in_a_row(transport_for(url), url, 1) == [(200, b'{"ok": true}')]
+    head = upstream.requests[0].split(b"\r\n")
+    assert f"Host: 127.0.0.1:{upstream.port}".encode() in head
+    assert b"Authorization: Basic " + base64.b64encode(b"user:p@ss") in head
 
 
 def test_a_header_with_a_line_break_is_never_sent(upstream, transport_for):
