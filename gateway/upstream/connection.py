@@ -120,6 +120,7 @@ class Connection(asyncio.Protocol):
         self._head: asyncio.Future | None = None
         self._keep_alive = True
         self._until_eof = False  # no length and not chunked: the body ends when the socket does
+        self._interim = False  # parsing a 1xx answer (103 Early Hints): the real one follows
         self._paused = False
         self.closed = False
         self.idle_since = 0.0
@@ -211,7 +212,12 @@ class Connection(asyncio.Protocol):
         response, head = self._response, self._head
         if response is None or head is None:
             return
-        response.status = self._parser.get_status_code()
+        status = self._parser.get_status_code()
+        if status < 200:  # an interim answer: its headers are not the response's
+            self._interim = True
+            response._names.clear()
+            return
+        response.status = status
         self._keep_alive = self._parser.should_keep_alive()
         headers = response.headers
         self._until_eof = ("content-length" not in headers
@@ -227,5 +233,7 @@ class Connection(asyncio.Protocol):
             self._response._feed(body)
 
     def on_message_complete(self) -> None:
-        if self._response is not None:
+        if self._interim:
+            self._interim = False
+        elif self._response is not None:
             self._response._end()

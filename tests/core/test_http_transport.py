@@ -19,6 +19,7 @@ from dataclasses import replace
 import pytest
 
 from gateway.upstream import ConnectFailed, ConnectionLost, ResponseTooLarge
+from gateway.upstream.connection import Connection
 from gateway.upstream.http import HttpTransport
 from tests.faulty_upstream import FaultyUpstream
 
@@ -223,6 +224,31 @@ def test_an_answer_over_the_limit_is_refused(upstream, transport_for):
                 await response.read(1000)
             response.close()
         await transport.aclose()
+
+    asyncio.run(main())
+
+
+class Wire:
+    """The socket side of a Connection, for feeding it an answer in chosen pieces."""
+
+    def __init__(self) -> None:
+        self.sent = b""
+
+    def write(self, data: bytes) -> None:
+        self.sent += data
+
+
+def test_an_interim_answer_is_skipped_for_the_real_one():
+    async def main():
+        connection = Connection(("upstream", 80, False), lambda _: None, lambda: None)
+        connection.connection_made(Wire())
+        head = connection.request(b"POST /v1/chat/completions HTTP/1.1\r\n\r\n", b"{}")
+        connection.data_received(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n")
+        assert not head.done()  # an interim answer is not the response
+        connection.data_received(answer(b'{"ok": true}'))
+        response = await head
+        assert response.status == 200 and "link" not in response.headers
+        assert await response.read(100) == b'{"ok": true}'
 
     asyncio.run(main())
 
