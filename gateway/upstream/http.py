@@ -27,7 +27,7 @@ _UNSAFE = re.compile(r"[\r\n\0]")  # what would end a header line early
 class Origin:
     """Where one URL's requests go: its connection key, and the head's fixed part."""
 
-    __slots__ = ("host", "port", "tls", "key", "target", "host_header", "auth")
+    __slots__ = ("host", "port", "tls", "key", "start", "auth")
 
     def __init__(self, url: str) -> None:
         parts = urlsplit(url)
@@ -37,8 +37,9 @@ class Origin:
         self.tls = parts.scheme == "https"
         self.port = parts.port or (443 if self.tls else 80)
         self.key = (self.host, self.port, self.tls)
-        self.target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        self.host_header = parts.netloc.rpartition("@")[2]
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        # The head after its method, up to the Host line: the same for every request, made once.
+        self.start = f" {target} HTTP/1.1\r\nHost: {parts.netloc.rpartition('@')[2]}"
         self.auth = None  # user:password in the URL: sent as Basic auth, never in the Host
         if parts.username is not None:
             pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
@@ -46,7 +47,7 @@ class Origin:
 
 
 def _head(method: str, origin: Origin, headers: Mapping[str, str], length: int | None) -> bytes:
-    lines = [f"{method} {origin.target} HTTP/1.1", f"Host: {origin.host_header}"]
+    lines = [method + origin.start]
     if origin.auth is not None and "authorization" not in (n.lower() for n in headers):
         lines.append(f"Authorization: {origin.auth}")
     if length is not None:
