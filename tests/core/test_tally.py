@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from gateway.apis.chat.adapt import StreamAdapter
-from gateway.core.tally import Tally
+from gateway.core.tally import HOLD, Tally
 from gateway.core.tokens import text_tokens
 from tests.apis.chat.test_adapt import answer
 
@@ -69,7 +69,16 @@ def test_text_after_the_upstreams_own_count_is_added_to_it():
 
 
 def test_a_long_stream_is_counted_as_it_goes_to_the_same_count():
-    stream = event({"content": "word " * 40}) * 400  # 100 KB of events: counted 32 KB at a time
+    stream = event({"content": "word " * 40}) * 1600  # 400 KB of events: counted as they pass
     tally = relayed(stream, 4096, count=False)
-    assert 0 < tally.events < 400 and len(tally._held) < 32 * 1024 + 4096  # the rest held
-    assert tally.completion_tokens() == round(text_tokens(b"word " * 40 * 400))
+    assert 0 < tally.events < 1600 and tally._size < HOLD + 4096  # the rest held
+    assert tally.completion_tokens() == round(text_tokens(b"word " * 40 * 1600))
+
+
+def test_a_stream_under_the_hold_is_kept_as_its_reads_without_a_copy():
+    reads = [event({"content": "word"}) * 10 for _ in range(3)]
+    tally = Tally()
+    for read in reads:
+        tally.add(read)
+    assert tally.events == 0 and all(a is b for a, b in zip(tally._held, reads, strict=True))
+    assert tally.completion_tokens() == 30
