@@ -77,8 +77,8 @@ class ConvertedStream(ChunkStream):
     __slots__ = ("_matched", "_reason", "_writer")
 
     def __init__(self, answer: ConvertedAnswer, max_event: int) -> None:
-        super().__init__(answer, show_usage=False, max_event=max_event)
         self._writer = Writer(answer.alias, answer.prompt_estimate)
+        super().__init__(answer, show_usage=False, max_event=max_event, pieces=self._writer)
         self._reason: object = None  # the chat finish reason, once it came
         self._matched: object = None  # what stopped it, if the upstream says (vLLM)
 

@@ -83,8 +83,8 @@ class ConvertedStream(ChunkStream):
     __slots__ = ("_reason", "_upstream_error", "_writer")
 
     def __init__(self, answer: ConvertedAnswer, max_event: int) -> None:
-        super().__init__(answer, show_usage=False, max_event=max_event)
         self._writer = Writer(answer.alias, answer.echo)
+        super().__init__(answer, show_usage=False, max_event=max_event, pieces=self._writer)
         self._reason: object = None  # the chat finish reason, once it came
         self._upstream_error: str | None = None  # an error event the upstream sent
 

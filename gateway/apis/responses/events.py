@@ -57,8 +57,7 @@ class _Open:
     def delta(self, text: str, sequence: int) -> bytes:
         """The delta event of `text`, numbered `sequence`."""
         self.pieces.append(text)
-        return (self.delta_head + orjson.dumps(text) + b',"sequence_number":'
-                + str(sequence).encode() + b"}\n\n")
+        return b'%b%b,"sequence_number":%d}\n\n' % (self.delta_head, orjson.dumps(text), sequence)
 
     def item(self, status: str) -> dict:
         text = "".join(self.pieces)
