@@ -19,7 +19,7 @@ HOW_TO_SEND = ("Send it as 'Authorization: Bearer KEY', 'Authorization: Api-Key 
                "or 'x-api-key: KEY'.")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # per request: not frozen (see store/base.py's Check)
 class Principal:
     """Who is asking: a gateway key, or the master (admin) key."""
 

