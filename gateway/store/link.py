@@ -35,16 +35,36 @@ class LinkError(Exception):
 
 
 def pack(args) -> bytes:
-    """A command in RESP. ASCII commands (nearly all) are encoded once, as a whole."""
+    """A command in RESP."""
+    return f"*{len(args)}\r\n".encode() + pack_items(args)
+
+
+def pack_items(args) -> bytes:
+    """A command's arguments in RESP, without the count that heads them: a caller that packs
+    a constant part of its commands once joins it to the rest (`Packed`). ASCII arguments
+    (nearly all) are encoded once, as a whole."""
     texts = [a if type(a) is str else (a.decode() if type(a) is bytes else str(a)) for a in args]
     if all(t.isascii() for t in texts):
-        return (f"*{len(texts)}\r\n"
-                + "".join(f"${len(t)}\r\n{t}\r\n" for t in texts)).encode()
-    out = [f"*{len(texts)}\r\n".encode()]
+        return "".join(f"${len(t)}\r\n{t}\r\n" for t in texts).encode()
+    out = []
     for text in texts:
         data = text.encode()
         out.append(f"${len(data)}\r\n".encode() + data + b"\r\n")
     return b"".join(out)
+
+
+class Packed:
+    """The first arguments of a command, packed once (a script's SHA and its keys, say)."""
+
+    __slots__ = ("count", "items")
+
+    def __init__(self, args) -> None:
+        self.count = len(args)
+        self.items = pack_items(args)
+
+    def command(self, *rest) -> bytes:
+        """The whole command: these arguments, then `rest`."""
+        return f"*{self.count + len(rest)}\r\n".encode() + self.items + pack_items(rest)
 
 
 class _Protocol(asyncio.Protocol):
@@ -93,10 +113,14 @@ class RedisLink:
 
     async def call(self, *args):
         """One command's reply; Redis errors come back as hiredis.ReplyError values."""
+        return await self.send(pack(args))
+
+    async def send(self, command: bytes):
+        """`call`, for a command already in RESP."""
         if self.protocol is None:
             await self._connect()
         try:
-            return await self._send(args)
+            return await self._send(command)
         except LinkError as exc:
             message = str(exc)
         # Raised here, outside the handler and held by no variable, the error references
@@ -105,7 +129,7 @@ class RedisLink:
         # cyclic collector.
         raise LinkError(message)
 
-    def _send(self, args) -> asyncio.Future:
+    def _send(self, command: bytes) -> asyncio.Future:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self.pending.append(future)
@@ -115,7 +139,7 @@ class RedisLink:
             self._ticker.add(self)
         if not self._outgoing:
             loop.call_soon(self._flush)
-        self._outgoing.append(pack(args))
+        self._outgoing.append(command)
         return future
 
     def _when(self) -> float:  # for the ticker: the oldest command's answer is due
@@ -164,7 +188,7 @@ class RedisLink:
                     if options.get("db"):
                         setup.append(("SELECT", options["db"]))
                     for command in setup:
-                        reply = await self._send(command)
+                        reply = await self._send(pack(command))
                         if isinstance(reply, hiredis.ReplyError):
                             raise LinkError(f"redis refused {command[0]}: {reply}")
             except (OSError, TimeoutError, LinkError) as exc:

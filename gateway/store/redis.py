@@ -59,7 +59,7 @@ from gateway.store.base import (
     StoreUnavailable,
     Verdict,
 )
-from gateway.store.link import LinkError, RedisLink
+from gateway.store.link import LinkError, Packed, RedisLink, pack
 from gateway.store.redis_scripts import ADMIT, RENEW, SETTLE, SUMS
 from gateway.store.redis_usage import MICRO, RedisUsage
 
@@ -109,6 +109,9 @@ class RedisStore(RedisUsage):
         # The request path's calls go through one pipelined connection (link.py) where it
         # can: redis-py's client costs twice the CPU per call. Cluster mode keeps redis-py.
         self.link = None if cluster else RedisLink(url, timeout)
+        # The admit call's packed head (script, keys) by key and checks (their kinds, scopes,
+        # names, buckets): the request path packs only its id and costs.
+        self._admit_heads: dict[tuple, Packed] = {}
         self._listeners: list = []
         self._sums_marked = False  # whether gw:dm-since and gw:dk-since are known to be set
         self._subscriber: asyncio.Task | None = None
@@ -148,11 +151,16 @@ class RedisStore(RedisUsage):
         """Run a script by SHA; on the link when there is one (loading it if Redis lost it)."""
         if self.link is None:
             return await self._call(script(keys=keys, args=args))
+        return await self._evalsha(text, pack(["EVALSHA", script.sha, len(keys), *keys, *args]))
+
+    async def _evalsha(self, text: str, command: bytes):
+        """A script's EVALSHA on the link, packed (`text`: the script, if Redis lost it)."""
+        assert self.link is not None
         try:
-            reply = await self.link.call("EVALSHA", script.sha, len(keys), *keys, *args)
+            reply = await self.link.send(command)
             if isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT"):
                 await self.link.call("SCRIPT", "LOAD", text)
-                reply = await self.link.call("EVALSHA", script.sha, len(keys), *keys, *args)
+                reply = await self.link.send(command)
         except LinkError as exc:
             raise StoreUnavailable(f"redis: {exc}") from None
         if isinstance(reply, hiredis.ReplyError):
@@ -344,14 +352,22 @@ class RedisStore(RedisUsage):
     # admission
 
     async def admit(self, admission: Admission, now: float) -> Verdict:
-        keys = [self._k(admission.key_id, "valid")]
-        specs = []
-        for check in admission.checks:
-            keys.append(self._place(admission.key_id, check))
-            specs.append((check.kind, _units(check, check.limit), _units(check, check.cost),
-                          int(check.period * 1000), int(check.ttl * 1000)))
+        specs = [(check.kind, _units(check, check.limit), _units(check, check.cost),
+                  int(check.period * 1000), int(check.ttl * 1000)) for check in admission.checks]
         args = [admission.request_id, int(admission.lease_ttl * 1000), orjson.dumps(specs)]
-        reply = await self._script(self._admit, ADMIT, keys, args)
+        if self.link is None:
+            reply = await self._script(self._admit, ADMIT, self._admit_keys(admission), args)
+        else:  # the call's script and keys, packed once for the key and its checks
+            shape = (admission.key_id,
+                     *[(c.kind, c.scope, c.name, c.bucket) for c in admission.checks])
+            head = self._admit_heads.get(shape)
+            if head is None:
+                if len(self._admit_heads) > 10_000:  # old days' buckets, revoked keys
+                    self._admit_heads.clear()
+                keys = self._admit_keys(admission)
+                head = self._admit_heads[shape] = Packed(
+                    ["EVALSHA", self._admit.sha, len(keys), *keys])
+            reply = await self._evalsha(ADMIT, head.command(*args))
         if reply[0] == "invalid":
             return Verdict(False, key_invalid=True)
         if reply[0] == "denied":
@@ -365,6 +381,10 @@ class RedisStore(RedisUsage):
                     float(reply[2 + 2 * i]) / 1000)
             for i, c in enumerate(admission.checks))
         return Verdict(True, outcomes)
+
+    def _admit_keys(self, admission: Admission) -> list[str]:
+        return [self._k(admission.key_id, "valid"),
+                *(self._place(admission.key_id, check) for check in admission.checks)]
 
     async def record(self, settlements: list[Settlement], now: float) -> None:
         if not settlements:

@@ -229,3 +229,21 @@ def test_the_link_times_out_its_oldest_call_and_sleeps_when_idle(redis):
         asyncio.run(scenario())
     finally:
         proxy.stop()
+
+
+def test_a_command_packed_in_two_parts_is_the_command_packed_whole(redis):
+    """The admit call packs its script and keys once and joins each request's own arguments
+    to them: the joined command is byte for byte the whole one, and Redis runs it."""
+    from gateway.store.link import Packed, RedisLink, pack
+
+    head = Packed(["SET", "packed:key"])
+    for rest in (("plain",), ("é ✓", "NX"), (b"[1,2]", 5)):
+        assert head.command(*rest) == pack(["SET", "packed:key", *rest])
+
+    async def scenario():
+        link = RedisLink(redis.url, timeout=2)
+        assert await link.send(head.command("é ✓")) == b"OK"
+        assert (await link.call("GET", "packed:key")).decode() == "é ✓"
+        await link.close()
+
+    asyncio.run(scenario())
