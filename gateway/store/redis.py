@@ -357,17 +357,8 @@ class RedisStore(RedisUsage):
         args = [admission.request_id, int(admission.lease_ttl * 1000), orjson.dumps(specs)]
         if self.link is None:
             reply = await self._script(self._admit, ADMIT, self._admit_keys(admission), args)
-        else:  # the call's script and keys, packed once for the key and its checks
-            shape = (admission.key_id,
-                     *[(c.kind, c.scope, c.name, c.bucket) for c in admission.checks])
-            head = self._admit_heads.get(shape)
-            if head is None:
-                if len(self._admit_heads) > 10_000:  # old days' buckets, revoked keys
-                    self._admit_heads.clear()
-                keys = self._admit_keys(admission)
-                head = self._admit_heads[shape] = Packed(
-                    ["EVALSHA", self._admit.sha, len(keys), *keys])
-            reply = await self._evalsha(ADMIT, head.command(*args))
+        else:
+            reply = await self._evalsha(ADMIT, self._admit_head(admission).command(*args))
         if reply[0] == "invalid":
             return Verdict(False, key_invalid=True)
         if reply[0] == "denied":
@@ -381,6 +372,18 @@ class RedisStore(RedisUsage):
                     float(reply[2 + 2 * i]) / 1000)
             for i, c in enumerate(admission.checks))
         return Verdict(True, outcomes)
+
+    def _admit_head(self, admission: Admission) -> Packed:
+        """The admit call's script and keys, packed once for the key and its checks."""
+        shape = (admission.key_id,
+                 *[(c.kind, c.scope, c.name, c.bucket) for c in admission.checks])
+        head = self._admit_heads.get(shape)
+        if head is None:
+            if len(self._admit_heads) > 10_000:  # old days' buckets, revoked keys
+                self._admit_heads.clear()
+            keys = self._admit_keys(admission)
+            head = self._admit_heads[shape] = Packed(["EVALSHA", self._admit.sha, len(keys), *keys])
+        return head
 
     def _admit_keys(self, admission: Admission) -> list[str]:
         return [self._k(admission.key_id, "valid"),

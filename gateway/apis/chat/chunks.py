@@ -27,10 +27,11 @@ from gateway.upstream.base import MalformedStream
 class ChunkStream(adapt.StreamAdapter):
     """Chat's stream adapter for a converted API: `convert` writes each parsed chunk.
 
-    A subclass whose `convert` writes a text-only delta as one piece of its writer's (Responses,
-    Messages) sets `pieces`: the bulk of a stream, a chunk of one choice whose delta is its
-    text alone, then goes straight to `pieces.piece`, not through `convert` and `write_delta`,
-    which would write the same bytes at three times the cost of the parse.
+    A subclass whose `convert` writes a text-only delta as one `"text"` piece of its writer
+    (Responses, Messages) passes that writer as `pieces`. The bulk of a stream, a chunk of one
+    choice whose delta is its text alone, then goes straight to `pieces.piece("text", ...)`,
+    not through `convert` and `write_delta`, which write the same bytes at three times the
+    cost of the parse.
     """
 
     __slots__ = ("pieces",)
