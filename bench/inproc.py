@@ -63,16 +63,24 @@ class Canned:
         self.headers = {"content-type": "text/event-stream" if stream else "application/json"}
         self._body = body
         self._per_event = per_event
+        self._left = -1  # parts chunks() has not yielded yet; -1 before it starts
 
     async def read(self, limit: int) -> bytes:
         return self._body
 
     async def chunks(self):
         if not self._per_event:
+            self._left = 0
             yield self._body
             return
-        for event in self._body.split(b"\n\n")[:-1]:
+        events = self._body.split(b"\n\n")[:-1]
+        self._left = len(events)
+        for event in events:
+            self._left -= 1
             yield event + b"\n\n"
+
+    def exhausted(self) -> bool:
+        return self._left == 0
 
     def close(self) -> None:
         pass

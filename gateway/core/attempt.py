@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import orjson
 
@@ -103,7 +103,8 @@ async def attempt(ex: Exchange, route: Route, target: Target, codec: Codec, payl
                     raise Failure(target, "closed the stream before sending anything")
                 ttfb = time.perf_counter() - started
                 deadline.touch()
-                await _stream(ex, target, translation, answer, first, chunks, deadline, send)
+                await _stream(ex, target, translation, answer, first, chunks, response.exhausted,
+                              deadline, send)
             else:
                 data = await response.read(target.provider.max_response_bytes)
                 ttfb = time.perf_counter() - started
@@ -192,7 +193,8 @@ async def send_completion(ex: Exchange, target: Target, translation: Translation
 
 
 async def _stream(ex: Exchange, target: Target, translation: Translation, answer: Answer,
-                  first: bytes, chunks: AsyncIterator[bytes], deadline: Deadline, send) -> None:
+                  first: bytes, chunks: AsyncIterator[bytes], exhausted: Callable[[], bool],
+                  deadline: Deadline, send) -> None:
     """Relay a stream event by event; no fallback once this starts."""
     adapter = answer.stream(show_usage=not translation.hide_usage,
                             max_event=target.provider.max_response_bytes)
@@ -210,15 +212,23 @@ async def _stream(ex: Exchange, target: Target, translation: Translation, answer
         SSE_HEADERS, ex, target, translation, adapter.upstream_model)})
     if out:
         ex.ttft = time.perf_counter() - ex.started
-        await send({"type": "http.response.body", "body": out, "more_body": True})
-    async for chunk in chunks:
+    while True:
+        # Events go out as they come; but when the upstream has ended its stream and its body
+        # has all been read, what is left goes out with the stream's end: one write to the
+        # client, not two. Nothing is held back while waiting for the upstream.
+        if out and not (adapter.done and exhausted()):
+            await send({"type": "http.response.body", "body": out, "more_body": True})
+            out = b""
+        chunk = await anext(chunks, None)
+        if chunk is None:
+            break
         deadline.touch()
         out = adapter.feed(chunk)
-        if out:
-            if ex.ttft is None:
-                ex.ttft = time.perf_counter() - ex.started
-            await send({"type": "http.response.body", "body": out, "more_body": True})
+        if out and ex.ttft is None:
+            ex.ttft = time.perf_counter() - ex.started
     tail = adapter.finish()
+    if out:
+        tail = out + tail
     if adapter.truncated:  # no ex.usage: a usage seen on the way may not cover what followed
         if tail:
             await send({"type": "http.response.body", "body": tail, "more_body": True})

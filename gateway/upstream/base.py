@@ -48,6 +48,10 @@ class UpstreamResponse(Protocol):
     def chunks(self) -> AsyncIterator[bytes]:
         """The body as it arrives, in whatever pieces the network delivers."""
 
+    def exhausted(self) -> bool:
+        """Whether the whole body has arrived and `chunks()` has yielded all of it: the next
+        step of `chunks()` ends it at once, without waiting."""
+
     def close(self) -> None:
         """Release the connection; one closed before the body ended is dropped, so the upstream stops."""
 

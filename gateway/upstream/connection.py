@@ -97,6 +97,9 @@ class Response:
                 self._waiter = asyncio.get_running_loop().create_future()
                 await self._waiter
 
+    def exhausted(self) -> bool:
+        return self.complete and not self._parts
+
     def close(self) -> None:
         """Give the connection back if the whole body has arrived (read or not), else drop it,
         so that an upstream still sending stops. Once."""

@@ -137,6 +137,7 @@ class DemoResponse:
         self.status = status
         self.headers = headers
         self._events = events
+        self._yielded = 0  # events chunks() has yielded
 
     async def read(self, limit: int) -> bytes:
         body = b"".join(self._events)
@@ -146,7 +147,11 @@ class DemoResponse:
 
     async def chunks(self) -> AsyncIterator[bytes]:
         for event in self._events:
+            self._yielded += 1
             yield event
+
+    def exhausted(self) -> bool:
+        return self._yielded == len(self._events)
 
     def close(self) -> None:
         self._events = []

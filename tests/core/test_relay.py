@@ -138,6 +138,24 @@ def test_stream_is_relayed_event_by_event(gateway, primary):
     assert rest[-1] == "data: [DONE]"
 
 
+def test_stream_end_is_not_held_while_the_upstream_body_stays_open(gateway, primary):
+    """The events before the upstream's `[DONE]` reach the client at once, even when the
+    upstream is slow to end its body; the gateway's own `[DONE]` follows the body's end."""
+    request = ask("gpt-test")
+    gate = Gate()
+    primary.then(Reply(events=[chunk(request, {"content": "all"}, "stop"), b"data: [DONE]\n\n",
+                               gate], done=False))
+
+    with httpx.Client(base_url=gateway.url, timeout=10) as http:
+        with http.stream("POST", CHAT, headers=auth(), json=ask("gpt-test", stream=True)) as response:
+            lines = response.iter_lines()
+            last = next(line for line in lines if line)
+            assert json.loads(last.removeprefix("data: "))["choices"][0]["finish_reason"] == "stop"
+            gate.open()
+            rest = [line for line in lines if line]
+    assert rest == ["data: [DONE]"]
+
+
 def test_client_disconnect_closes_the_upstream_stream(gateway, primary):
     request = ask("gpt-test")
     primary.then(Reply(events=[chunk(request, {"content": "tok "})] * 1000, interval=0.02))
