@@ -11,10 +11,15 @@ is refused with a 431 (httptools itself takes any size), however its bytes
 arrive: counted as they are received while the head is incomplete, and again
 from what the parser hands over, since one read can hold a whole head. What
 follows an answer sent before its request's body ended is that body, not a head.
+
+Each response's head goes out with the first bytes of its body, in one write: uvicorn
+writes the head when the app starts the response, and the app sends its first body
+message straight after, so two writes (two system calls, two TCP segments) become one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -79,6 +84,8 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             return
         super().on_headers_complete()
         if self.cycle is not None and self.cycle.scope is self.scope:  # not an upgrade
+            if self.scope["method"] != "HEAD":  # whose answer has no body to write the head with
+                self.cycle.transport = HeadWithBody(self.cycle)
             # The request's task runs later: it finds its Watch in the scope (disconnect.py).
             watch = Watch(self.cycle)
             extensions: dict = self.scope.setdefault("extensions", {})
@@ -128,3 +135,40 @@ class GatewayHttpProtocol(HttpToolsProtocol):
     def _expire(self) -> None:  # for the ticker: the head is late
         if not self.transport.is_closing():
             self.transport.close()
+
+
+class HeadWithBody(asyncio.Transport):
+    """The transport as one response's cycle sees it: the head is held until the body's first
+    write and goes out with it. Before the response starts (a `100 Continue`) and after its
+    head, writes pass straight through; closing writes a head still held first. The cycle
+    calls only what is here."""
+
+    __slots__ = ("_cycle", "_transport", "_head")
+
+    def __init__(self, cycle) -> None:
+        super().__init__()
+        self._cycle = cycle
+        self._transport = cycle.transport
+        self._head: bytes | None = None  # b"" once the head has gone out
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        head = self._head
+        if head is None and self._cycle.response_started:
+            self._head = bytes(data)  # uvicorn writes the head just after marking the start
+        elif head:
+            self._head = b""
+            self._transport.write(head + data)
+        else:
+            self._transport.write(data)
+
+    def close(self) -> None:
+        if self._head:
+            self._transport.write(self._head)
+            self._head = b""
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def get_extra_info(self, name, default=None):
+        return self._transport.get_extra_info(name, default)
