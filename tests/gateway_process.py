@@ -127,6 +127,19 @@ def usage_of(gateway: GatewayProcess, name: str, requests: int) -> dict:
     return wait_for(totals, 10, f"{requests} usage records of key {name}")
 
 
+def demo_config(key: str, server: str = "") -> str:
+    """A gateway's config with the demo model alone and one key, `team`; `server` is the
+    server block's fields, in YAML's flow style."""
+    head = f"server: {{{server}}}\n" if server else ""
+    return head + f"""providers:
+  demo: {{profile: demo}}
+models:
+  demo: {{targets: [{{provider: demo, model: demo}}]}}
+keys:
+  team: {{key: "{key}"}}
+"""
+
+
 @contextlib.contextmanager
 def serving(directory: Path, config: str, env: dict[str, str] | None = None
             ) -> Iterator[GatewayProcess]:

@@ -11,22 +11,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.gateway_process import GatewayProcess, serving, wait_for
+from tests.gateway_process import GatewayProcess, demo_config, serving, wait_for
 
 KEY = "sk-slow-clients-0123456789"
 
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory) -> Iterator[GatewayProcess]:
-    with serving(tmp_path_factory.mktemp("slow"), f"""
-        server: {{body_timeout: 1, header_timeout: 1}}
-        providers:
-          demo: {{profile: demo}}
-        models:
-          demo: {{targets: [{{provider: demo, model: demo}}]}}
-        keys:
-          team: {{key: "{KEY}"}}
-    """) as process:
+    with serving(tmp_path_factory.mktemp("slow"),
+                 demo_config(KEY, server="body_timeout: 1, header_timeout: 1")) as process:
         yield process
 
 

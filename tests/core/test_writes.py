@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.gateway_process import GatewayProcess, serving
+from tests.gateway_process import GatewayProcess, demo_config, serving
 
 KEY = "sk-writes-0123456789"
 BODY = json.dumps({"model": "demo", "messages": [{"role": "user", "content": "hi"}]}).encode()
@@ -18,14 +18,7 @@ BODY = json.dumps({"model": "demo", "messages": [{"role": "user", "content": "hi
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory) -> Iterator[GatewayProcess]:
-    with serving(tmp_path_factory.mktemp("writes"), f"""
-        providers:
-          demo: {{profile: demo}}
-        models:
-          demo: {{targets: [{{provider: demo, model: demo}}]}}
-        keys:
-          team: {{key: "{KEY}"}}
-    """) as process:
+    with serving(tmp_path_factory.mktemp("writes"), demo_config(KEY)) as process:
         yield process
 
 

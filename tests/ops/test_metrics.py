@@ -11,7 +11,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.gateway_process import GatewayProcess, serving, wait_for
+from tests.gateway_process import GatewayProcess, demo_config, serving, wait_for
 from tests.upstream import Reply
 
 KEY = "sk-metrics-tests-0123456789"
@@ -228,15 +228,7 @@ def test_metrics_key_guards_the_metrics_endpoint(tmp_path):
     Prometheus sends it (`authorization: {credentials: ...}`): key names are visible there."""
     scrape_key = "sk-metrics-scrape-0123456789"
     master = "sk-metrics-master-0123456789"
-    config = f"""
-        server: {{metrics_key: "${{SCRAPE_KEY}}"}}
-        providers:
-          demo: {{profile: demo}}
-        models:
-          demo: {{targets: [{{provider: demo, model: demo}}]}}
-        keys:
-          team: {{key: "{KEY}"}}
-    """
+    config = demo_config(KEY, server='metrics_key: "${SCRAPE_KEY}"')
     env = {"SCRAPE_KEY": scrape_key, "GATEWAY_MASTER_KEY": master}
     with serving(tmp_path, config, env) as gateway:
         def scrape(key: str | None) -> httpx.Response:
