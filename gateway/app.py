@@ -21,6 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway import admin, admin_usage, admin_views, console, endpoints, heap, lag, metrics, openapi
+from gateway.apis.chat import adapt
 from gateway.apis.chat.surface import CHAT
 from gateway.apis.completions.surface import COMPLETIONS
 from gateway.apis.embeddings.surface import EMBEDDINGS
@@ -109,7 +110,11 @@ def _starlette(config: Config) -> Starlette:
         lagging = asyncio.create_task(lag.watch())
         log.info("gateway ready", extra={"fields": {
             "config": str(config.source), "config_hash": config.digest,
-            "models": len(config.routes), "providers": len(config.providers)}})
+            "models": len(config.routes), "providers": len(config.providers),
+            "stream_helper": adapt._events is not None}})
+        if adapt._events is None:
+            log.warning("the stream rewrite's C helper was not built (no C compiler when the "
+                        "gateway was installed): streams cost more CPU; reinstall with gcc")
         try:
             yield
         finally:

@@ -8,7 +8,10 @@
 
 Streams are handled on bytes: a few regex passes per upstream read rewrite every
 event at once, and JSON is parsed only for the rare event that must change shape
-(the usage event, or reasoning when both names are wanted).
+(the usage event, or reasoning when both names are wanted). Where the C helper
+(`_events.c`) was built, the plain events at the start of a read (text deltas:
+no finish reason, no usage, no provider key, the model written as before) are
+rewritten in one pass of it, and only the rest take the passes here.
 """
 
 from __future__ import annotations
@@ -24,6 +27,11 @@ from gateway.config.compiled import Dialect
 from gateway.core.tally import TEXT, Tally, charged
 from gateway.core.tokens import text_tokens
 from gateway.upstream.base import MalformedStream, ResponseTooLarge
+
+try:  # built by hatch_build.py where a C compiler is found; the same output without it
+    from gateway.apis.chat import _events
+except ImportError:  # pragma: no cover - a machine with no compiler
+    _events = None  # type: ignore[assignment]  # the module, or None where it was not built
 
 # Only a key can match `"name"\s*:` : quotes inside a string are escaped, and a string
 # value is never followed by `:`. A literal first lets the regex engine skip ahead fast.
@@ -127,9 +135,9 @@ class Answer:
 class StreamAdapter:
     """Splits an upstream SSE byte stream into whole events and rewrites them for the client."""
 
-    __slots__ = ("_answer", "_keys", "_literal", "_max_event", "_model", "_rename", "_reported",
-                 "_rest", "_seen", "_show_usage", "done", "finished", "tally", "truncated",
-                 "upstream_model", "usage")
+    __slots__ = ("_answer", "_keys", "_literal", "_max_event", "_model", "_plain", "_rename",
+                 "_reported", "_rest", "_seen", "_show_usage", "done", "finished", "tally",
+                 "truncated", "upstream_model", "usage")
 
     def __init__(self, answer: Answer, show_usage: bool = True,
                  max_event: int = 64 * 2**20) -> None:
@@ -142,6 +150,9 @@ class StreamAdapter:
         # How the upstream writes `"finish_reason":"` and `"usage":{` (with a space after the
         # colon or not), learned from its first finish_reason key: one search a read each.
         self._keys: tuple[bytes, bytes] | None = None
+        # For the C helper: `_seen`, what makes an event other than plain, and the `_keys`
+        # they were made with; None until `_seen` is known, or where the helper is not built.
+        self._plain: tuple[bytes, tuple[bytes, ...], tuple[bytes, bytes] | None] | None = None
         self._rename = None
         if answer.reasoning not in ("both", answer.upstream_reasoning):
             source = answer.upstream_reasoning.encode()
@@ -203,6 +214,50 @@ class StreamAdapter:
         return tail
 
     def _rewrite(self, events: bytes) -> bytes:
+        plain = self._plain
+        if plain is None or plain[2] is not self._keys:
+            if _events is not None:
+                self._learn(events)
+            plain = self._plain
+            if plain is None:
+                return self._rewrite_events(events)
+        seen, markers, _ = plain
+        out, stop = _events.rewrite(events, seen, self._literal, markers)
+        if stop == len(events):
+            self.tally.add(events)
+            return out
+        if stop == 0:
+            return self._rewrite_events(events)
+        self.tally.add(events[:stop])
+        return out + self._rewrite_events(events[stop:])
+
+    def _learn(self, events: bytes) -> None:
+        """The upstream's model and key forms, as `_rewrite_events` learns them, from the first
+        events that show them; then the markers of events that are not plain: until the key
+        forms are known, any finish reason or usage key."""
+        secrets = self._answer.secrets
+        if self._seen is None or self._keys is None:
+            events = scrub(events, secrets)
+            if self.upstream_model is None:
+                match = _MODEL.search(events)
+                if match is not None:
+                    self.upstream_model = match.group(1).decode(errors="replace")
+                    self._seen = match.group(0)
+            if self._keys is None and b'"finish_reason"' in events:
+                self._keys = _key_forms(events)
+        if self._seen is None or any(b"\n" in s for s in secrets):
+            return
+        markers = [*(self._keys or (b'"finish_reason"', b'"usage"')), *secrets]
+        if self._answer.reasoning == "both":
+            markers.append(b'"reasoning')
+        elif self._rename is not None:  # either name: the rename looks at both in a read
+            markers += (b'"' + self._answer.upstream_reasoning.encode(),
+                        b'"' + self._answer.reasoning.encode() + b'"')
+        if len(markers) <= _events.MAX_MARKERS and all(len(m) > 1 for m in markers):
+            self._plain = (self._seen, tuple(markers), self._keys)
+
+    def _rewrite_events(self, events: bytes) -> bytes:
+        """Whatever the events are: the passes below, each over all of them."""
         whole = _check_json(events)  # every event `data: {...}`, a `[DONE]` only at the end
         events = scrub(events, self._answer.secrets)
         raw = events

@@ -1,0 +1,142 @@
+"""The C helper that rewrites a chat stream's plain events in one pass (`_events.c`): whatever
+the upstream sends, and however its reads are cut, the client gets the same bytes, and the
+gateway keeps the same account, as without it."""
+
+from __future__ import annotations
+
+import json
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.apis.chat import _events, adapt
+from gateway.apis.chat.adapt import Answer, StreamAdapter
+from tests.apis.chat.test_adapt import answer
+
+SECRET = "sk-upstream-secret-0123"
+MODEL = "upstream/m-7b"
+
+
+def _with(made: Answer) -> Answer:
+    """`made`, with the provider's key it must never relay."""
+    made.secrets = (SECRET.encode(),)
+    return made
+
+
+def chunk(delta: dict, finish: str | None = None, model: str = MODEL, **extra) -> dict:
+    return {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+
+
+TEXTS = st.sampled_from(["tok", " a", "", 'say "model": "x"', "é ✓", "line\nbreak", SECRET,
+                         '"finish_reason": "stop"', "model", "\\", "[DONE]"])
+EVENTS = st.one_of(
+    TEXTS.map(lambda text: chunk({"content": text})),
+    TEXTS.map(lambda text: chunk({"reasoning_content": text})),
+    TEXTS.map(lambda text: chunk({"reasoning": text})),
+    st.sampled_from(["stop", "length", "eos", "tool_calls"]).map(lambda why: chunk({}, why)),
+    st.just(chunk({}, model="another/model")),
+    st.just({"id": "chatcmpl-1", "choices": [{"index": 0, "delta": {"content": "no model"}}]}),
+    TEXTS.map(lambda text: {"model": MODEL, "choices": [{"delta": {"content": text}}]}),
+    st.just({**chunk({}), "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 5}}),
+    st.just(chunk({"content": "x"}, usage=None)),
+    st.just({"model": MODEL, "choices": [], "nested": {"model": "inner"}}),
+)
+WRITERS = {"spaced": lambda e: json.dumps(e).encode(), "compact": orjson.dumps,
+           "lines": lambda e: json.dumps(e, indent=1).replace("\n", "\ndata: ").encode()}
+EXTRAS = st.sampled_from([b"", b": keep-alive\n\n", b"data: [DONE]\n\n", b"event: x\ndata: {}\n\n",
+                          b"data: not json\n\n"])
+
+
+def relayed(stream: bytes, cuts: list[int], made: Answer, show_usage: bool, helper) -> tuple:
+    """What the client gets of `stream` read in pieces cut at `cuts`, and what the gateway
+    counted; with the C helper or (helper None) without it."""
+    adapt._events = helper
+    try:
+        adapter = StreamAdapter(made, show_usage=show_usage)
+        out = []
+        at = 0
+        try:
+            for cut in [*sorted(cuts), len(stream)]:
+                out.append(adapter.feed(stream[at:cut]))
+                at = cut
+            out.append(adapter.finish())
+        except Exception as error:  # the same failure either way
+            return type(error).__name__, str(error)
+        return (b"".join(out), adapter.usage, adapter.finished, adapter.done, adapter.truncated,
+                adapter.upstream_model, adapter.tally.completion_tokens())
+    finally:
+        adapt._events = _events
+
+
+def both_ways(stream: bytes, cuts: list[int], made: Answer, show_usage: bool = True) -> tuple:
+    fast = relayed(stream, cuts, made, show_usage, _events)
+    assert fast == relayed(stream, cuts, made, show_usage, None)
+    return fast
+
+
+@settings(max_examples=400, deadline=None)
+@given(events=st.lists(EVENTS, max_size=12), writer=st.sampled_from(sorted(WRITERS)),
+       extra=EXTRAS, data=st.data(), show_usage=st.booleans(),
+       reasoning=st.sampled_from(["reasoning_content", "reasoning", "both"]))
+def test_any_stream_comes_out_the_same_with_and_without_the_helper(events, writer, extra, data,
+                                                                   show_usage, reasoning):
+    written = [b"data: " + WRITERS[writer](e) + b"\n\n" for e in events]
+    at = data.draw(st.integers(0, len(events)))
+    stream = b"".join(written[:at]) + extra + b"".join(written[at:])
+    if data.draw(st.booleans()):
+        stream = stream.replace(b"\n", b"\r\n")
+    cuts = data.draw(st.lists(st.integers(0, len(stream)), max_size=4))
+    both_ways(stream, cuts, _with(answer(client_reasoning=reasoning)), show_usage)
+
+
+def test_plain_events_are_rewritten_in_one_call_up_to_the_first_other():
+    plain = b"".join(b"data: " + json.dumps(chunk({"content": t})).encode() + b"\n\n"
+                     for t in ["a", "b", "c"])
+    last = b"data: " + json.dumps(chunk({}, "stop")).encode() + b"\n\n"
+    seen, literal = b'"model": "upstream/m-7b"', b'"model":"my-alias"'
+
+    out, stop = _events.rewrite(plain + last + plain, seen, literal,
+                                (b'"finish_reason": "', b'"usage": {'))
+
+    assert stop == len(plain)  # the finish reason's event and all after it: the long way
+    assert out == plain.replace(seen, literal)
+
+
+@pytest.mark.parametrize("events, why", [
+    (b'data: {"model": "other"}\n\n', "another model"),
+    (b'data: {"a": 1}\ndata: {"b": 2}\n\n', "two lines"),
+    (b'data:{"model": "upstream/m-7b"}\n\n', "no space after the colon"),
+    (b'data: {"model": "upstream/m-7b"}\n', "no blank line yet"),
+    (b'data: [DONE]\n\n', "not an object"),
+    (b'data: {"x": "' + SECRET.encode() + b'"}\n\n', "a provider key"),
+])
+def test_an_event_that_is_not_plain_stops_the_helper(events, why):
+    out, stop = _events.rewrite(events, b'"model": "upstream/m-7b"', b'"model":"a"',
+                                (SECRET.encode(),))
+    assert (out, stop) == (b"", 0), why
+
+
+def test_a_stream_the_helper_takes_counts_what_it_relayed():
+    """The bulk of a stream goes through the helper: its text is still the client's charge
+    when no usage comes."""
+    events = [chunk({"role": "assistant", "content": ""})] + [chunk({"content": " tok"})] * 300
+    stream = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events)
+    out, usage, finished, done, truncated, model, completion = both_ways(
+        stream, [len(stream) // 3], _with(answer()))
+    assert out.count(b'"model":"my-alias"') == 302  # and the usage event the gateway adds
+    assert SECRET.encode() not in out
+    assert usage == {"prompt_tokens": 100, "completion_tokens": 300, "total_tokens": 400,
+                     "estimated": True}
+    assert (finished, done, truncated, model, completion) == (False, False, False, MODEL, 300)
+
+
+def test_a_provider_with_more_keys_than_the_helper_takes_is_rewritten_the_long_way():
+    made = answer()
+    made.secrets = tuple(f"{first}k-key-{i}".encode() for i, first in enumerate("abcdefghijklmnopq"))
+    stream = b"".join(b"data: " + json.dumps(chunk({"content": t})).encode() + b"\n\n"
+                      for t in ["a", made.secrets[-1].decode()])
+    out = both_ways(stream, [], made)[0]
+    assert b"***" in out and made.secrets[-1] not in out
