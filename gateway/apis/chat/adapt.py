@@ -237,14 +237,7 @@ class StreamAdapter:
         forms are known, any finish reason or usage key."""
         secrets = self._answer.secrets
         if self._seen is None or self._keys is None:
-            events = scrub(events, secrets)
-            if self.upstream_model is None:
-                match = _MODEL.search(events)
-                if match is not None:
-                    self.upstream_model = match.group(1).decode(errors="replace")
-                    self._seen = match.group(0)
-            if self._keys is None and b'"finish_reason"' in events:
-                self._keys = _key_forms(events)
+            self._learn_forms(scrub(events, secrets))
         if self._seen is None or any(b"\n" in s for s in secrets):
             return
         markers = [*(self._keys or (b'"finish_reason"', b'"usage"')), *secrets]
@@ -256,24 +249,29 @@ class StreamAdapter:
         if len(markers) <= _events.MAX_MARKERS and all(len(m) > 1 for m in markers):
             self._plain = (self._seen, tuple(markers), self._keys)
 
-    def _rewrite_events(self, events: bytes) -> bytes:
-        """Whatever the events are: the passes below, each over all of them."""
-        whole = _check_json(events)  # every event `data: {...}`, a `[DONE]` only at the end
-        events = scrub(events, self._answer.secrets)
-        raw = events
+    def _learn_forms(self, events: bytes) -> None:
+        """How the upstream writes its model and its keys, from the first (scrubbed) events
+        that show them."""
         if self.upstream_model is None:
             match = _MODEL.search(events)
             if match is not None:
                 self.upstream_model = match.group(1).decode(errors="replace")
                 self._seen = match.group(0)
+        if self._keys is None and b'"finish_reason"' in events:
+            self._keys = _key_forms(events)
+
+    def _rewrite_events(self, events: bytes) -> bytes:
+        """Whatever the events are: the passes below, each over all of them."""
+        whole = _check_json(events)  # every event `data: {...}`, a `[DONE]` only at the end
+        events = scrub(events, self._answer.secrets)
+        raw = events
+        self._learn_forms(events)
         parts = events.split(self._seen) if self._seen is not None else None
         if parts is not None and len(parts) - 1 == events.count(b'"model"'):
             # Every event names the same model the same way: a split and a join, 10x a regex.
             events = self._literal.join(parts)
         else:
             events = _MODEL.sub(self._model, events)
-        if self._keys is None and b'"finish_reason"' in events:
-            self._keys = _key_forms(events)
         finish, usage = self._keys or _ANY_FORMS
         at = events.find(finish)
         if at < 0 and self._keys is None:
