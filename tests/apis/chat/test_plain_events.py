@@ -38,6 +38,7 @@ EVENTS = st.one_of(
     TEXTS.map(lambda text: chunk({"reasoning": text})),
     st.sampled_from(["stop", "length", "eos", "tool_calls"]).map(lambda why: chunk({}, why)),
     st.just(chunk({}, model="another/model")),
+    st.just(chunk({"content": "x"}, model=f"echo/{SECRET}")),  # an upstream that echoes its key
     st.just({"id": "chatcmpl-1", "choices": [{"index": 0, "delta": {"content": "no model"}}]}),
     TEXTS.map(lambda text: {"model": MODEL, "choices": [{"delta": {"content": text}}]}),
     st.just({**chunk({}), "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 5}}),
@@ -131,6 +132,17 @@ def test_a_stream_the_helper_takes_counts_what_it_relayed():
     assert usage == {"prompt_tokens": 100, "completion_tokens": 300, "total_tokens": 400,
                      "estimated": True}
     assert (finished, done, truncated, model, completion) == (False, False, False, MODEL, 300)
+
+
+def test_a_key_in_the_upstreams_model_name_is_masked_in_the_name_the_gateway_reports():
+    """The model and key forms are learned from a stream's first events, which alone are
+    masked for it: the key never reaches the client, in the events or in the name."""
+    first = chunk({"role": "assistant", "content": ""}, model=f"echo/{SECRET}")
+    events = [first] + [chunk({"content": " tok"}, model=f"echo/{SECRET}")] * 50
+    stream = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events)
+    out, _, _, _, _, model, _ = both_ways(stream, [], _with(answer()))
+    assert model == "echo/***"
+    assert SECRET.encode() not in out and out.count(b'"model":"my-alias"') == 52
 
 
 def test_a_provider_with_more_keys_than_the_helper_takes_is_rewritten_the_long_way():
