@@ -20,6 +20,9 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #define MAX_NEEDLES 15  /* markers; the model key makes one more */
 
@@ -58,35 +61,46 @@ starts_here(const needle *n, const char *p)
     return p[0] == n->bytes[0] && p[1] == n->bytes[1];
 }
 
-/* The first place in p..end where a needle's first two bytes are, or end. p[1] may be
-   read at end - 1: `end` is the '\n' that ends the event. */
-static const char *
-next_candidate(const char *p, const char *end, const needles *ns)
+/* A bit for each of the 16 places from p where a needle's first two bytes are. Reads
+   p[0..16]. */
+static inline unsigned
+candidates(const char *p, const needles *ns)
 {
-    while (end - p >= 17) {
-        bytes16 here, next;
-        memcpy(&here, p, 16);
-        memcpy(&next, p + 1, 16);
-        mask16 hit = {0};
-        for (int i = 0; i < ns->count; i++)
-            hit |= (here == ns->items[i].first) & (next == ns->items[i].second);
-        uint64_t halves[2];
-        memcpy(halves, &hit, 16);
-        if (halves[0] | halves[1]) {
-            for (int lane = 0; lane < 16; lane++) {
-                if (hit[lane])
-                    return p + lane;
+    bytes16 here, next;
+    memcpy(&here, p, 16);
+    memcpy(&next, p + 1, 16);
+    mask16 hit = {0};
+    for (int i = 0; i < ns->count; i++)
+        hit |= (here == ns->items[i].first) & (next == ns->items[i].second);
+#if defined(__SSE2__)
+    return (unsigned)_mm_movemask_epi8((__m128i)hit);
+#else
+    uint64_t halves[2];
+    memcpy(halves, &hit, 16);
+    unsigned bits = 0;
+    if (halves[0] | halves[1]) {
+        for (int lane = 0; lane < 16; lane++)
+            bits |= hit[lane] ? 1u << lane : 0u;
+    }
+    return bits;
+#endif
+}
+
+/* The same for the places from p to end (fewer than 17): one at a time. p[1] may be read
+   at end - 1: `end` is the '\n' that ends the event. */
+static inline unsigned
+candidates_near(const char *p, const char *end, const needles *ns)
+{
+    unsigned bits = 0;
+    for (int lane = 0; p + lane < end; lane++) {
+        for (int i = 0; i < ns->count; i++) {
+            if (starts_here(&ns->items[i], p + lane)) {
+                bits |= 1u << lane;
+                break;
             }
         }
-        p += 16;
     }
-    for (; p < end; p++) {
-        for (int i = 0; i < ns->count; i++) {
-            if (starts_here(&ns->items[i], p))
-                return p;
-        }
-    }
-    return end;
+    return bits;
 }
 
 static PyObject *
@@ -141,27 +155,40 @@ rewrite(PyObject *module, PyObject *args)
         const char *copied = start;  /* what is before it is in `out` */
         const char *p = start;
         int plain = 1;
-        while (plain && (p = next_candidate(p, line_end, &ns)) < line_end) {
-            int found = -1;
-            for (int i = 0; i <= model && found < 0; i++) {
-                const needle *n = &ns.items[i];
-                if (starts_here(n, p) && line_end - p >= n->size
-                        && memcmp(p, n->bytes, (size_t)n->size) == 0)
-                    found = i;
+        while (plain && p < line_end) {
+            /* p is where the search goes on: past a model key just rewritten, its bits are
+               behind it. */
+            const char *block = p;
+            const int full = line_end - block >= 17;
+            unsigned bits = full ? candidates(block, &ns) : candidates_near(block, line_end, &ns);
+            const char *next = full ? block + 16 : line_end;
+            while (bits && plain) {
+                const char *at = block + __builtin_ctz(bits);
+                bits &= bits - 1;
+                if (at < p)
+                    continue;
+                int found = -1;
+                for (int i = 0; i <= model && found < 0; i++) {
+                    const needle *n = &ns.items[i];
+                    if (starts_here(n, at) && line_end - at >= n->size
+                            && memcmp(at, n->bytes, (size_t)n->size) == 0)
+                        found = i;
+                }
+                if (found < 0)
+                    continue;
+                if (found != model || line_end - at < seen.len
+                        || memcmp(at, seen.buf, (size_t)seen.len) != 0) {
+                    plain = 0;  /* a marker, or the model written otherwise */
+                } else {
+                    memcpy(out + written, copied, (size_t)(at - copied));
+                    written += at - copied;
+                    memcpy(out + written, literal.buf, (size_t)literal.len);
+                    written += literal.len;
+                    p = copied = at + seen.len;
+                }
             }
-            if (found < 0) {
-                p++;
-            } else if (found != model || line_end - p < seen.len
-                       || memcmp(p, seen.buf, (size_t)seen.len) != 0) {
-                plain = 0;  /* a marker, or the model written otherwise */
-            } else {
-                memcpy(out + written, copied, (size_t)(p - copied));
-                written += p - copied;
-                memcpy(out + written, literal.buf, (size_t)literal.len);
-                written += literal.len;
-                p += seen.len;
-                copied = p;
-            }
+            if (p < next)
+                p = next;
         }
         if (!plain) {
             written = event_written;
