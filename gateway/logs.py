@@ -7,6 +7,8 @@ prompts never reach the log.
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import logging
 import os
 import sys
@@ -19,11 +21,14 @@ REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 log = logging.getLogger("gateway")
 _json_fd: int | None = None  # where JSON lines go, when that is a file descriptor
+_lines: list[bytes] = []  # request lines of this turn of the event loop, not written yet
+atexit.register(lambda: flush())  # a line made as the process stops
 
 
 class _RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = REQUEST_ID.get()
+        flush()  # request lines made before this record go out before it
         return True
 
 
@@ -60,8 +65,8 @@ class TextFormatter(logging.Formatter):
 
 def log_request(fields: dict) -> None:
     """The line every request writes. In JSON format it skips the logging machinery
-    (a record, a filter, a handler lock, a formatter, a flush): one `orjson.dumps`
-    and one write, the same line `JsonFormatter` would make."""
+    (a record, a filter, a handler lock, a formatter, a flush): one `orjson.dumps`, and
+    the lines of a turn of the event loop go out in one write, at its end."""
     if not log.isEnabledFor(logging.INFO):
         return
     if _json_fd is None:
@@ -72,7 +77,20 @@ def log_request(fields: dict) -> None:
     if request_id:
         line["request_id"] = request_id
     line.update(fields)
-    data = orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE)
+    _lines.append(orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE))
+    if len(_lines) == 1:
+        try:
+            asyncio.get_running_loop().call_soon(flush)
+        except RuntimeError:  # no loop: written now
+            flush()
+
+
+def flush() -> None:
+    """Write the request lines not written yet."""
+    if not _lines or _json_fd is None:
+        return
+    data = b"".join(_lines)
+    _lines.clear()
     try:
         while data:
             data = data[os.write(_json_fd, data):]
@@ -93,6 +111,7 @@ def setup_logging(level: str = "info", fmt: str = "auto") -> None:
     if fmt == "auto":
         fmt = "text" if sys.stderr.isatty() else "json"
     global _json_fd
+    flush()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(TextFormatter() if fmt == "text" else JsonFormatter())
     _json_fd = None
