@@ -75,6 +75,9 @@ def retire(old: Runtime, new: Runtime, grace: float) -> None:
 
 
 async def stop_runtime(runtime: Runtime) -> None:
+    from gateway.core.account import drain  # account's stages import the runtime's parts
+
+    await drain()  # requests that ended: their usage goes to the recorder first
     await runtime.recorder.stop()
     for transport in runtime.transports.values():
         await transport.aclose()

@@ -6,22 +6,61 @@ usage from its upstream is charged what can be known: a stream that ended early
 (the client left, the upstream broke off) pays for the prompt and the text it
 was sent, counted on the way (gateway/core/tally.py); a request no upstream answered
 pays nothing.
+
+Requests are settled once the event loop's turn that ended them is over, together
+with the others it ended, in one task: the same work in a row for each, rather than
+interleaved with everything else the loop does, costs less, and their log lines go out
+in one write. Shutdown waits for them (`drain`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from gateway import metrics
 from gateway.core.exchange import Exchange
 from gateway.core.limits import _calendar
 from gateway.core.tally import charged
-from gateway.logs import log_request
+from gateway.logs import REQUEST_ID, log, log_request
 from gateway.store.base import Settlement
+
+_queue: list[tuple[object, Exchange]] = []  # ended, not settled yet
+_task: asyncio.Task | None = None  # the task settling them
+
+
+def settle_soon(runtime, ex: Exchange) -> None:
+    """Settle `ex` once this turn of the event loop is over."""
+    global _task
+    ex.ended = time.perf_counter()
+    _queue.append((runtime, ex))
+    loop = asyncio.get_running_loop()
+    if _task is None or _task.done() or _task.get_loop() is not loop:
+        _task = loop.create_task(_settle_queued())
+
+
+async def _settle_queued() -> None:
+    while _queue:
+        batch = _queue[:]
+        _queue.clear()
+        for runtime, ex in batch:
+            token = REQUEST_ID.set(ex.request_id)
+            try:
+                await settle(runtime, ex)
+            except Exception:
+                log.exception("settling a request failed")
+            finally:
+                REQUEST_ID.reset(token)
+
+
+async def drain() -> None:
+    """Settle what has ended and is not settled yet: at shutdown, before usage is written."""
+    while _task is not None and not _task.done() and _task.get_loop() is asyncio.get_running_loop():
+        await asyncio.shield(_task)
 
 
 async def settle(runtime, ex: Exchange) -> None:
-    seconds = time.perf_counter() - ex.started
+    seconds = (ex.ended or time.perf_counter()) - ex.started
     metrics.request_done(ex.surface.name, ex.alias, ex.target_key, ex.key_name, ex.status, seconds,
                          ex.ttft if ex.stream else None)
     if ex.in_flight:

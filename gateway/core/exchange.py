@@ -11,6 +11,7 @@ class Exchange:
     request_id: str
     started: float
     surface: Any  # the client API (apis.base.Surface): its errors, its stream's end
+    ended: float = 0.0  # perf_counter() when the pipeline was done with it: settled after
     key_name: str | None = None
     alias: str | None = None  # set once the alias is known to be routable: safe as a metric label
     stream: bool = False
