@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -68,3 +70,30 @@ def test_model_names_are_shown_as_they_are():
                  "ft:gpt-4o-mini:my-org:custom:9abcXYZ1"):
         assert echo(name) == name
     assert echo(TEAM_KEY) == MASK
+
+
+def test_request_lines_of_one_turn_go_out_together_and_before_any_later_record(tmp_path):
+    """A turn's request lines are one write at its end; a record logged in between (a
+    warning) writes them first, so the log keeps its order; and the process's exit writes
+    what is left."""
+    script = tmp_path / "lines.py"
+    script.write_text(
+        "import asyncio, os, sys\n"
+        "from gateway import logs\n"
+        "logs.setup_logging('info', 'json')\n"
+        "async def main():\n"
+        "    logs.log_request({'n': 1})\n"
+        "    logs.log_request({'n': 2})\n"
+        "    os.write(2, b'MARK\\n')  # straight to stderr: the lines are not out yet\n"
+        "    await asyncio.sleep(0)\n"
+        "    os.write(2, b'TURN\\n')  # the turn is over: they are\n"
+        "    logs.log_request({'n': 3})\n"
+        "    logs.log.warning('a warning')  # after line 3, which goes out first\n"
+        "    logs.log_request({'n': 4})  # the last: written as the process ends\n"
+        "asyncio.run(main())\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=60, check=True)
+    order = [line if not line.startswith("{") else
+             json.loads(line).get("n", json.loads(line)["msg"])
+             for line in done.stderr.splitlines()]
+    assert order == ["MARK", 1, 2, "TURN", 3, "a warning", 4]
