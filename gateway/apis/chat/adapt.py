@@ -16,6 +16,7 @@ rewritten in one pass of it, and only the rest take the passes here.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 
@@ -155,9 +156,7 @@ class StreamAdapter:
         self._plain: tuple[bytes, tuple[bytes, ...], tuple[bytes, bytes] | None] | None = None
         self._rename = None
         if answer.reasoning not in ("both", answer.upstream_reasoning):
-            source = answer.upstream_reasoning.encode()
-            self._rename = (re.compile(rb'"' + re.escape(source) + rb'"(\s*:)'),
-                            b'"' + answer.reasoning.encode() + rb'"\1')
+            self._rename = _renaming(answer.upstream_reasoning, answer.reasoning)
         self._show_usage = show_usage
         self._rest = b""
         self.done = False
@@ -235,22 +234,17 @@ class StreamAdapter:
         """The upstream's model and key forms, as `_rewrite_events` learns them, from the first
         events that show them; then the markers of events that are not plain: until the key
         forms are known, any finish reason or usage key."""
-        secrets = self._answer.secrets
-        whole = any(b"\n" in s for s in secrets)  # a key that could span two events
+        answer = self._answer
+        whole = _spans_events(answer.secrets)
         if self._seen is None or self._keys is None:
             # The forms are in the first events: only those are scrubbed (a pass over a whole
             # read, ~0.3 ns a byte, costs as much as the helper's rewrite of it).
-            self._learn_forms(scrub(events if whole else _first_events(events), secrets))
+            self._learn_forms(scrub(events if whole else _first_events(events), answer.secrets))
         if self._seen is None or whole:
             return
-        markers = [*(self._keys or (b'"finish_reason"', b'"usage"')), *secrets]
-        if self._answer.reasoning == "both":
-            markers.append(b'"reasoning')
-        elif self._rename is not None:  # either name: the rename looks at both in a read
-            markers += (b'"' + self._answer.upstream_reasoning.encode(),
-                        b'"' + self._answer.reasoning.encode() + b'"')
-        if len(markers) <= _events.MAX_MARKERS and all(len(m) > 1 for m in markers):
-            self._plain = (self._seen, tuple(markers), self._keys)
+        markers = _markers(self._keys, answer.secrets, answer.reasoning, answer.upstream_reasoning)
+        if markers is not None:
+            self._plain = (self._seen, markers, self._keys)
 
     def _learn_forms(self, events: bytes) -> None:
         """How the upstream writes its model and its keys, from the first (scrubbed) events
@@ -358,6 +352,34 @@ def _key_forms(events: bytes) -> tuple[bytes, bytes] | None:
         return None
     colon = match.group(1)
     return b'"finish_reason"' + colon + b'"', b'"usage"' + colon + b"{"
+
+
+@functools.lru_cache(maxsize=64)
+def _renaming(source: str, name: str) -> tuple[re.Pattern, bytes]:
+    """The regex and template that write the upstream's reasoning key as the client's."""
+    return (re.compile(rb'"' + re.escape(source.encode()) + rb'"(\s*:)'),
+            b'"' + name.encode() + rb'"\1')
+
+
+@functools.lru_cache(maxsize=1024)
+def _spans_events(secrets: tuple[bytes, ...]) -> bool:
+    """Whether a provider key could span two events (it holds a line break)."""
+    return any(b"\n" in s for s in secrets)
+
+
+@functools.lru_cache(maxsize=1024)
+def _markers(keys: tuple[bytes, bytes] | None, secrets: tuple[bytes, ...], reasoning: str,
+             upstream_reasoning: str) -> tuple[bytes, ...] | None:
+    """What makes an event other than plain for the C helper, given the upstream's key forms;
+    None where the helper cannot take them all. The same few on every request of a route."""
+    markers = [*(keys or (b'"finish_reason"', b'"usage"')), *secrets]
+    if reasoning == "both":
+        markers.append(b'"reasoning')
+    elif reasoning != upstream_reasoning:  # either name: the rename looks at both in a read
+        markers += (b'"' + upstream_reasoning.encode(), b'"' + reasoning.encode() + b'"')
+    if len(markers) > _events.MAX_MARKERS or any(len(m) < 2 for m in markers):
+        return None
+    return tuple(markers)
 
 
 def _first_events(events: bytes) -> bytes:
