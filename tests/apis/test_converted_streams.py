@@ -9,6 +9,7 @@ import re
 import orjson
 import pytest
 
+from gateway.apis.chat import chunks
 from gateway.apis.messages import surface as messages
 from gateway.apis.responses import surface as responses
 from gateway.config import Route
@@ -68,3 +69,40 @@ def test_a_text_chunk_is_written_the_same_whichever_way_it_goes(target, api, mon
     assert b'ld \\"quoted\\"\\n' in quick and "é ✓".encode() in quick
     if api == "responses":  # the whole text: output_text.done, the part, the item, the response
         assert quick.count(orjson.dumps("".join(texts))) == 4
+
+
+@pytest.mark.parametrize("api", SURFACES)
+def test_an_event_in_the_first_texts_envelope_is_read_from_its_string_alone(target, api,
+                                                                           monkeypatch):
+    """After the first text-only chunk, an event that is its bytes around another JSON string
+    is read from that string alone, and comes out as the long way writes it; one whose middle
+    is anything else (here, a refusal beside the text) goes the long way."""
+    def event(delta: dict, finish: str | None = None) -> bytes:
+        written = {**chunk({"model": "up"}, delta, finish), "created": 1}  # the same each time
+        return b"data: " + orjson.dumps(written) + b"\n\n"
+
+    head, tail = event({"content": "\x00"}).split(b'"\\u0000"')
+    texts = [" wor", 'ld "quoted"\n', "é ✓", '", "refusal": "x', "\\u00e9", ""]
+    body = (event({"role": "assistant", "content": ""}) + event({"content": "Hello"})
+            + b"".join(event({"content": text}) for text in texts)
+            + head + b'"a", "refusal": "no"' + tail
+            + event({}, "stop")
+            + b"data: [DONE]\n\n")
+    read = []
+    string = chunks._string
+    monkeypatch.setattr(chunks, "_string", lambda data: read.append(data) or string(data))
+
+    def relayed() -> bytes:
+        module, fields = SURFACES[api]
+        payload = module.parse(orjson.dumps({"model": "alias", **fields}))
+        answer = module.TO_CHAT.answer(Route(alias="alias", description="", groups=()), target,
+                                       payload, 7)
+        adapter = answer.stream(False, 2**20)
+        out = b"".join(adapter.feed(body[i:i + 150]) for i in range(0, len(body), 150))
+        return _RANDOM.sub(b"_", out + adapter.finish())
+
+    quick = relayed()
+    assert len(read) == 1 + len(texts) + 1  # learning the envelope; each text; the refusal's
+    monkeypatch.setattr(chunks, "_envelope_of", lambda event, text: None)
+    assert quick == relayed()
+    assert b'ld \\"quoted\\"\\n' in quick and b'"no"' in quick
