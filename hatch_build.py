@@ -33,7 +33,7 @@ def compile_helper(source: Path) -> Path | None:
         print(f"gateway: no C compiler ({link[:1]}): {source.name} not built; streams are "
               "rewritten in Python", file=sys.stderr)
         return None
-    command = [*link, *shlex.split(sysconfig.get_config_var("CCSHARED") or ""), "-O2",
+    command = [*link, *shlex.split(sysconfig.get_config_var("CCSHARED") or ""), "-O3",
                f"-I{sysconfig.get_paths()['include']}", str(source), "-o", str(target)]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
