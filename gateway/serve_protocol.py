@@ -157,7 +157,10 @@ class HeadWithBody(asyncio.Transport):
             self._head = bytes(data)  # uvicorn writes the head just after marking the start
         elif head:
             self._head = b""
-            self._transport.write(head + data)
+            if len(data) < 8192:
+                self._transport.write(head + data)
+            else:  # one writev, not a copy of a long stream's first read
+                self._transport.writelines((head, data))
         else:
             self._transport.write(data)
 

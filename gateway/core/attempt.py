@@ -227,7 +227,7 @@ async def _stream(ex: Exchange, target: Target, translation: Translation, answer
         if out and ex.ttft is None:
             ex.ttft = time.perf_counter() - ex.started
     tail = adapter.finish()
-    if out:
+    if adapter.truncated or not (adapter.done or adapter.finished):
         tail = out + tail
     if adapter.truncated:  # no ex.usage: a usage seen on the way may not cover what followed
         if tail:
@@ -244,7 +244,8 @@ async def _stream(ex: Exchange, target: Target, translation: Translation, answer
     ex.usage = adapter.usage
     if ex.keep is not None:  # stored before the last byte: the next turn may come at once
         await ex.keep(getattr(adapter, "final", None))
-    await send({"type": "http.response.body", "body": tail + ex.surface.stream_end,
+    # One copy of what is left, however long: its last read, the adapter's end, the stream's.
+    await send({"type": "http.response.body", "body": b"".join((out, tail, ex.surface.stream_end)),
                 "more_body": False})
 
 
