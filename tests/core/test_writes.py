@@ -37,6 +37,23 @@ def test_the_head_and_the_body_of_an_answer_arrive_in_one_read(gateway):
     assert b'"chat.completion"' in rest and rest.endswith(b"0\r\n\r\n")
 
 
+def test_a_long_answer_goes_out_with_its_head_in_one_write_too(gateway):
+    """A body of 8 KB or more goes out with the held head in one writev, not a copy."""
+    fields = [f"field_{i}" for i in range(60)]
+    tool = {"type": "function", "function": {"name": "fill", "parameters": {
+        "type": "object", "properties": {f: {"type": "string"} for f in fields},
+        "required": fields}}}
+    body = json.dumps({"model": "demo", "n": 16, "tools": [tool], "tool_choice": "required",
+                       "messages": [{"role": "user", "content": "fill it"}]}).encode()
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as sock:
+        sock.sendall(head(length=len(body)) + body)
+        data = sock.recv(1 << 20)
+    status, _, rest = data.partition(b"\r\n\r\n")
+    assert status.startswith(b"HTTP/1.1 200") and rest.endswith(b"\r\n0\r\n\r\n")
+    size, _, chunk = rest.partition(b"\r\n")
+    assert int(size, 16) > 8192 and len(json.loads(chunk[:int(size, 16)])["choices"]) == 16
+
+
 def test_100_continue_is_sent_before_the_body_comes(gateway):
     with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as sock:
         sock.sendall(head("Expect: 100-continue\r\n"))
