@@ -22,12 +22,21 @@ import time
 
 import orjson
 
+from gateway.apis.chat.event_bytes import (
+    check_json,
+    done_lines,
+    each_event,
+    each_match,
+    has_done,
+    is_json,
+    matches,
+)
 from gateway.apis.relayed import encoded, load_answer, scrub
 from gateway.config import Route
 from gateway.config.compiled import Dialect
 from gateway.core.tally import TEXT, Tally, charged
 from gateway.core.tokens import text_tokens
-from gateway.upstream.base import MalformedStream, ResponseTooLarge
+from gateway.upstream.base import ResponseTooLarge
 
 try:  # built by hatch_build.py where a C compiler is found; the same output without it
     from gateway.apis.chat import _events
@@ -202,9 +211,9 @@ class StreamAdapter:
         rest, self._rest = self._rest.strip(), b""
         tail = b""
         if rest:
-            if _has_done(rest):
+            if has_done(rest):
                 self.done = True
-            elif rest.startswith(b"data:") and _is_json(rest[5:]):
+            elif rest.startswith(b"data:") and is_json(rest[5:]):
                 tail = self._rewrite(rest + b"\n\n")
             else:
                 self.truncated = True
@@ -259,7 +268,7 @@ class StreamAdapter:
 
     def _rewrite_events(self, events: bytes) -> bytes:
         """Whatever the events are: the passes below, each over all of them."""
-        whole = _check_json(events)  # every event `data: {...}`, a `[DONE]` only at the end
+        whole = check_json(events)  # every event `data: {...}`, a `[DONE]` only at the end
         events = scrub(events, self._answer.secrets)
         raw = events
         self._learn_forms(events)
@@ -275,20 +284,20 @@ class StreamAdapter:
             at = events.find(_FINISH_SPACED)
         if at >= 0:  # a reason, not just the nulls of every event (usually in the last one)
             self.finished = True
-            events = _each_match(events, _FINISH.finditer(events, at), self._finish)
+            events = each_match(events, _FINISH.finditer(events, at), self._finish)
         if self._answer.reasoning == "both":
             if b'"reasoning' in events:
-                events = _each_event(events, _matches(_REASONING_KEY, events), self._both_names)
+                events = each_event(events, matches(_REASONING_KEY, events), self._both_names)
         elif self._rename is not None and b'"' + self._answer.upstream_reasoning.encode() in events:
             if b'"' + self._answer.reasoning.encode() + b'"' in events:  # upstream sent both names
-                events = _each_event(events, _matches(_REASONING_KEY, events), self._both_names)
+                events = each_event(events, matches(_REASONING_KEY, events), self._both_names)
             else:
                 events = self._rename[0].sub(self._rename[1], events)
         counted = raw
         at = events.find(usage)
         if at >= 0:  # a usage object, not the `"usage": null` of every chunk
             self._reported = False
-            events = _each_event(events, _matches(_USAGE, events, at), self._usage_event)
+            events = each_event(events, matches(_USAGE, events, at), self._usage_event)
             if self._reported:  # the upstream's count covers its event and those before it
                 counted = raw[_after_last_usage(raw):]
         self.tally.add(counted)
@@ -297,7 +306,7 @@ class StreamAdapter:
                 self.done = True
                 events = events[:-len(_DONE_EVENT)]
         elif b"[DONE]" in events:
-            events = _each_event(events, _done_lines(events), self._done)
+            events = each_event(events, done_lines(events), self._done)
         return events
 
     def _finish(self, match: re.Match) -> bytes:
@@ -397,102 +406,3 @@ def _after_last_usage(events: bytes) -> int:
         at = max((match.end() for match in _USAGE.finditer(events)), default=len(events))
     end = events.find(b"\n\n", at)
     return len(events) if end < 0 else end + 2
-
-
-def _matches(pattern: re.Pattern, events: bytes, at: int = 0):
-    return ((m.start(), m.end()) for m in pattern.finditer(events, at))
-
-
-def _each_match(events: bytes, matches, change) -> bytes:
-    """`events` with each match replaced by `change(match)`: re.sub, from where the matches
-    start (a search from the start of a long read would cost a pass over it)."""
-    out: list[bytes] = []
-    position = 0
-    for match in matches:
-        out += (events[position:match.start()], change(match))
-        position = match.end()
-    if not out:
-        return events
-    out.append(events[position:])
-    return b"".join(out)
-
-
-def _done_lines(events: bytes):
-    """Where `data: [DONE]` lines are: find() and a look at the line's start (a multiline
-    regex has no literal to skip ahead by and costs ten times more)."""
-    at = events.find(b"[DONE]")
-    while at >= 0:
-        line = events.rfind(b"\n", 0, at) + 1
-        if events[line:at].rstrip() == b"data:":
-            yield line, at + 6
-        at = events.find(b"[DONE]", at + 6)
-
-
-def _each_event(events: bytes, spans, change) -> bytes:
-    """Apply `change` to each event holding one of `spans`; only those events are parsed.
-
-    Events are found by position (the blank lines around a span), so a chunk of many
-    events costs a search, not a split. `change` gets the event's JSON (None for
-    `[DONE]`) and returns None to keep the event, a dict to replace it, `{}` to drop it.
-    """
-    out = []
-    position = 0
-    for span_start, span_end in spans:
-        start = events.rfind(b"\n\n", 0, span_start) + 2
-        start = 0 if start == 1 else start
-        if start < position:
-            continue  # the same event as the previous span
-        end = events.find(b"\n\n", span_end)
-        end = len(events) if end < 0 else end + 2
-        event = events[start:end]
-        data = None
-        if event.startswith(b"data:") and not event[5:].lstrip().startswith(b"[DONE]"):
-            try:
-                data = orjson.loads(event[5:])
-            except orjson.JSONDecodeError:
-                pass
-        changed = change(data if type(data) is dict else None)
-        out.append(events[position:start])
-        if changed is None:
-            out.append(event)
-        elif changed:
-            out.append(b"data: " + orjson.dumps(changed) + b"\n\n")
-        position = end
-    if not out:
-        return events
-    out.append(events[position:])
-    return b"".join(out)
-
-
-def _check_json(events: bytes) -> bool:
-    """Raise MalformedStream unless every event's data is JSON (or `[DONE]`); True when
-    the events have the usual shape (below), where a `[DONE]` can only be the last.
-
-    The usual block, `data: {...}` events and nothing else, is checked by shape
-    only: each event's data opens and closes an object. Parsing every event
-    would cost ~6 us per KB of stream; a cut-off or non-JSON event breaks the
-    shape, and only then, or for other lines (comments, fields), is each event
-    parsed. An event with its braces intact and broken JSON inside passes."""
-    block = events[:-14] if events.endswith(b"data: [DONE]\n\n") else events
-    if not block or (block.startswith(b"data: {") and block.endswith(b"}\n\n")
-                     and block.count(b"\n\ndata: ") == block.count(b"}\n\ndata: {")):
-        return True
-    for event in events.split(b"\n\n"):
-        data = b"\n".join(line[5:] for line in event.split(b"\n") if line.startswith(b"data:"))
-        if data.strip() and data.strip() != b"[DONE]" and not _is_json(data):
-            raise MalformedStream("upstream sent an event that is not JSON: "
-                                  + data[:80].decode(errors="replace"))
-    return False
-
-
-def _has_done(events: bytes) -> bool:
-    """Whether a `data: [DONE]` line is among `events`."""
-    return next(_done_lines(events), None) is not None
-
-
-def _is_json(data: bytes) -> bool:
-    try:
-        orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return False
-    return True
