@@ -51,10 +51,11 @@ STAGES = [
     (attempt, "_stream", "    stream: relayed to the client"),
     (adapt.StreamAdapter, "feed", "      adapt: a stream's reads checked and rewritten"),
     (adapt.StreamAdapter, "finish", "      adapt: a stream's end"),
-    (account, "settle", "settle: after the loop's turn, in a batch"),
-    (metrics, "request_done", "  metrics of the request"),
+    (pipeline, "settle", "settle"),
+    (account, "_report", "  metrics and the log line, after the loop's turn"),
+    (metrics, "request_done", "    metrics of the request"),
     (account, "_record_usage", "  usage: the settlement recorded"),
-    (account, "log_request", "  the log line"),
+    (account, "log_request", "    the log line"),
 ]
 
 

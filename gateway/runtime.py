@@ -77,7 +77,7 @@ def retire(old: Runtime, new: Runtime, grace: float) -> None:
 async def stop_runtime(runtime: Runtime) -> None:
     from gateway.core.account import drain  # account's stages import the runtime's parts
 
-    await drain()  # requests that ended: their usage goes to the recorder first
+    drain()  # the metrics and log lines of the last requests
     await runtime.recorder.stop()
     for transport in runtime.transports.values():
         await transport.aclose()

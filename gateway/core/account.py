@@ -7,10 +7,12 @@ usage from its upstream is charged what can be known: a stream that ended early
 was sent, counted on the way (gateway/core/tally.py); a request no upstream answered
 pays nothing.
 
-Requests are settled once the event loop's turn that ended them is over, together
-with the others it ended, in one task: the same work in a row for each, rather than
-interleaved with everything else the loop does, costs less, and their log lines go out
-in one write. Shutdown waits for them (`drain`).
+A request's usage goes to the recorder in its own task, before the key's next request
+can be admitted (the in-flight lease goes back with it). Its metrics and its log line
+are written once the event loop's turn that ended it is over, together with those of
+the other requests it ended: the same work in a row for each, rather than interleaved
+with everything else the loop does, costs less, and the lines go out in one write.
+Shutdown writes what is left (`drain`).
 """
 
 from __future__ import annotations
@@ -25,50 +27,59 @@ from gateway.core.tally import charged
 from gateway.logs import REQUEST_ID, log, log_request
 from gateway.store.base import Settlement
 
-_queue: list[tuple[object, Exchange]] = []  # ended, not settled yet
-_task: asyncio.Task | None = None  # the task settling them
-
-
-def settle_soon(runtime, ex: Exchange) -> None:
-    """Settle `ex` once this turn of the event loop is over."""
-    global _task
-    ex.ended = time.perf_counter()
-    _queue.append((runtime, ex))
-    loop = asyncio.get_running_loop()
-    if _task is None or _task.done() or _task.get_loop() is not loop:
-        _task = loop.create_task(_settle_queued())
-
-
-async def _settle_queued() -> None:
-    while _queue:
-        batch = _queue[:]
-        _queue.clear()
-        for runtime, ex in batch:
-            token = REQUEST_ID.set(ex.request_id)
-            try:
-                await settle(runtime, ex)
-            except Exception:
-                log.exception("settling a request failed")
-            finally:
-                REQUEST_ID.reset(token)
-
-
-async def drain() -> None:
-    """Settle what has ended and is not settled yet: at shutdown, before usage is written."""
-    while _task is not None and not _task.done() and _task.get_loop() is asyncio.get_running_loop():
-        await asyncio.shield(_task)
+_queue: list[tuple[Exchange, int | None, int | None]] = []  # settled, not reported yet
+_due_on: asyncio.AbstractEventLoop | None = None  # the loop the report is due on
 
 
 async def settle(runtime, ex: Exchange) -> None:
-    seconds = (ex.ended or time.perf_counter()) - ex.started
-    metrics.request_done(ex.surface.name, ex.alias, ex.target_key, ex.key_name, ex.status, seconds,
-                         ex.ttft if ex.stream else None)
-    if ex.in_flight:
-        metrics.child(metrics.IN_FLIGHT, ex.alias).dec()
+    """In the request's task, what the key's next request depends on: its usage goes to the
+    recorder (and with it the in-flight lease back). Its metrics and log line are written
+    once the loop's turn is over, with those of the other requests it ended."""
+    ex.ended = time.perf_counter()
     usage = ex.usage or {}
     prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
     if ex.admitted is not None:  # the line shows what was charged
         prompt, completion = await _record_usage(runtime, ex, usage)
+    _queue.append((ex, prompt, completion))
+    global _due_on
+    loop = asyncio.get_running_loop()
+    if _due_on is not loop:
+        _due_on = loop
+        loop.call_soon(_report_queued)
+
+
+def _report_queued() -> None:
+    global _due_on
+    _due_on = None
+    batch = _queue[:]
+    _queue.clear()
+    for ex, prompt, completion in batch:
+        token = REQUEST_ID.set(ex.request_id)
+        try:
+            _report(ex, prompt, completion)
+        except Exception:
+            log.exception("reporting a request failed")
+        finally:
+            REQUEST_ID.reset(token)
+
+
+def drain() -> None:
+    """Report what has been settled and not reported yet: at shutdown."""
+    if _queue:
+        _report_queued()
+
+
+def _report(ex: Exchange, prompt: int | None, completion: int | None) -> None:
+    seconds = ex.ended - ex.started
+    metrics.request_done(ex.surface.name, ex.alias, ex.target_key, ex.key_name, ex.status, seconds,
+                         ex.ttft if ex.stream else None)
+    if ex.in_flight:
+        metrics.child(metrics.IN_FLIGHT, ex.alias).dec()
+    if ex.admitted is not None:
+        details = (ex.usage or {}).get("completion_tokens_details")
+        reasoning = details.get("reasoning_tokens") if type(details) is dict else None
+        metrics.count_tokens(ex.surface.name, ex.alias, ex.key_name, prompt or 0, completion or 0,
+                             reasoning if type(reasoning) is int else 0)
     fields = {
         "api": ex.surface.name, "key": ex.key_name, "model": ex.alias, "target": ex.target,
         "stream": ex.stream,
@@ -116,6 +127,4 @@ async def _record_usage(runtime, ex: Exchange, usage: dict) -> tuple[int, int]:
         reserved = admitted.checks
     runtime.recorder.record(Settlement(reserved=reserved, number=runtime.recorder.number(),
                                        **fields))
-    metrics.count_tokens(ex.surface.name, ex.alias, ex.key_name, prompt, completion,
-                         fields["reasoning_tokens"])
     return prompt, completion

@@ -1,7 +1,7 @@
 """POST to a client API: the request pipeline, stage by stage, the same for every API.
 
 accept -> authenticate -> plan -> admit -> relay (translate, attempt, adapt) -> settle
-(once the loop's turn is over, with the other requests it ended: account.py).
+(its metrics and log line once the loop's turn is over: account.py).
 The surface (gateway/apis/) is what differs: it parses the body, says what the
 request will cost and writes its errors. It is a plain ASGI app, not a
 Starlette endpoint: this is the hot path, and it needs the raw `receive` to
@@ -17,7 +17,7 @@ from typing import cast
 from gateway import metrics
 from gateway.apis.base import Stateful, Surface
 from gateway.core.accept import read_body, read_headers
-from gateway.core.account import settle_soon
+from gateway.core.account import settle
 from gateway.core.asgi import send_error
 from gateway.core.auth import authenticate
 from gateway.core.disconnect import until_disconnect
@@ -82,6 +82,6 @@ class Pipeline:
                 await send_error(send, failed, surface.render_error(failed), ex.request_id,
                                  surface.error_headers(ex.request_id))
         finally:
-            settle_soon(runtime, ex)
+            await settle(runtime, ex)
             REQUEST_ID.reset(token)
 
