@@ -27,7 +27,9 @@ from gateway.core.tally import charged
 from gateway.logs import REQUEST_ID, log, log_request
 from gateway.store.base import Settlement
 
-_queue: list[tuple[Exchange, int | None, int | None]] = []  # settled, not reported yet
+# Settled, not reported yet: the exchange, its prompt and completion tokens, and, for a
+# request admitted (and so charged), its reasoning tokens.
+_queue: list[tuple[Exchange, int | None, int | None, int | None]] = []
 _due_on: asyncio.AbstractEventLoop | None = None  # the loop the report is due on
 
 
@@ -38,9 +40,10 @@ async def settle(runtime, ex: Exchange) -> None:
     ex.ended = time.perf_counter()
     usage = ex.usage or {}
     prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    reasoning = None
     if ex.admitted is not None:  # the line shows what was charged
-        prompt, completion = await _record_usage(runtime, ex, usage)
-    _queue.append((ex, prompt, completion))
+        prompt, completion, reasoning = await _record_usage(runtime, ex, usage)
+    _queue.append((ex, prompt, completion, reasoning))
     global _due_on
     loop = asyncio.get_running_loop()
     if _due_on is not loop:
@@ -53,10 +56,10 @@ def _report_queued() -> None:
     _due_on = None
     batch = _queue[:]
     _queue.clear()
-    for ex, prompt, completion in batch:
+    for ex, prompt, completion, reasoning in batch:
         token = REQUEST_ID.set(ex.request_id)
         try:
-            _report(ex, prompt, completion)
+            _report(ex, prompt, completion, reasoning)
         except Exception:
             log.exception("reporting a request failed")
         finally:
@@ -69,17 +72,16 @@ def drain() -> None:
         _report_queued()
 
 
-def _report(ex: Exchange, prompt: int | None, completion: int | None) -> None:
+def _report(ex: Exchange, prompt: int | None, completion: int | None,
+            reasoning: int | None) -> None:
     seconds = ex.ended - ex.started
     metrics.request_done(ex.surface.name, ex.alias, ex.target_key, ex.key_name, ex.status, seconds,
                          ex.ttft if ex.stream else None)
     if ex.in_flight:
         metrics.child(metrics.IN_FLIGHT, ex.alias).dec()
-    if ex.admitted is not None:
-        details = (ex.usage or {}).get("completion_tokens_details")
-        reasoning = details.get("reasoning_tokens") if type(details) is dict else None
+    if reasoning is not None:  # charged: counted in the token metrics too
         metrics.count_tokens(ex.surface.name, ex.alias, ex.key_name, prompt or 0, completion or 0,
-                             reasoning if type(reasoning) is int else 0)
+                             reasoning)
     fields = {
         "api": ex.surface.name, "key": ex.key_name, "model": ex.alias, "target": ex.target,
         "stream": ex.stream,
@@ -97,8 +99,8 @@ def _report(ex: Exchange, prompt: int | None, completion: int | None) -> None:
     log_request(fields)
 
 
-async def _record_usage(runtime, ex: Exchange, usage: dict) -> tuple[int, int]:
-    """Record what the request is charged; (prompt, completion) tokens."""
+async def _record_usage(runtime, ex: Exchange, usage: dict) -> tuple[int, int, int]:
+    """Record what the request is charged; (prompt, completion, reasoning) tokens."""
     admitted = ex.admitted
     prompt = usage.get("prompt_tokens")
     completion = usage.get("completion_tokens")
@@ -127,4 +129,4 @@ async def _record_usage(runtime, ex: Exchange, usage: dict) -> tuple[int, int]:
         reserved = admitted.checks
     runtime.recorder.record(Settlement(reserved=reserved, number=runtime.recorder.number(),
                                        **fields))
-    return prompt, completion
+    return prompt, completion, fields["reasoning_tokens"]

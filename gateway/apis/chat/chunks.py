@@ -88,12 +88,12 @@ class ChunkStream(adapt.StreamAdapter):
             position += len(event) + 2
             if not event:
                 continue
-            if envelope is not None and event.startswith(envelope[0]) and \
-                    event.endswith(envelope[1]):
+            if envelope is not None and pieces is not None and event.startswith(envelope[0]) \
+                    and event.endswith(envelope[1]):
                 text = _string(event[len(envelope[0]):len(event) - len(envelope[1])])
                 if text is not None:
                     if text:
-                        out.append(pieces.piece("text", text))  # type: ignore[union-attr]
+                        out.append(pieces.piece("text", text))
                     continue
             if event.startswith(b"data:") and (single or b"\n" not in event):
                 data = event[5:]
