@@ -1,13 +1,21 @@
-/* The chat stream's bulk rewrite in one pass (gateway/apis/chat/adapt.py, `_plain`).
+/* The chat stream's rewrite in one pass (gateway/apis/chat/adapt.py, `_plain`).
 
-   rewrite(events, seen, literal, markers) -> (out, stop)
+   rewrite(events, seen, literal, finish, usage, markers, keep_usage)
+       -> (out, stop, flags, usage_event)
 
    Walks `events` (whole SSE events, as the upstream wrote them) event by event and
    copies them to `out`, each occurrence of `seen` (the upstream's `"model":"..."`)
-   written as `literal` (the client's). It stops at the first event that is not plain:
-   not one line `data: {...}` followed by a blank line, one holding a `"model"` key
-   written otherwise than `seen`, or one holding any of `markers` (a finish reason, a
-   usage object, a provider key...). `stop` is where that event starts: `out` is
+   written as `literal` (the client's). Along the way it notes what the adapter must
+   know, in `flags`: a finish reason (1), and the upstream's `data: [DONE]` (2), which
+   is left out. `finish` and `usage` are how the upstream writes `"finish_reason":"`
+   and `"usage":{`; the one event holding `usage` is copied if `keep_usage`, else left
+   out, and `usage_event` is (start, end) of it in `events` and where it is, or would
+   be, in `out`, for the adapter to read its usage; None if there was none.
+
+   It stops at the first event that is not plain: not one line `data: {...}` followed
+   by a blank line; one holding a `"model"` key written otherwise than `seen`, a finish
+   reason outside OpenAI's set, a second usage event, or any of `markers` (a provider
+   key, a reasoning key to rename...). `stop` is where that event starts: `out` is
    events[:stop] rewritten, and the caller rewrites the rest the long way. CPython's
    substring search costs 0.3-0.8 ns a byte for each question asked of a stream; this
    asks them all in one pass.
@@ -24,7 +32,8 @@
 #include <emmintrin.h>
 #endif
 
-#define MAX_NEEDLES 15  /* markers; the model key makes one more */
+#define MAX_MARKERS 15
+#define MAX_NEEDLES (MAX_MARKERS + 3)  /* the finish reason, usage and model keys */
 
 /* Sixteen bytes at a time, in GCC's and Clang's vector extension: SSE2 on x86-64, NEON
    on ARM, plain code elsewhere. A quote is one byte in eight of a chunk's JSON, so a
@@ -40,7 +49,7 @@ typedef struct {
 } needle;
 
 typedef struct {
-    needle items[MAX_NEEDLES + 1];  /* the markers, then the model key */
+    needle items[MAX_NEEDLES];  /* the markers, then the finish reason, usage and model keys */
     int count;
 } needles;
 
@@ -103,13 +112,33 @@ candidates_near(const char *p, const char *end, const needles *ns)
     return bits;
 }
 
+/* Whether the finish reason at p is one of OpenAI's, which is passed as it is (another is
+   mapped the long way). p is past the key's form, which ends with the value's quote. */
+static int
+known_reason(const char *p, const char *end)
+{
+    static const char *const reasons[] = {
+        "stop\"", "length\"", "tool_calls\"", "content_filter\"", "function_call\""};
+    for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++) {
+        const size_t size = strlen(reasons[i]);
+        if ((size_t)(end - p) >= size && memcmp(p, reasons[i], size) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static const char done_event[] = "data: [DONE]\n\n";
+#define DONE_SIZE ((Py_ssize_t)sizeof(done_event) - 1)
+
 static PyObject *
 rewrite(PyObject *module, PyObject *args)
 {
     (void)module;
-    Py_buffer events, seen, literal;
+    Py_buffer events, seen, literal, finish_form, usage_form;
     PyObject *markers;
-    if (!PyArg_ParseTuple(args, "y*y*y*O!", &events, &seen, &literal, &PyTuple_Type, &markers))
+    int keep_usage;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*O!p", &events, &seen, &literal, &finish_form,
+                          &usage_form, &PyTuple_Type, &markers, &keep_usage))
         return NULL;
     PyObject *result = NULL;
     PyObject *text = NULL;  /* the output, made at its longest and cut to length at the end */
@@ -117,9 +146,10 @@ rewrite(PyObject *module, PyObject *args)
     const Py_ssize_t model_size = sizeof(model_key) - 1;
     const Py_ssize_t count = PyTuple_GET_SIZE(markers);
     needles ns;
-    if (count > MAX_NEEDLES || seen.len < model_size
-            || memcmp(seen.buf, model_key, (size_t)model_size) != 0) {
-        PyErr_SetString(PyExc_ValueError, "at most 15 markers, and `seen` a model key");
+    if (count > MAX_MARKERS || seen.len < model_size || finish_form.len < 2
+            || usage_form.len < 2 || memcmp(seen.buf, model_key, (size_t)model_size) != 0) {
+        PyErr_SetString(PyExc_ValueError,
+                        "at most 15 markers, forms of 2 bytes or more, `seen` a model key");
         goto done;
     }
     for (Py_ssize_t i = 0; i < count; i++) {
@@ -130,31 +160,55 @@ rewrite(PyObject *module, PyObject *args)
         }
         set(&ns.items[i], PyBytes_AS_STRING(item), PyBytes_GET_SIZE(item));
     }
-    const int model = (int)count;
+    /* The markers first: a marker found where a key starts stops the helper. */
+    const int finish = (int)count, usage = finish + 1, model = usage + 1;
+    set(&ns.items[finish], finish_form.buf, finish_form.len);
+    set(&ns.items[usage], usage_form.buf, usage_form.len);
     set(&ns.items[model], model_key, model_size);
     ns.count = model + 1;
 
     const char *data = events.buf;
     const Py_ssize_t size = events.len;
-    /* At most as long as the input with a rewritten model key at every `seen.len` bytes. */
-    Py_ssize_t grow = literal.len > seen.len ? literal.len - seen.len : 0;
-    text = PyBytes_FromStringAndSize(NULL, size + (size / seen.len + 1) * grow);
+    /* An event's rewrite is at most as long as the event with a longer model key at every
+       `seen.len` bytes. The output starts at the input's size and a little more, and grows
+       where an event could take it past that: a buffer of the worst case's size for a whole
+       read would be the larger block of memory that the allocator maps afresh each time. */
+    const Py_ssize_t grow = literal.len > seen.len ? literal.len - seen.len : 0;
+    Py_ssize_t capacity = size + (grow ? size / 16 + 256 : 0);
+    text = PyBytes_FromStringAndSize(NULL, capacity);
     if (text == NULL)
         goto done;
     char *out = PyBytes_AS_STRING(text);
     Py_ssize_t written = 0, stop = 0;
+    int finished = 0, ended = 0;
+    /* The usage event, if one was taken: where it is in `events`, and in `out` (where it
+       would be, if it was left out). */
+    Py_ssize_t usage_start = -1, usage_end = -1, usage_out = -1;
     while (stop < size) {
         const char *start = data + stop;
         const char *end = data + size;
-        if (end - start < 7 || memcmp(start, "data: {", 7) != 0)
-            break;
+        if (end - start < 7 || memcmp(start, "data: {", 7) != 0) {
+            if (end - start < DONE_SIZE || memcmp(start, done_event, DONE_SIZE) != 0)
+                break;
+            ended = 1;  /* the upstream's [DONE] is left out: the relay writes its own */
+            stop += DONE_SIZE;
+            continue;
+        }
         const char *line_end = memchr(start, '\n', (size_t)(end - start));
         if (line_end == NULL || line_end + 1 >= end || line_end[1] != '\n' || line_end[-1] != '}')
             break;
+        const Py_ssize_t length = line_end + 2 - start;
+        const Py_ssize_t longest = written + length + (length / seen.len + 1) * grow;
+        if (longest > capacity) {
+            capacity = longest > 2 * capacity ? longest : 2 * capacity;
+            if (_PyBytes_Resize(&text, capacity) < 0)
+                goto done;  /* which freed text */
+            out = PyBytes_AS_STRING(text);
+        }
         const Py_ssize_t event_written = written;
         const char *copied = start;  /* what is before it is in `out` */
         const char *p = start;
-        int plain = 1;
+        int plain = 1, event_finished = 0, event_usage = 0;
         while (plain && p < line_end) {
             /* p is where the search goes on: past a model key just rewritten, its bits are
                behind it. */
@@ -168,7 +222,7 @@ rewrite(PyObject *module, PyObject *args)
                 if (at < p)
                     continue;
                 int found = -1;
-                for (int i = 0; i <= model && found < 0; i++) {
+                for (int i = 0; i < ns.count && found < 0; i++) {
                     const needle *n = &ns.items[i];
                     if (starts_here(n, at) && line_end - at >= n->size
                             && memcmp(at, n->bytes, (size_t)n->size) == 0)
@@ -176,7 +230,14 @@ rewrite(PyObject *module, PyObject *args)
                 }
                 if (found < 0)
                     continue;
-                if (found != model || line_end - at < seen.len
+                if (found == finish) {
+                    /* a reason to map, or any finish_reason key before its form is known */
+                    plain = known_reason(at + finish_form.len, line_end);
+                    event_finished = 1;
+                } else if (found == usage) {
+                    plain = usage_start < 0;  /* a second usage event: the long way */
+                    event_usage = 1;
+                } else if (found != model || line_end - at < seen.len
                         || memcmp(at, seen.buf, (size_t)seen.len) != 0) {
                     plain = 0;  /* a marker, or the model written otherwise */
                 } else {
@@ -194,32 +255,53 @@ rewrite(PyObject *module, PyObject *args)
             written = event_written;
             break;
         }
+        const Py_ssize_t event_start = stop;
+        stop = line_end + 2 - data;
+        finished |= event_finished;
+        if (event_usage) {
+            usage_start = event_start;
+            usage_end = stop;
+            usage_out = event_written;
+            if (!keep_usage) {
+                written = event_written;
+                continue;
+            }
+        }
         memcpy(out + written, copied, (size_t)(line_end + 2 - copied));
         written += line_end + 2 - copied;
-        stop = line_end + 2 - data;
     }
-    if (_PyBytes_Resize(&text, written) == 0)
-        result = Py_BuildValue("(Nn)", text, stop);  /* which takes the reference to text */
+    if (_PyBytes_Resize(&text, written) == 0) {
+        /* Py_BuildValue takes the reference to text */
+        const int flags = finished | ended << 1;
+        if (usage_start < 0)
+            result = Py_BuildValue("(NniO)", text, stop, flags, Py_None);
+        else
+            result = Py_BuildValue("(Nni(nnn))", text, stop, flags, usage_start, usage_end,
+                                   usage_out);
+    }
     text = NULL;
 done:
     Py_XDECREF(text);
     PyBuffer_Release(&events);
     PyBuffer_Release(&seen);
     PyBuffer_Release(&literal);
+    PyBuffer_Release(&finish_form);
+    PyBuffer_Release(&usage_form);
     return result;
 }
 
 static PyMethodDef methods[] = {
     {"rewrite", rewrite, METH_VARARGS,
-     "rewrite(events, seen, literal, markers) -> (out, stop): the plain events at the start "
-     "of `events`, `seen` written as `literal`; `stop` is where the first other event starts."},
+     "rewrite(events, seen, literal, finish, usage, markers, keep_usage) -> (out, stop, flags, "
+     "usage_event): the plain events at the start of `events`, `seen` written as `literal`; "
+     "`stop` is where the first other event starts."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "_events",
-    .m_doc = "The chat stream's bulk rewrite in one pass.",
+    .m_doc = "The chat stream's rewrite in one pass.",
     .m_size = -1,
     .m_methods = methods,
 };
@@ -228,7 +310,7 @@ PyMODINIT_FUNC
 PyInit__events(void)
 {
     PyObject *made = PyModule_Create(&module);
-    if (made != NULL && PyModule_AddIntConstant(made, "MAX_MARKERS", MAX_NEEDLES) < 0) {
+    if (made != NULL && PyModule_AddIntConstant(made, "MAX_MARKERS", MAX_MARKERS) < 0) {
         Py_DECREF(made);
         return NULL;
     }

@@ -9,9 +9,11 @@
 Streams are handled on bytes: a few regex passes per upstream read rewrite every
 event at once, and JSON is parsed only for the rare event that must change shape
 (the usage event, or reasoning when both names are wanted). Where the C helper
-(`_events.c`) was built, the plain events at the start of a read (text deltas:
-no finish reason, no usage, no provider key, the model written as before) are
-rewritten in one pass of it, and only the rest take the passes here.
+(`_events.c`) was built, a read's events are rewritten in one pass of it: text
+deltas, a finish reason in OpenAI's set, the usage event (which only it is
+parsed, here) and `[DONE]`. It stops at the first event that needs more (a
+reason to map, a reasoning key to rename, a provider key, a model written
+otherwise, a second usage), and only the rest take the passes here.
 """
 
 from __future__ import annotations
@@ -146,7 +148,7 @@ class StreamAdapter:
     """Splits an upstream SSE byte stream into whole events and rewrites them for the client."""
 
     __slots__ = ("_answer", "_keys", "_literal", "_max_event", "_model", "_plain", "_rename",
-                 "_reported", "_rest", "_seen", "_show_usage", "done", "finished", "tally",
+                 "_reported", "_rest", "_seen", "_show_usage", "_usages", "done", "finished", "tally",
                  "truncated", "upstream_model", "usage")
 
     def __init__(self, answer: Answer, show_usage: bool = True,
@@ -160,9 +162,11 @@ class StreamAdapter:
         # How the upstream writes `"finish_reason":"` and `"usage":{` (with a space after the
         # colon or not), learned from its first finish_reason key: one search a read each.
         self._keys: tuple[bytes, bytes] | None = None
-        # For the C helper: `_seen`, what makes an event other than plain, and the `_keys`
-        # they were made with; None until `_seen` is known, or where the helper is not built.
-        self._plain: tuple[bytes, tuple[bytes, ...], tuple[bytes, bytes] | None] | None = None
+        # For the C helper: `_seen`, what else makes an event other than plain, the key forms
+        # it looks for, and the `_keys` they came from; None until `_seen` is known, or where
+        # the helper is not built.
+        self._plain: tuple[bytes, tuple[bytes, ...], tuple[bytes, bytes],
+                           tuple[bytes, bytes] | None] | None = None
         self._rename = None
         if answer.reasoning not in ("both", answer.upstream_reasoning):
             self._rename = _renaming(answer.upstream_reasoning, answer.reasoning)
@@ -172,7 +176,9 @@ class StreamAdapter:
         self.finished = False  # a choice said why it ended: the answer is whole
         self.truncated = False  # the upstream stopped in the middle of an event
         self.tally = Tally(answer.TEXT)  # what the client was sent: its charge if no usage comes
-        self._reported = False  # this read held an upstream usage with a completion count
+        # In the read being rewritten: its usage events so far, and how many of them had been
+        # read when the last that gave a completion count was (0: none has).
+        self._usages = self._reported = 0
         self.upstream_model: str | None = None
         self.usage: dict | None = None
 
@@ -223,37 +229,59 @@ class StreamAdapter:
 
     def _rewrite(self, events: bytes) -> bytes:
         plain = self._plain
-        if plain is None or plain[2] is not self._keys:
+        if plain is None or plain[3] is not self._keys:
             if _events is not None:
                 self._learn(events)
             plain = self._plain
             if plain is None:
                 return self._rewrite_events(events)
-        seen, markers, _ = plain
-        out, stop = _events.rewrite(events, seen, self._literal, markers)
+        seen, markers, forms, _ = plain
+        out, stop, flags, usage = _events.rewrite(events, seen, self._literal, *forms, markers,
+                                                  self._show_usage)
+        if flags:
+            self.finished = self.finished or bool(flags & 1)
+            self.done = self.done or bool(flags & 2)
+        if usage is not None:
+            out, counted = self._plain_usage(out, events, usage, seen)
+            self.tally.add(events[counted:stop])
+        elif stop:
+            self.tally.add(events if stop == len(events) else events[:stop])
         if stop == len(events):
-            self.tally.add(events)
             return out
-        if stop == 0:
-            return self._rewrite_events(events)
-        self.tally.add(events[:stop])
         return out + self._rewrite_events(events[stop:])
 
+    def _plain_usage(self, out: bytes, events: bytes, usage: tuple[int, int, int],
+                     seen: bytes) -> tuple[bytes, int]:
+        """The helper's output with the usage event it found as `_usage_event` has it (the
+        helper kept it if the client asked for usage, else left it out), and where the text
+        the upstream's count does not cover starts in `events`."""
+        start, end, at = usage
+        event = events[start:end].replace(seen, self._literal)  # as the helper wrote it
+        try:
+            data = orjson.loads(memoryview(event)[5:])
+        except orjson.JSONDecodeError:
+            data = None
+        self._usages = self._reported = 0
+        changed = self._usage_event(data if type(data) is dict else None)
+        counted = end if self._reported else 0
+        if self._show_usage or changed == {}:
+            return out, counted  # as the helper left it
+        if changed is not None:  # an answer's event that carried the usage too: kept, less it
+            event = b"data: " + orjson.dumps(changed) + b"\n\n"
+        return b"".join((out[:at], event, out[at:])), counted
+
     def _learn(self, events: bytes) -> None:
-        """The upstream's model and key forms, as `_rewrite_events` learns them, from the first
-        events that show them; then the markers of events that are not plain: until the key
-        forms are known, any finish reason or usage key."""
+        """The upstream's model and key forms, as `_rewrite_events` learns them, from the
+        read's first event, masked; then what else makes an event other than plain."""
         answer = self._answer
-        whole = _spans_events(answer.secrets)
         if self._seen is None or self._keys is None:
-            # The forms are in the first events: only those are scrubbed (a pass over a whole
-            # read, ~0.3 ns a byte, costs as much as the helper's rewrite of it).
-            self._learn_forms(scrub(events if whole else _first_events(events), answer.secrets))
-        if self._seen is None or whole:
+            end = events.find(b"\n\n")  # the first event: the forms show in it
+            self._learn_forms(scrub(events if end < 0 else events[:end], answer.secrets))
+        if self._seen is None or _spans_events(answer.secrets):
             return
-        markers = _markers(self._keys, answer.secrets, answer.reasoning, answer.upstream_reasoning)
+        markers = _markers(answer.secrets, answer.reasoning, answer.upstream_reasoning)
         if markers is not None:
-            self._plain = (self._seen, markers, self._keys)
+            self._plain = (self._seen, markers, self._keys or _KEYS, self._keys)
 
     def _learn_forms(self, events: bytes) -> None:
         """How the upstream writes its model and its keys, from the first (scrubbed) events
@@ -296,10 +324,10 @@ class StreamAdapter:
         counted = raw
         at = events.find(usage)
         if at >= 0:  # a usage object, not the `"usage": null` of every chunk
-            self._reported = False
+            self._usages = self._reported = 0
             events = each_event(events, matches(_USAGE, events, at), self._usage_event)
             if self._reported:  # the upstream's count covers its event and those before it
-                counted = raw[_after_last_usage(raw):]
+                counted = raw[_after_usage(raw, raw.find(usage), self._reported):]
         self.tally.add(counted)
         if whole:  # a `[DONE]` can only be the last event
             if events.endswith(_DONE_EVENT):
@@ -318,12 +346,13 @@ class StreamAdapter:
         return {}
 
     def _usage_event(self, data: dict | None) -> dict | None:
+        self._usages += 1
         usage = data.get("usage") if data else None
         if data is None or type(usage) is not dict:
             return None
         self.usage = usage
         if self.tally.usage_seen(usage):
-            self._reported = True
+            self._reported = self._usages
         if self._show_usage:
             return None
         if not data.get("choices"):
@@ -349,6 +378,8 @@ class StreamAdapter:
 _REASONING_KEY = re.compile(rb'"reasoning(?:_content)?"\s*:')
 _KEY_FORM = re.compile(rb'"finish_reason"(\s*:\s*)')
 _ANY_FORMS = (b'"finish_reason":"', b'"usage"')  # before the form is known
+# The helper's, before the forms are known: any finish reason stops it, any usage key is read.
+_KEYS = (b'"finish_reason"', b'"usage"')
 _FINISH_SPACED = b'"finish_reason": "'
 _DONE_EVENT = b"data: [DONE]\n\n"
 
@@ -377,11 +408,12 @@ def _spans_events(secrets: tuple[bytes, ...]) -> bool:
 
 
 @functools.lru_cache(maxsize=1024)
-def _markers(keys: tuple[bytes, bytes] | None, secrets: tuple[bytes, ...], reasoning: str,
+def _markers(secrets: tuple[bytes, ...], reasoning: str,
              upstream_reasoning: str) -> tuple[bytes, ...] | None:
-    """What makes an event other than plain for the C helper, given the upstream's key forms;
-    None where the helper cannot take them all. The same few on every request of a route."""
-    markers = [*(keys or (b'"finish_reason"', b'"usage"')), *secrets]
+    """What makes an event other than plain for the C helper, besides the model, finish reason
+    and usage keys it looks for itself; None where the helper cannot take them all.
+    The same few on every request of a route."""
+    markers = [*secrets]
     if reasoning == "both":
         markers.append(b'"reasoning')
     elif reasoning != upstream_reasoning:  # either name: the rename looks at both in a read
@@ -391,18 +423,16 @@ def _markers(keys: tuple[bytes, bytes] | None, secrets: tuple[bytes, ...], reaso
     return tuple(markers)
 
 
-def _first_events(events: bytes) -> bytes:
-    """The events up to the first with a `"finish_reason"` key (all of them if none has one):
-    where an upstream's model and key forms first show."""
-    at = events.find(b'"finish_reason"')
-    end = events.find(b"\n\n", at) if at >= 0 else -1
-    return events if end < 0 else events[:end + 2]
-
-
-def _after_last_usage(events: bytes) -> int:
-    """Where the event after the last one with a usage object starts."""
-    at = events.rfind(b'"usage"')
-    if _USAGE.match(events, at) is None:  # the last is a `"usage": null`: look for the object
-        at = max((match.end() for match in _USAGE.finditer(events)), default=len(events))
-    end = events.find(b"\n\n", at)
-    return len(events) if end < 0 else end + 2
+def _after_usage(events: bytes, at: int, count: int) -> int:
+    """Where the event after the `count`-th with a usage object from `at` starts: as
+    `each_event` finds them, one an event."""
+    end = 0
+    for match in _USAGE.finditer(events, at):
+        if match.start() < end:
+            continue  # the same event as the previous match
+        found = events.find(b"\n\n", match.end())
+        end = len(events) if found < 0 else found + 2
+        count -= 1
+        if count == 0:
+            break
+    return end

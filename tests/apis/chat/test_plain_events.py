@@ -31,7 +31,9 @@ def chunk(delta: dict, finish: str | None = None, model: str = MODEL, **extra) -
 
 
 TEXTS = st.sampled_from(["tok", " a", "", 'say "model": "x"', "é ✓", "line\nbreak", SECRET,
-                         '"finish_reason": "stop"', "model", "\\", "[DONE]"])
+                         '"finish_reason": "stop"', "model", "\\", "[DONE]", "usage",
+                         "finish_reason"])
+USAGE = {"prompt_tokens": 3, "completion_tokens": 5}
 EVENTS = st.one_of(
     TEXTS.map(lambda text: chunk({"content": text})),
     TEXTS.map(lambda text: chunk({"reasoning_content": text})),
@@ -41,7 +43,12 @@ EVENTS = st.one_of(
     st.just(chunk({"content": "x"}, model=f"echo/{SECRET}")),  # an upstream that echoes its key
     st.just({"id": "chatcmpl-1", "choices": [{"index": 0, "delta": {"content": "no model"}}]}),
     TEXTS.map(lambda text: {"model": MODEL, "choices": [{"delta": {"content": text}}]}),
-    st.just({**chunk({}), "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 5}}),
+    st.just({**chunk({}), "choices": [], "usage": USAGE}),
+    st.just({**chunk({"content": "x"}, "stop"), "usage": USAGE}),  # with a choice: kept, less usage
+    st.just({**chunk({}), "choices": [], "usage": {
+        "prompt_tokens": 3, "prompt_tokens_details": {"cached_tokens": 1}}}),  # no completion count
+    st.just(chunk({"content": "x"}, usage={"completion_tokens": 1}, nested={"usage": 2})),
+    st.just({**chunk({}), "usage": 7}),
     st.just(chunk({"content": "x"}, usage=None)),
     st.just({"model": MODEL, "choices": [], "nested": {"model": "inner"}}),
 )
@@ -93,17 +100,54 @@ def test_any_stream_comes_out_the_same_with_and_without_the_helper(events, write
     both_ways(stream, cuts, _with(answer(client_reasoning=reasoning)), show_usage)
 
 
-def test_plain_events_are_rewritten_in_one_call_up_to_the_first_other():
-    plain = b"".join(b"data: " + json.dumps(chunk({"content": t})).encode() + b"\n\n"
-                     for t in ["a", "b", "c"])
-    last = b"data: " + json.dumps(chunk({}, "stop")).encode() + b"\n\n"
-    seen, literal = b'"model": "upstream/m-7b"', b'"model":"my-alias"'
+def event(data: dict) -> bytes:
+    return b"data: " + json.dumps(data).encode() + b"\n\n"
 
-    out, stop = _events.rewrite(plain + last + plain, seen, literal,
-                                (b'"finish_reason": "', b'"usage": {'))
+
+SEEN, LITERAL = b'"model": "upstream/m-7b"', b'"model":"my-alias"'
+FORMS = (b'"finish_reason": "', b'"usage": {')  # as json.dumps writes them
+
+
+def rewrite(events: bytes, markers: tuple[bytes, ...] = (), forms: tuple[bytes, bytes] = FORMS,
+            keep_usage: bool = True) -> tuple:
+    return _events.rewrite(events, SEEN, LITERAL, *forms, markers, keep_usage)
+
+
+def test_a_whole_stream_is_rewritten_in_one_call():
+    """Text events, the finish reason, the usage event and `[DONE]`: the helper takes them
+    all, and says what it saw."""
+    text = b"".join(event(chunk({"content": t})) for t in ["a", "b", "c"])
+    last = event(chunk({}, "stop"))
+    usage = event({**chunk({}), "choices": [], "usage": USAGE})
+
+    out, stop, flags, where = rewrite(text + last + usage + b"data: [DONE]\n\n")
+
+    assert out == (text + last + usage).replace(SEEN, LITERAL)
+    assert stop == len(text + last + usage) + 14
+    assert flags == 3  # finished, and the upstream's [DONE] left out
+    assert where == (len(text + last), len(text + last + usage),
+                     len(out) - len(usage.replace(SEEN, LITERAL)))
+
+
+def test_the_usage_event_is_left_out_unless_the_client_asked_for_it():
+    text = event(chunk({"content": "a"}))
+    usage = event({**chunk({}), "choices": [], "usage": USAGE})
+
+    out, stop, _, where = rewrite(usage + text, keep_usage=False)
+
+    assert (out, stop) == (text.replace(SEEN, LITERAL), len(usage + text))
+    assert where == (0, len(usage), 0)  # read by the adapter, which decides what is sent
+
+
+def test_plain_events_are_rewritten_in_one_call_up_to_the_first_other():
+    plain = b"".join(event(chunk({"content": t})) for t in ["a", "b", "c"])
+    last = event(chunk({}, "eos"))  # the upstream's own word, which the long way maps
+
+    out, stop, flags, usage = rewrite(plain + last + plain)
 
     assert stop == len(plain)  # the finish reason's event and all after it: the long way
-    assert out == plain.replace(seen, literal)
+    assert out == plain.replace(SEEN, LITERAL)
+    assert (flags, usage) == (0, None)
 
 
 @pytest.mark.parametrize("events, why", [
@@ -111,13 +155,23 @@ def test_plain_events_are_rewritten_in_one_call_up_to_the_first_other():
     (b'data: {"a": 1}\ndata: {"b": 2}\n\n', "two lines"),
     (b'data:{"model": "upstream/m-7b"}\n\n', "no space after the colon"),
     (b'data: {"model": "upstream/m-7b"}\n', "no blank line yet"),
-    (b'data: [DONE]\n\n', "not an object"),
+    (b'data: [DONE]\n', "not an object"),
     (b'data: {"x": "' + SECRET.encode() + b'"}\n\n', "a provider key"),
+    (b'data: {"finish_reason": "eos"}\n\n', "a finish reason to map"),
+    (b'data: {"finish_reason": "stopped"}\n\n', "a longer word"),
 ])
 def test_an_event_that_is_not_plain_stops_the_helper(events, why):
-    out, stop = _events.rewrite(events, b'"model": "upstream/m-7b"', b'"model":"a"',
-                                (SECRET.encode(),))
-    assert (out, stop) == (b"", 0), why
+    assert rewrite(events, (SECRET.encode(),)) == (b"", 0, 0, None), why
+
+
+def test_any_finish_reason_stops_the_helper_until_the_upstreams_form_is_known():
+    last = event(chunk({}, "stop"))
+    assert rewrite(last, forms=(b'"finish_reason"', b'"usage"'))[:2] == (b"", 0)
+
+
+def test_a_second_usage_event_stops_the_helper():
+    usage = event({"choices": [], "usage": USAGE})
+    assert rewrite(usage + usage) == (usage, len(usage), 0, (0, len(usage), 0))
 
 
 def test_a_stream_the_helper_takes_counts_what_it_relayed():
