@@ -46,6 +46,9 @@ typedef struct {
     const char *bytes;
     Py_ssize_t size;
     bytes16 first, second;  /* its first two bytes, in each lane */
+    /* Its first and last 8 bytes (the first `size`, if fewer, and a mask for them), to
+       tell a match from a near one without a call to memcmp. */
+    uint64_t head, tail, mask;
 } needle;
 
 typedef struct {
@@ -62,6 +65,13 @@ set(needle *n, const char *bytes, Py_ssize_t size)
         n->first[lane] = (unsigned char)bytes[0];
         n->second[lane] = (unsigned char)bytes[1];  /* needles are 2 bytes or longer */
     }
+    n->head = n->tail = 0;
+    n->mask = size >= 8 ? ~(uint64_t)0 : 0;
+    memcpy(&n->head, bytes, size >= 8 ? 8 : (size_t)size);
+    if (size >= 8)
+        memcpy(&n->tail, bytes + size - 8, 8);
+    else
+        memcpy(&n->mask, "\xff\xff\xff\xff\xff\xff\xff", (size_t)size);  /* its first `size` bytes */
 }
 
 static inline int
@@ -70,17 +80,27 @@ starts_here(const needle *n, const char *p)
     return p[0] == n->bytes[0] && p[1] == n->bytes[1];
 }
 
+/* Whether the needle is at `at`, wholly before `end`. */
+static inline int
+is_at(const needle *n, const char *at, const char *end)
+{
+    if (end - at < 8 || end - at < n->size)
+        return end - at >= n->size && memcmp(at, n->bytes, (size_t)n->size) == 0;
+    uint64_t head, tail;
+    memcpy(&head, at, 8);
+    if ((head & n->mask) != n->head)
+        return 0;
+    if (n->size <= 8)
+        return 1;
+    memcpy(&tail, at + n->size - 8, 8);
+    return tail == n->tail && (n->size <= 16 || memcmp(at + 8, n->bytes + 8, (size_t)n->size - 16) == 0);
+}
+
 /* A bit for each of the 16 places from p where a needle's first two bytes are. Reads
    p[0..16]. */
 static inline unsigned
-candidates(const char *p, const needles *ns)
+bits_of(mask16 hit)
 {
-    bytes16 here, next;
-    memcpy(&here, p, 16);
-    memcpy(&next, p + 1, 16);
-    mask16 hit = {0};
-    for (int i = 0; i < ns->count; i++)
-        hit |= (here == ns->items[i].first) & (next == ns->items[i].second);
 #if defined(__SSE2__)
     return (unsigned)_mm_movemask_epi8((__m128i)hit);
 #else
@@ -93,6 +113,32 @@ candidates(const char *p, const needles *ns)
     }
     return bits;
 #endif
+}
+
+static inline unsigned
+candidates(const char *p, const needles *ns)
+{
+    bytes16 here, next;
+    memcpy(&here, p, 16);
+    memcpy(&next, p + 1, 16);
+    mask16 hit = {0};
+    for (int i = 0; i < ns->count; i++)
+        hit |= (here == ns->items[i].first) & (next == ns->items[i].second);
+    return bits_of(hit);
+}
+
+/* The same for four needles (or fewer, repeated) whose first two bytes the caller holds
+   in locals: in registers through the read, not loaded from the needles for each block,
+   which costs a third more. */
+static inline unsigned
+candidates4(const char *p, bytes16 f0, bytes16 s0, bytes16 f1, bytes16 s1, bytes16 f2,
+            bytes16 s2, bytes16 f3, bytes16 s3)
+{
+    bytes16 here, next;
+    memcpy(&here, p, 16);
+    memcpy(&next, p + 1, 16);
+    return bits_of(((here == f0) & (next == s0)) | ((here == f1) & (next == s1))
+                   | ((here == f2) & (next == s2)) | ((here == f3) & (next == s3)));
 }
 
 /* The same for the places from p to end (fewer than 17): one at a time. p[1] may be read
@@ -164,8 +210,17 @@ rewrite(PyObject *module, PyObject *args)
     const int finish = (int)count, usage = finish + 1, model = usage + 1;
     set(&ns.items[finish], finish_form.buf, finish_form.len);
     set(&ns.items[usage], usage_form.buf, usage_form.len);
-    set(&ns.items[model], model_key, model_size);
+    set(&ns.items[model], seen.buf, seen.len);  /* which starts with model_key */
     ns.count = model + 1;
+    const int four = ns.count <= 4;  /* (a secret, the finish reason, usage and model keys) */
+#define FIRST(k) ns.items[(k) < ns.count ? (k) : 0].first
+#define SECOND(k) ns.items[(k) < ns.count ? (k) : 0].second
+    const bytes16 f0 = FIRST(0), s0 = SECOND(0), f1 = FIRST(1), s1 = SECOND(1),
+                  f2 = FIRST(2), s2 = SECOND(2), f3 = FIRST(3), s3 = SECOND(3);
+#undef FIRST
+#undef SECOND
+    needle model_needle;  /* any other model key */
+    set(&model_needle, model_key, model_size);
 
     const char *data = events.buf;
     const Py_ssize_t size = events.len;
@@ -214,7 +269,9 @@ rewrite(PyObject *module, PyObject *args)
                behind it. */
             const char *block = p;
             const int full = line_end - block >= 17;
-            unsigned bits = full ? candidates(block, &ns) : candidates_near(block, line_end, &ns);
+            unsigned bits = !full ? candidates_near(block, line_end, &ns)
+                : four ? candidates4(block, f0, s0, f1, s1, f2, s2, f3, s3)
+                : candidates(block, &ns);
             const char *next = full ? block + 16 : line_end;
             while (bits && plain) {
                 const char *at = block + __builtin_ctz(bits);
@@ -224,12 +281,14 @@ rewrite(PyObject *module, PyObject *args)
                 int found = -1;
                 for (int i = 0; i < ns.count && found < 0; i++) {
                     const needle *n = &ns.items[i];
-                    if (starts_here(n, at) && line_end - at >= n->size
-                            && memcmp(at, n->bytes, (size_t)n->size) == 0)
+                    if (starts_here(n, at) && is_at(n, at, line_end))
                         found = i;
                 }
-                if (found < 0)
+                if (found < 0) {
+                    if (is_at(&model_needle, at, line_end))
+                        plain = 0;  /* the model written otherwise */
                     continue;
+                }
                 if (found == finish) {
                     /* a reason to map, or any finish_reason key before its form is known */
                     plain = known_reason(at + finish_form.len, line_end);
@@ -237,9 +296,8 @@ rewrite(PyObject *module, PyObject *args)
                 } else if (found == usage) {
                     plain = usage_start < 0;  /* a second usage event: the long way */
                     event_usage = 1;
-                } else if (found != model || line_end - at < seen.len
-                        || memcmp(at, seen.buf, (size_t)seen.len) != 0) {
-                    plain = 0;  /* a marker, or the model written otherwise */
+                } else if (found != model) {
+                    plain = 0;  /* a marker */
                 } else {
                     memcpy(out + written, copied, (size_t)(at - copied));
                     written += at - copied;

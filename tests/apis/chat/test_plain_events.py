@@ -88,16 +88,19 @@ def both_ways(stream: bytes, cuts: list[int], made: Answer, show_usage: bool = T
 @settings(max_examples=400, deadline=None)
 @given(events=st.lists(EVENTS, max_size=12), writer=st.sampled_from(sorted(WRITERS)),
        extra=EXTRAS, data=st.data(), show_usage=st.booleans(),
-       reasoning=st.sampled_from(["reasoning_content", "reasoning", "both"]))
+       reasoning=st.sampled_from(["reasoning_content", "reasoning", "both"]),
+       secret=st.sampled_from([SECRET, "sk-0123456", "sk-01234", "sk-01", "sk"]))
 def test_any_stream_comes_out_the_same_with_and_without_the_helper(events, writer, extra, data,
-                                                                   show_usage, reasoning):
+                                                                   show_usage, reasoning, secret):
     written = [b"data: " + WRITERS[writer](e) + b"\n\n" for e in events]
     at = data.draw(st.integers(0, len(events)))
     stream = b"".join(written[:at]) + extra + b"".join(written[at:])
     if data.draw(st.booleans()):
         stream = stream.replace(b"\n", b"\r\n")
     cuts = data.draw(st.lists(st.integers(0, len(stream)), max_size=4))
-    both_ways(stream, cuts, _with(answer(client_reasoning=reasoning)), show_usage)
+    made = answer(client_reasoning=reasoning)
+    made.secrets = (secret.encode(),)  # keys of every length the helper compares differently
+    both_ways(stream.replace(SECRET.encode(), secret.encode()), cuts, made, show_usage)
 
 
 def event(data: dict) -> bytes:
