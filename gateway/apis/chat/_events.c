@@ -1,24 +1,24 @@
 /* The chat stream's rewrite in one pass (gateway/apis/chat/adapt.py, `_plain`).
 
-   rewrite(events, seen, literal, finish, usage, markers, keep_usage)
-       -> (out, stop, flags, usage_event)
+   rewrite(events, seen, literal, markers, keep_usage)
+       -> (out, stop, flags, usage_event, learned)
 
    Walks `events` (whole SSE events, as the upstream wrote them) event by event and
    copies them to `out`, each occurrence of `seen` (the upstream's `"model":"..."`)
-   written as `literal` (the client's). Along the way it notes what the adapter must
-   know, in `flags`: a finish reason (1), and the upstream's `data: [DONE]` (2), which
-   is left out. `finish` and `usage` are how the upstream writes `"finish_reason":"`
-   and `"usage":{`; the one event holding `usage` is copied if `keep_usage`, else left
-   out, and `usage_event` is (start, end) of it in `events` and where it is, or would
-   be, in `out`, for the adapter to read its usage; None if there was none.
+   written as `literal` (the client's). An empty `seen` is not known yet: the first
+   model key is learned, and `learned` is where it is in `events` and where its name is
+   (None if nothing was learned). Along the way it notes, in `flags`, a finish reason (1)
+   and the upstream's `data: [DONE]` (2), which is left out. The one event with a usage
+   object is copied if `keep_usage`, else left out, and `usage_event` is where it is in
+   `events`, and where it is (or would be) in `out`, for the adapter to read its usage.
 
    It stops at the first event that is not plain: not one line `data: {...}` followed
-   by a blank line; one holding a `"model"` key written otherwise than `seen`, a finish
-   reason outside OpenAI's set, a second usage event, or any of `markers` (a provider
-   key, a reasoning key to rename...). `stop` is where that event starts: `out` is
-   events[:stop] rewritten, and the caller rewrites the rest the long way. CPython's
-   substring search costs 0.3-0.8 ns a byte for each question asked of a stream; this
-   asks them all in one pass.
+   by a blank line; one holding a `"model"` key written otherwise than `seen` (or, to
+   learn, with an escape or a marker in its name), a finish reason outside OpenAI's set,
+   a second usage object, or any of `markers` (a provider key, a reasoning key to
+   rename...). `stop` is where that event starts: `out` is events[:stop] rewritten, and
+   the caller rewrites the rest the long way. CPython's substring search costs 0.3-0.8 ns
+   a byte for each question asked of a stream; this asks them all in one pass.
 
    hatch_build.py compiles it when the gateway is installed: after an edit here, install
    again (`pip install -e .`). tests/apis/chat/test_plain_events.py checks that streams
@@ -158,19 +158,66 @@ candidates_near(const char *p, const char *end, const needles *ns)
     return bits;
 }
 
-/* Whether the finish reason at p is one of OpenAI's, which is passed as it is (another is
-   mapped the long way). p is past the key's form, which ends with the value's quote. */
+/* After a key's closing quote: its value, past the colon and any spaces; NULL where no
+   colon follows (the name was a string value, not a key). */
+static const char *
+value_of(const char *p, const char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\t'))
+        p++;
+    if (p >= end || *p != ':')
+        return NULL;
+    for (p++; p < end && (*p == ' ' || *p == '\t'); p++)
+        ;
+    return p < end ? p : NULL;
+}
+
+static inline int
+is_word(const char *p, const char *end, const char *word, size_t size)
+{
+    return (size_t)(end - p) >= size && memcmp(p, word, size) == 0;
+}
+
+/* A finish reason's value: 0 for null, 1 for one of OpenAI's reasons (passed as it is),
+   -1 for anything else (which the long way maps). */
 static int
-known_reason(const char *p, const char *end)
+finish_value(const char *p, const char *end)
 {
     static const char *const reasons[] = {
-        "stop\"", "length\"", "tool_calls\"", "content_filter\"", "function_call\""};
+        "\"stop\"", "\"length\"", "\"tool_calls\"", "\"content_filter\"", "\"function_call\""};
+    if (is_word(p, end, "null", 4))
+        return 0;
     for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++) {
-        const size_t size = strlen(reasons[i]);
-        if ((size_t)(end - p) >= size && memcmp(p, reasons[i], size) == 0)
+        if (is_word(p, end, reasons[i], strlen(reasons[i])))
             return 1;
     }
-    return 0;
+    return -1;
+}
+
+/* A usage key's value: 0 for null, 1 for an object, -1 for anything else. */
+static int
+usage_value(const char *p, const char *end)
+{
+    if (is_word(p, end, "null", 4))
+        return 0;
+    return *p == '{' ? 1 : -1;
+}
+
+/* The end of the model key at `at` and its string value (past its closing quote), if the
+   value holds no escape; NULL otherwise (the long way reads it). */
+static const char *
+model_end(const char *at, const char *end)
+{
+    const char *value = value_of(at + 7, end);
+    if (value == NULL || *value != '"')
+        return NULL;
+    for (const char *q = value + 1; q < end; q++) {
+        if (*q == '"')
+            return q + 1;
+        if (*q == '\\')
+            return NULL;
+    }
+    return NULL;
 }
 
 static const char done_event[] = "data: [DONE]\n\n";
@@ -180,22 +227,23 @@ static PyObject *
 rewrite(PyObject *module, PyObject *args)
 {
     (void)module;
-    Py_buffer events, seen, literal, finish_form, usage_form;
+    Py_buffer events, seen, literal;
     PyObject *markers;
     int keep_usage;
-    if (!PyArg_ParseTuple(args, "y*y*y*y*y*O!p", &events, &seen, &literal, &finish_form,
-                          &usage_form, &PyTuple_Type, &markers, &keep_usage))
+    if (!PyArg_ParseTuple(args, "y*y*y*O!p", &events, &seen, &literal, &PyTuple_Type, &markers,
+                          &keep_usage))
         return NULL;
     PyObject *result = NULL;
     PyObject *text = NULL;  /* the output, made at its longest and cut to length at the end */
     static const char model_key[] = "\"model\"";
+    static const char finish_key[] = "\"finish_reason\"";
+    static const char usage_key[] = "\"usage\"";
     const Py_ssize_t model_size = sizeof(model_key) - 1;
     const Py_ssize_t count = PyTuple_GET_SIZE(markers);
     needles ns;
-    if (count > MAX_MARKERS || seen.len < model_size || finish_form.len < 2
-            || usage_form.len < 2 || memcmp(seen.buf, model_key, (size_t)model_size) != 0) {
-        PyErr_SetString(PyExc_ValueError,
-                        "at most 15 markers, forms of 2 bytes or more, `seen` a model key");
+    if (count > MAX_MARKERS || (seen.len > 0 && (seen.len < model_size
+            || memcmp(seen.buf, model_key, (size_t)model_size) != 0))) {
+        PyErr_SetString(PyExc_ValueError, "at most 15 markers, and `seen` a model key or empty");
         goto done;
     }
     for (Py_ssize_t i = 0; i < count; i++) {
@@ -206,11 +254,18 @@ rewrite(PyObject *module, PyObject *args)
         }
         set(&ns.items[i], PyBytes_AS_STRING(item), PyBytes_GET_SIZE(item));
     }
-    /* The markers first: a marker found where a key starts stops the helper. */
+    /* The markers first: a marker found where a key starts stops the helper. The model's
+       needle is `seen`; until it is known, any model key, whose first is learned. */
     const int finish = (int)count, usage = finish + 1, model = usage + 1;
-    set(&ns.items[finish], finish_form.buf, finish_form.len);
-    set(&ns.items[usage], usage_form.buf, usage_form.len);
-    set(&ns.items[model], seen.buf, seen.len);  /* which starts with model_key */
+    set(&ns.items[finish], finish_key, sizeof(finish_key) - 1);
+    set(&ns.items[usage], usage_key, sizeof(usage_key) - 1);
+    const char *seen_bytes = seen.len ? seen.buf : NULL;
+    Py_ssize_t seen_size = seen.len;
+    needle model_needle;  /* any model key: one that is not `seen` stops the helper */
+    set(&model_needle, model_key, model_size);
+    ns.items[model] = model_needle;
+    if (seen_bytes != NULL)
+        set(&ns.items[model], seen_bytes, seen_size);
     ns.count = model + 1;
     const int four = ns.count <= 4;  /* (a secret, the finish reason, usage and model keys) */
 #define FIRST(k) ns.items[(k) < ns.count ? (k) : 0].first
@@ -219,17 +274,15 @@ rewrite(PyObject *module, PyObject *args)
                   f2 = FIRST(2), s2 = SECOND(2), f3 = FIRST(3), s3 = SECOND(3);
 #undef FIRST
 #undef SECOND
-    needle model_needle;  /* any other model key */
-    set(&model_needle, model_key, model_size);
 
     const char *data = events.buf;
     const Py_ssize_t size = events.len;
     /* An event's rewrite is at most as long as the event with a longer model key at every
-       `seen.len` bytes. The output starts at the input's size and a little more, and grows
-       where an event could take it past that: a buffer of the worst case's size for a whole
-       read would be the larger block of memory that the allocator maps afresh each time. */
-    const Py_ssize_t grow = literal.len > seen.len ? literal.len - seen.len : 0;
-    Py_ssize_t capacity = size + (grow ? size / 16 + 256 : 0);
+       `seen` (10 bytes or more: `"model":""`). The output starts at the input's size and a
+       little more, and grows where an event could take it past that: a buffer of the worst
+       case's size for a whole read would be the larger block of memory that the allocator
+       maps afresh each time. */
+    Py_ssize_t capacity = size + (literal.len > 10 ? size / 16 + 256 : 0);
     text = PyBytes_FromStringAndSize(NULL, capacity);
     if (text == NULL)
         goto done;
@@ -253,7 +306,9 @@ rewrite(PyObject *module, PyObject *args)
         if (line_end == NULL || line_end + 1 >= end || line_end[1] != '\n' || line_end[-1] != '}')
             break;
         const Py_ssize_t length = line_end + 2 - start;
-        const Py_ssize_t longest = written + length + (length / seen.len + 1) * grow;
+        const Py_ssize_t key = seen_bytes != NULL ? seen_size : 10;
+        const Py_ssize_t grow = literal.len > key ? literal.len - key : 0;
+        const Py_ssize_t longest = written + length + (length / key + 1) * grow;
         if (longest > capacity) {
             capacity = longest > 2 * capacity ? longest : 2 * capacity;
             if (_PyBytes_Resize(&text, capacity) < 0)
@@ -263,7 +318,7 @@ rewrite(PyObject *module, PyObject *args)
         const Py_ssize_t event_written = written;
         const char *copied = start;  /* what is before it is in `out` */
         const char *p = start;
-        int plain = 1, event_finished = 0, event_usage = 0;
+        int plain = 1, event_finished = 0, event_usage = 0, learned = 0;
         while (plain && p < line_end) {
             /* p is where the search goes on: past a model key just rewritten, its bits are
                behind it. */
@@ -289,28 +344,56 @@ rewrite(PyObject *module, PyObject *args)
                         plain = 0;  /* the model written otherwise */
                     continue;
                 }
-                if (found == finish) {
-                    /* a reason to map, or any finish_reason key before its form is known */
-                    plain = known_reason(at + finish_form.len, line_end);
-                    event_finished = 1;
-                } else if (found == usage) {
-                    plain = usage_start < 0;  /* a second usage event: the long way */
-                    event_usage = 1;
-                } else if (found != model) {
-                    plain = 0;  /* a marker */
-                } else {
-                    memcpy(out + written, copied, (size_t)(at - copied));
-                    written += at - copied;
-                    memcpy(out + written, literal.buf, (size_t)literal.len);
-                    written += literal.len;
-                    p = copied = at + seen.len;
+                if (found == finish || found == usage) {
+                    const char *value = value_of(at + ns.items[found].size, line_end);
+                    int kind = value == NULL ? -1 : found == finish
+                        ? finish_value(value, line_end) : usage_value(value, line_end);
+                    if (kind < 0 || (found == usage && kind && usage_start >= 0))
+                        plain = 0;  /* a reason to map, or a second usage: the long way */
+                    else if (found == finish)
+                        event_finished |= kind;
+                    else
+                        event_usage |= kind;
+                    continue;
                 }
+                if (found != model) {
+                    plain = 0;  /* a marker */
+                    continue;
+                }
+                if (seen_bytes == NULL) {  /* the first model key: the one to look for */
+                    const char *key_end = model_end(at, line_end);
+                    for (int i = 0; key_end != NULL && i < (int)count; i++) {
+                        const needle *n = &ns.items[i];
+                        for (const char *q = at; key_end != NULL && q < key_end; q++) {
+                            if (line_end - q >= n->size && memcmp(q, n->bytes, (size_t)n->size) == 0)
+                                key_end = NULL;  /* a marker in the name: the long way */
+                        }
+                    }
+                    if (key_end == NULL) {
+                        plain = 0;
+                        continue;
+                    }
+                    seen_bytes = at;
+                    seen_size = key_end - at;
+                    set(&ns.items[model], seen_bytes, seen_size);
+                    learned = 1;
+                }
+                memcpy(out + written, copied, (size_t)(at - copied));
+                written += at - copied;
+                memcpy(out + written, literal.buf, (size_t)literal.len);
+                written += literal.len;
+                p = copied = at + seen_size;
             }
             if (p < next)
                 p = next;
         }
         if (!plain) {
             written = event_written;
+            if (learned) {  /* learned from an event the long way takes: it learns it too */
+                seen_bytes = NULL;
+                seen_size = 0;
+                ns.items[model] = model_needle;
+            }
             break;
         }
         const Py_ssize_t event_start = stop;
@@ -329,13 +412,25 @@ rewrite(PyObject *module, PyObject *args)
         written += line_end + 2 - copied;
     }
     if (_PyBytes_Resize(&text, written) == 0) {
-        /* Py_BuildValue takes the reference to text */
+        /* Py_BuildValue takes the reference to text. The model key learned, if it was:
+           where it is in `events`, and its value (between the quotes). */
         const int flags = finished | ended << 1;
-        if (usage_start < 0)
-            result = Py_BuildValue("(NniO)", text, stop, flags, Py_None);
+        PyObject *learned_key = Py_None;
+        Py_INCREF(Py_None);
+        if (seen.len == 0 && seen_bytes != NULL) {
+            Py_DECREF(Py_None);
+            const char *quote = seen_bytes + seen_size - 1;
+            const char *open = value_of(seen_bytes + model_size, quote + 1);
+            learned_key = Py_BuildValue("(nnnn)", seen_bytes - data, seen_bytes + seen_size - data,
+                                        open + 1 - data, quote - data);
+        }
+        if (learned_key == NULL)
+            Py_DECREF(text);
+        else if (usage_start < 0)
+            result = Py_BuildValue("(NniON)", text, stop, flags, Py_None, learned_key);
         else
-            result = Py_BuildValue("(Nni(nnn))", text, stop, flags, usage_start, usage_end,
-                                   usage_out);
+            result = Py_BuildValue("(Nni(nnn)N)", text, stop, flags, usage_start, usage_end,
+                                   usage_out, learned_key);
     }
     text = NULL;
 done:
@@ -343,15 +438,13 @@ done:
     PyBuffer_Release(&events);
     PyBuffer_Release(&seen);
     PyBuffer_Release(&literal);
-    PyBuffer_Release(&finish_form);
-    PyBuffer_Release(&usage_form);
     return result;
 }
 
 static PyMethodDef methods[] = {
     {"rewrite", rewrite, METH_VARARGS,
-     "rewrite(events, seen, literal, finish, usage, markers, keep_usage) -> (out, stop, flags, "
-     "usage_event): the plain events at the start of `events`, `seen` written as `literal`; "
+     "rewrite(events, seen, literal, markers, keep_usage) -> (out, stop, flags, usage_event, "
+     "learned): the plain events at the start of `events`, `seen` written as `literal`; "
      "`stop` is where the first other event starts."},
     {NULL, NULL, 0, NULL},
 };

@@ -10,10 +10,11 @@ Streams are handled on bytes: a few regex passes per upstream read rewrite every
 event at once, and JSON is parsed only for the rare event that must change shape
 (the usage event, or reasoning when both names are wanted). Where the C helper
 (`_events.c`) was built, a read's events are rewritten in one pass of it: text
-deltas, a finish reason in OpenAI's set, the usage event (which only it is
-parsed, here) and `[DONE]`. It stops at the first event that needs more (a
-reason to map, a reasoning key to rename, a provider key, a model written
-otherwise, a second usage), and only the rest take the passes here.
+deltas, a finish reason in OpenAI's set, the usage event (which alone is parsed,
+here) and `[DONE]`; it learns the upstream's model key from the first event. It
+stops at the first event that needs more (a reason to map, a reasoning key to
+rename, a provider key, a model written otherwise, a second usage), and only the
+rest take the passes here.
 """
 
 from __future__ import annotations
@@ -162,11 +163,10 @@ class StreamAdapter:
         # How the upstream writes `"finish_reason":"` and `"usage":{` (with a space after the
         # colon or not), learned from its first finish_reason key: one search a read each.
         self._keys: tuple[bytes, bytes] | None = None
-        # For the C helper: `_seen`, what else makes an event other than plain, the key forms
-        # it looks for, and the `_keys` they came from; None until `_seen` is known, or where
-        # the helper is not built.
-        self._plain: tuple[bytes, tuple[bytes, ...], tuple[bytes, bytes],
-                           tuple[bytes, bytes] | None] | None = None
+        # What makes an event other than plain for the C helper (gateway/apis/chat/_events.c);
+        # None where it cannot take this route's answers, or is not built.
+        self._plain = None if _events is None else _markers(
+            answer.secrets, answer.reasoning, answer.upstream_reasoning)
         self._rename = None
         if answer.reasoning not in ("both", answer.upstream_reasoning):
             self._rename = _renaming(answer.upstream_reasoning, answer.reasoning)
@@ -228,21 +228,19 @@ class StreamAdapter:
         return tail
 
     def _rewrite(self, events: bytes) -> bytes:
-        plain = self._plain
-        if plain is None or plain[3] is not self._keys:
-            if _events is not None:
-                self._learn(events)
-            plain = self._plain
-            if plain is None:
-                return self._rewrite_events(events)
-        seen, markers, forms, _ = plain
-        out, stop, flags, usage = _events.rewrite(events, seen, self._literal, *forms, markers,
-                                                  self._show_usage)
+        markers = self._plain
+        if markers is None:  # the helper cannot take this route's answers, or is not built
+            return self._rewrite_events(events)
+        out, stop, flags, usage, learned = _events.rewrite(
+            events, self._seen or b"", self._literal, markers, self._show_usage)
+        if learned is not None:  # the model key of the stream's first event, as the upstream wrote it
+            self._seen = events[learned[0]:learned[1]]
+            self.upstream_model = events[learned[2]:learned[3]].decode(errors="replace")
         if flags:
             self.finished = self.finished or bool(flags & 1)
             self.done = self.done or bool(flags & 2)
         if usage is not None:
-            out, counted = self._plain_usage(out, events, usage, seen)
+            out, counted = self._plain_usage(out, events, usage)
             self.tally.add(events[counted:stop])
         elif stop:
             self.tally.add(events if stop == len(events) else events[:stop])
@@ -250,15 +248,14 @@ class StreamAdapter:
             return out
         return out + self._rewrite_events(events[stop:])
 
-    def _plain_usage(self, out: bytes, events: bytes, usage: tuple[int, int, int],
-                     seen: bytes) -> tuple[bytes, int]:
+    def _plain_usage(self, out: bytes, events: bytes, usage: tuple[int, int, int]
+                     ) -> tuple[bytes, int]:
         """The helper's output with the usage event it found as `_usage_event` has it (the
         helper kept it if the client asked for usage, else left it out), and where the text
         the upstream's count does not cover starts in `events`."""
         start, end, at = usage
-        event = events[start:end].replace(seen, self._literal)  # as the helper wrote it
         try:
-            data = orjson.loads(memoryview(event)[5:])
+            data = orjson.loads(memoryview(events)[start + 5:end])
         except orjson.JSONDecodeError:
             data = None
         self._usages = self._reported = 0
@@ -266,22 +263,14 @@ class StreamAdapter:
         counted = end if self._reported else 0
         if self._show_usage or changed == {}:
             return out, counted  # as the helper left it
+        event = events[start:end]  # as the helper would have written it:
+        if self._seen is not None:
+            event = event.replace(self._seen, self._literal)
         if changed is not None:  # an answer's event that carried the usage too: kept, less it
-            event = b"data: " + orjson.dumps(changed) + b"\n\n"
+            kept = orjson.loads(memoryview(event)[5:])
+            del kept["usage"]
+            event = b"data: " + orjson.dumps(kept) + b"\n\n"
         return b"".join((out[:at], event, out[at:])), counted
-
-    def _learn(self, events: bytes) -> None:
-        """The upstream's model and key forms, as `_rewrite_events` learns them, from the
-        read's first event, masked; then what else makes an event other than plain."""
-        answer = self._answer
-        if self._seen is None or self._keys is None:
-            end = events.find(b"\n\n")  # the first event: the forms show in it
-            self._learn_forms(scrub(events if end < 0 else events[:end], answer.secrets))
-        if self._seen is None or _spans_events(answer.secrets):
-            return
-        markers = _markers(answer.secrets, answer.reasoning, answer.upstream_reasoning)
-        if markers is not None:
-            self._plain = (self._seen, markers, self._keys or _KEYS, self._keys)
 
     def _learn_forms(self, events: bytes) -> None:
         """How the upstream writes its model and its keys, from the first (scrubbed) events
@@ -378,8 +367,6 @@ class StreamAdapter:
 _REASONING_KEY = re.compile(rb'"reasoning(?:_content)?"\s*:')
 _KEY_FORM = re.compile(rb'"finish_reason"(\s*:\s*)')
 _ANY_FORMS = (b'"finish_reason":"', b'"usage"')  # before the form is known
-# The helper's, before the forms are known: any finish reason stops it, any usage key is read.
-_KEYS = (b'"finish_reason"', b'"usage"')
 _FINISH_SPACED = b'"finish_reason": "'
 _DONE_EVENT = b"data: [DONE]\n\n"
 
@@ -402,17 +389,13 @@ def _renaming(source: str, name: str) -> tuple[re.Pattern, bytes]:
 
 
 @functools.lru_cache(maxsize=1024)
-def _spans_events(secrets: tuple[bytes, ...]) -> bool:
-    """Whether a provider key could span two events (it holds a line break)."""
-    return any(b"\n" in s for s in secrets)
-
-
-@functools.lru_cache(maxsize=1024)
 def _markers(secrets: tuple[bytes, ...], reasoning: str,
              upstream_reasoning: str) -> tuple[bytes, ...] | None:
     """What makes an event other than plain for the C helper, besides the model, finish reason
-    and usage keys it looks for itself; None where the helper cannot take them all.
-    The same few on every request of a route."""
+    and usage keys it looks at itself; None where the helper cannot take them all. The same
+    few on every request of a route."""
+    if any(b"\n" in s for s in secrets):  # a key that could span two events: scrubbed whole
+        return None
     markers = [*secrets]
     if reasoning == "both":
         markers.append(b'"reasoning')

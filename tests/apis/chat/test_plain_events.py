@@ -108,12 +108,11 @@ def event(data: dict) -> bytes:
 
 
 SEEN, LITERAL = b'"model": "upstream/m-7b"', b'"model":"my-alias"'
-FORMS = (b'"finish_reason": "', b'"usage": {')  # as json.dumps writes them
 
 
-def rewrite(events: bytes, markers: tuple[bytes, ...] = (), forms: tuple[bytes, bytes] = FORMS,
+def rewrite(events: bytes, markers: tuple[bytes, ...] = (), seen: bytes = SEEN,
             keep_usage: bool = True) -> tuple:
-    return _events.rewrite(events, SEEN, LITERAL, *forms, markers, keep_usage)
+    return _events.rewrite(events, seen, LITERAL, markers, keep_usage)
 
 
 def test_a_whole_stream_is_rewritten_in_one_call():
@@ -123,20 +122,37 @@ def test_a_whole_stream_is_rewritten_in_one_call():
     last = event(chunk({}, "stop"))
     usage = event({**chunk({}), "choices": [], "usage": USAGE})
 
-    out, stop, flags, where = rewrite(text + last + usage + b"data: [DONE]\n\n")
+    out, stop, flags, where, learned = rewrite(text + last + usage + b"data: [DONE]\n\n")
 
     assert out == (text + last + usage).replace(SEEN, LITERAL)
     assert stop == len(text + last + usage) + 14
     assert flags == 3  # finished, and the upstream's [DONE] left out
     assert where == (len(text + last), len(text + last + usage),
                      len(out) - len(usage.replace(SEEN, LITERAL)))
+    assert learned is None  # the model's key was known
+
+
+def test_the_model_key_is_learned_from_the_first_event_that_has_one():
+    events = event({"choices": []}) + event(chunk({"content": "a"})) + event(chunk({}, "stop"))
+
+    out, stop, _, _, learned = rewrite(events, seen=b"")
+
+    assert (out, stop) == (events.replace(SEEN, LITERAL), len(events))
+    start, end, name_start, name_end = learned
+    assert (events[start:end], events[name_start:name_end]) == (SEEN, b"upstream/m-7b")
+
+
+@pytest.mark.parametrize("model", [f"echo/{SECRET}", 'say \\"hi\\"'])
+def test_a_model_name_with_a_key_or_an_escape_is_learned_the_long_way(model):
+    events = event(chunk({"content": "a"}, model=model))
+    assert rewrite(events, (SECRET.encode(),), seen=b"") == (b"", 0, 0, None, None)
 
 
 def test_the_usage_event_is_left_out_unless_the_client_asked_for_it():
     text = event(chunk({"content": "a"}))
     usage = event({**chunk({}), "choices": [], "usage": USAGE})
 
-    out, stop, _, where = rewrite(usage + text, keep_usage=False)
+    out, stop, _, where, _ = rewrite(usage + text, keep_usage=False)
 
     assert (out, stop) == (text.replace(SEEN, LITERAL), len(usage + text))
     assert where == (0, len(usage), 0)  # read by the adapter, which decides what is sent
@@ -146,7 +162,7 @@ def test_plain_events_are_rewritten_in_one_call_up_to_the_first_other():
     plain = b"".join(event(chunk({"content": t})) for t in ["a", "b", "c"])
     last = event(chunk({}, "eos"))  # the upstream's own word, which the long way maps
 
-    out, stop, flags, usage = rewrite(plain + last + plain)
+    out, stop, flags, usage, _ = rewrite(plain + last + plain)
 
     assert stop == len(plain)  # the finish reason's event and all after it: the long way
     assert out == plain.replace(SEEN, LITERAL)
@@ -162,19 +178,16 @@ def test_plain_events_are_rewritten_in_one_call_up_to_the_first_other():
     (b'data: {"x": "' + SECRET.encode() + b'"}\n\n', "a provider key"),
     (b'data: {"finish_reason": "eos"}\n\n', "a finish reason to map"),
     (b'data: {"finish_reason": "stopped"}\n\n', "a longer word"),
+    (b'data: {"x": "finish_reason"}\n\n', "a key's name as a value"),
+    (b'data: {"usage": 5}\n\n', "a usage that is not an object"),
 ])
 def test_an_event_that_is_not_plain_stops_the_helper(events, why):
-    assert rewrite(events, (SECRET.encode(),)) == (b"", 0, 0, None), why
-
-
-def test_any_finish_reason_stops_the_helper_until_the_upstreams_form_is_known():
-    last = event(chunk({}, "stop"))
-    assert rewrite(last, forms=(b'"finish_reason"', b'"usage"'))[:2] == (b"", 0)
+    assert rewrite(events, (SECRET.encode(),)) == (b"", 0, 0, None, None), why
 
 
 def test_a_second_usage_event_stops_the_helper():
     usage = event({"choices": [], "usage": USAGE})
-    assert rewrite(usage + usage) == (usage, len(usage), 0, (0, len(usage), 0))
+    assert rewrite(usage + usage) == (usage, len(usage), 0, (0, len(usage), 0), None)
 
 
 def test_a_stream_the_helper_takes_counts_what_it_relayed():
