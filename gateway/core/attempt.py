@@ -161,9 +161,9 @@ def response_headers(base: list, ex: Exchange, target: Target, translation: Tran
                (b"x-gateway-attempts", str(ex.attempts).encode()),
                (b"x-gateway-upstream-model", _header_name(upstream_model or target.model))]
     if translation.dropped:
-        headers.append((b"x-gateway-dropped-params", _header_value(translation.dropped)))
+        headers.append((b"x-gateway-dropped-params", _header_names(tuple(translation.dropped))))
     if translation.adjusted:
-        headers.append((b"x-gateway-adjusted-params", _header_value(translation.adjusted)))
+        headers.append((b"x-gateway-adjusted-params", _header_names(tuple(translation.adjusted))))
     for name, value in ex.limit_headers.items():
         headers.append((name.encode(), value.encode()))
     return headers
@@ -172,10 +172,16 @@ def response_headers(base: list, ex: Exchange, target: Target, translation: Tran
 @functools.lru_cache(maxsize=4096)
 def _header_name(name: str) -> bytes:
     """One name as a header value: the same few names on every request, so computed once."""
-    return _header_value([name])
+    return _header_value((name,))
 
 
-def _header_value(names: list[str]) -> bytes:
+@functools.lru_cache(maxsize=4096)
+def _header_names(names: tuple[str, ...]) -> bytes:
+    """Parameter names as a header value: the same few on most requests of a route."""
+    return _header_value(names)
+
+
+def _header_value(names: tuple[str, ...]) -> bytes:
     """Names as a header value; anything unfit for a header (they come from clients) is masked."""
     safe = list(dict.fromkeys(n if _HEADER_SAFE.match(n) else "(unprintable)" for n in names))
     if len(safe) > 20:
