@@ -87,6 +87,8 @@ class Answer:
 
     def fix_reasoning(self, holder: dict) -> None:
         """One message or delta: its reasoning text under the name (or names) clients get."""
+        if "reasoning_content" not in holder and "reasoning" not in holder:
+            return  # most answers: no reasoning
         present = [f for f in _REASONING if holder.get(f) is not None]
         if not present or (present == [self.reasoning]):
             return
@@ -111,17 +113,19 @@ class Answer:
         answer = load_answer(data, self.secrets, "choices", self.KIND)
         upstream_model = answer.get("model")
         answer["model"] = self.alias
-        produced = self._choices(answer["choices"])
         usage = answer.get("usage")
-        if type(usage) is not dict:  # the same count as for a stream's text (gateway/core/tally.py)
+        counted = type(usage) is not dict  # no usage: the text is counted
+        produced = self._choices(answer["choices"], counted)
+        if counted:  # the same count as for a stream's text (gateway/core/tally.py)
             prompt = self.prompt_estimate
             completion = max(1, round(text_tokens("".join(produced).encode(errors="replace"))))
             usage = answer["usage"] = {"prompt_tokens": prompt, "completion_tokens": completion,
                                        "total_tokens": prompt + completion, "estimated": True}
         return answer, usage, upstream_model if type(upstream_model) is str else None
 
-    def _choices(self, choices: list) -> list[str]:
-        """Each choice's finish reason and reasoning in the client's terms; the text they hold."""
+    def _choices(self, choices: list, texts: bool) -> list[str]:
+        """Each choice's finish reason and reasoning in the client's terms; the text they hold,
+        if `texts` (for an answer without usage)."""
         produced: list[str] = []
         for choice in choices:
             if type(choice) is not dict:
@@ -130,6 +134,8 @@ class Answer:
             message = choice.get("message")
             if type(message) is dict:
                 self.fix_reasoning(message)
+                if not texts:
+                    continue
                 produced += (str(message.get(k) or "") for k in ("content", *_REASONING))
                 calls = message.get("tool_calls")
                 for call in calls if type(calls) is list else ():

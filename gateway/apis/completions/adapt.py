@@ -33,12 +33,13 @@ class TextAnswer(adapt.Answer):
     CHUNK = {"id": "cmpl-gateway", "object": "text_completion"}
     TEXT = TEXT
 
-    def _choices(self, choices: list) -> list[str]:
+    def _choices(self, choices: list, texts: bool) -> list[str]:
         produced = []
         for choice in choices:
             if type(choice) is dict:
                 choice["finish_reason"] = self.finish_reason(choice.get("finish_reason"))
-                produced.append(str(choice.get("text") or ""))
+                if texts:
+                    produced.append(str(choice.get("text") or ""))
         return produced
 
 
