@@ -114,9 +114,10 @@ class Answer:
         upstream_model = answer.get("model")
         answer["model"] = self.alias
         usage = answer.get("usage")
-        counted = type(usage) is not dict  # no usage: the text is counted
-        produced = self._choices(answer["choices"], counted)
-        if counted:  # the same count as for a stream's text (gateway/core/tally.py)
+        if type(usage) is dict:
+            self._choices(answer["choices"], False)
+        else:  # no usage: the text is counted, as a stream's is (gateway/core/tally.py)
+            produced = self._choices(answer["choices"], True)
             prompt = self.prompt_estimate
             completion = max(1, round(text_tokens("".join(produced).encode(errors="replace"))))
             usage = answer["usage"] = {"prompt_tokens": prompt, "completion_tokens": completion,
