@@ -27,6 +27,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -441,11 +442,145 @@ done:
     return result;
 }
 
+/* The length of the valid UTF-8 character at p (before end), 0 if there is none: as
+   strict as orjson and CPython (no overlong forms, no surrogates, nothing past U+10FFFF). */
+static int
+utf8_char(const unsigned char *p, const unsigned char *end)
+{
+    if (p[0] < 0x80)
+        return 1;
+    if (p[0] >= 0xC2 && p[0] <= 0xDF)
+        return end - p >= 2 && (p[1] & 0xC0) == 0x80 ? 2 : 0;
+    if (p[0] >= 0xE0 && p[0] <= 0xEF) {
+        if (end - p < 3 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80)
+            return 0;
+        if ((p[0] == 0xE0 && p[1] < 0xA0) || (p[0] == 0xED && p[1] >= 0xA0))
+            return 0;  /* overlong, or a surrogate */
+        return 3;
+    }
+    if (p[0] >= 0xF0 && p[0] <= 0xF4) {
+        if (end - p < 4 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80
+                || (p[3] & 0xC0) != 0x80)
+            return 0;
+        if ((p[0] == 0xF0 && p[1] < 0x90) || (p[0] == 0xF4 && p[1] >= 0x90))
+            return 0;  /* overlong, or past U+10FFFF */
+        return 4;
+    }
+    return 0;
+}
+
+/* Where the JSON string at p ends (past its closing quote), if it is one that needs no
+   decoding: no escape, no control character, valid UTF-8. NULL for any other. */
+static const char *
+plain_string(const char *p, const char *end)
+{
+    if (p >= end || *p != '"')
+        return NULL;
+    const unsigned char *q = (const unsigned char *)p + 1, *stop = (const unsigned char *)end;
+    while (q < stop) {
+        if (*q == '"')
+            return (const char *)q + 1;
+        if (*q == '\\' || *q < 0x20)
+            return NULL;
+        int size = utf8_char(q, stop);
+        if (size == 0)
+            return NULL;
+        q += size;
+    }
+    return NULL;
+}
+
+/* deltas(events, at, prefix, suffix, head, tail, number) -> (out, count, end, number, text)
+
+   A converted stream's bulk (gateway/apis/chat/chunks.py): from `at`, each event that is
+   one line `prefix` + a JSON string + `suffix` (the chunk of a text delta alone, as the
+   upstream writes it) and a blank line, written as the client's text delta: `head` + the
+   string + `tail`, with `,"sequence_number":N` before the tail where `number` is not
+   negative (counting up from it). An empty string writes nothing. It stops at the first
+   other event, or at a string that needs decoding. `count` is how many events it took,
+   `end` where the next starts, `number` the next number, and `text` their text, joined. */
+static PyObject *
+deltas(PyObject *module, PyObject *args)
+{
+    (void)module;
+    Py_buffer events, prefix, suffix, head, tail;
+    Py_ssize_t at, number;
+    if (!PyArg_ParseTuple(args, "y*ny*y*y*y*n", &events, &at, &prefix, &suffix, &head, &tail,
+                          &number))
+        return NULL;
+    PyObject *result = NULL, *text = NULL, *joined = NULL;
+    const char *data = events.buf, *end = data + events.len;
+    const char *p = data + (at < 0 ? 0 : at > events.len ? events.len : at);
+    /* The first pass finds how far the plain events go and how much they write. */
+    Py_ssize_t count = 0, size = 0, chars = 0;
+    for (const char *q = p; q < end; count++) {
+        const char *line_end = memchr(q, '\n', (size_t)(end - q));
+        if (line_end == NULL || line_end + 1 >= end || line_end[1] != '\n'
+                || line_end - q < prefix.len + suffix.len + 2
+                || memcmp(q, prefix.buf, (size_t)prefix.len) != 0
+                || memcmp(line_end - suffix.len, suffix.buf, (size_t)suffix.len) != 0)
+            break;
+        const char *string = q + prefix.len;
+        if (plain_string(string, line_end - suffix.len) != line_end - suffix.len)
+            break;
+        const Py_ssize_t length = line_end - suffix.len - string;
+        if (length > 2) {
+            size += head.len + length + tail.len + (number >= 0 ? 40 : 0);
+            chars += length - 2;
+        }
+        q = line_end + 2;
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, size);
+    joined = PyBytes_FromStringAndSize(NULL, chars);
+    if (out == NULL || joined == NULL) {
+        Py_XDECREF(out);
+        goto done;
+    }
+    char *write = PyBytes_AS_STRING(out), *letters = PyBytes_AS_STRING(joined);
+    for (Py_ssize_t k = 0; k < count; k++) {
+        const char *line_end = memchr(p, '\n', (size_t)(end - p));
+        const char *string = p + prefix.len;
+        const Py_ssize_t length = line_end - suffix.len - string;
+        if (length > 2) {
+            memcpy(write, head.buf, (size_t)head.len);
+            write += head.len;
+            memcpy(write, string, (size_t)length);
+            write += length;
+            if (number >= 0)
+                write += sprintf(write, ",\"sequence_number\":%zd", number++);
+            memcpy(write, tail.buf, (size_t)tail.len);
+            write += tail.len;
+            memcpy(letters, string + 1, (size_t)length - 2);
+            letters += length - 2;
+        }
+        p = line_end + 2;
+    }
+    if (_PyBytes_Resize(&out, write - PyBytes_AS_STRING(out)) < 0)
+        goto done;
+    text = PyUnicode_DecodeUTF8(PyBytes_AS_STRING(joined), chars, "strict");
+    if (text == NULL) {
+        Py_DECREF(out);
+        goto done;
+    }
+    result = Py_BuildValue("(NnnnN)", out, count, p - data, number, text);
+done:
+    Py_XDECREF(joined);
+    PyBuffer_Release(&events);
+    PyBuffer_Release(&prefix);
+    PyBuffer_Release(&suffix);
+    PyBuffer_Release(&head);
+    PyBuffer_Release(&tail);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"rewrite", rewrite, METH_VARARGS,
      "rewrite(events, seen, literal, markers, keep_usage) -> (out, stop, flags, usage_event, "
      "learned): the plain events at the start of `events`, `seen` written as `literal`; "
      "`stop` is where the first other event starts."},
+    {"deltas", deltas, METH_VARARGS,
+     "deltas(events, at, prefix, suffix, head, tail, number) -> (out, count, end, number, text): a "
+     "converted stream's text deltas, each written as the client's."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -21,6 +21,7 @@ from typing import Protocol
 import orjson
 
 from gateway.apis.chat import adapt
+from gateway.apis.chat.adapt import _events
 from gateway.apis.relayed import scrub
 from gateway.upstream.base import MalformedStream
 
@@ -84,12 +85,26 @@ class ChunkStream(adapt.StreamAdapter):
         single = events.count(b"\n") == 2 * len(parts) - 2
         pieces = self.pieces
         envelope = self._envelope
-        for event in parts:
+        at = 0
+        while at < len(parts):
+            event = parts[at]
+            at += 1
             position += len(event) + 2
             if not event:
                 continue
             if envelope is not None and pieces is not None and event.startswith(envelope[0]) \
                     and event.endswith(envelope[1]):
+                run = pieces.text_run() if _events is not None else None
+                if run is not None:  # this event and the like after it, in one call
+                    start = position - len(event) - 2
+                    written, taken, position, number, texts = _events.deltas(
+                        events, start, envelope[0], envelope[1], run[0], run[1], run[2])
+                    if taken:
+                        out.append(written)
+                        pieces.ran(texts, number)
+                        at += taken - 1
+                        continue
+                    position = start + len(event) + 2
                 text = _string(event[len(envelope[0]):len(event) - len(envelope[1])])
                 if text is not None:
                     if text:
@@ -204,6 +219,14 @@ class PieceWriter(Protocol):
     """What a converted API writes a chat delta's pieces with (its event writer)."""
 
     def piece(self, kind: str, text: str) -> bytes: ...
+
+    def text_run(self) -> tuple[bytes, bytes, int] | None:
+        """How the open text item's delta events are written, for the C helper to write many
+        at once: the bytes before the text's JSON string, those after, and the next event's
+        number (-1: not numbered); None unless a text item is open."""
+
+    def ran(self, text: str, number: int) -> None:
+        """The helper wrote `text` in the open text item; `number` is the next event's."""
 
     def call(self, index: object, call_id: str, name: str, arguments: str) -> bytes: ...
 

@@ -80,6 +80,15 @@ class Writer:
         assert self._open is not None
         return out + self._open.delta(text)
 
+    def text_run(self) -> tuple[bytes, bytes, int] | None:
+        current = self._open
+        if current is None or current.kind != "text":
+            return None
+        return current.head, b"}}\n\n", -1
+
+    def ran(self, text: str, number: int) -> None:
+        """A text block keeps no pieces (a thinking block's are signed)."""
+
     def call(self, index: object, call_id: str, name: str, arguments: str) -> bytes:
         """A piece of a tool call: the chat tool call at `index`, its id and name first."""
         current = self._calls.get(index)

@@ -125,6 +125,17 @@ class Writer:
         self.sequence += 1
         return out + current.delta(text, self.sequence)
 
+    def text_run(self) -> tuple[bytes, bytes, int] | None:
+        current = self._open
+        if current is None or current.kind != "text":
+            return None
+        return current.delta_head, b"}\n\n", self.sequence + 1
+
+    def ran(self, text: str, number: int) -> None:
+        assert self._open is not None
+        self._open.pieces.append(text)
+        self.sequence = number - 1
+
     def call(self, index: object, call_id: str | None, name: str | None,
              arguments: str) -> bytes:
         """A piece of a function call: the chat tool call at `index`, its id and name first."""
