@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import secrets
+import random
 
 import orjson
 
@@ -14,7 +14,8 @@ STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_
 
 
 def new_id(prefix: str = "msg_") -> str:
-    return prefix + secrets.token_hex(12)
+    """Unique, not secret: no system call, as gateway/core/accept.py's request ids."""
+    return f"{prefix}{random.getrandbits(96):024x}"
 
 
 def stop_reason(finish_reason: object, matched: object, stops: list | None) -> tuple[str, str | None]:

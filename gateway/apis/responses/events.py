@@ -110,9 +110,16 @@ class Writer:
         """`response.created` and `response.in_progress`, once, before anything else."""
         if self.sequence >= 0:
             return b""
-        snapshot = self._response("in_progress")
-        return (self.event("response.created", {"response": snapshot})
-                + self.event("response.in_progress", {"response": snapshot}))
+        snapshot = b'"response":' + orjson.dumps(self._response("in_progress"))  # once, for both
+        return self._event("response.created", snapshot) + self._event("response.in_progress",
+                                                                      snapshot)
+
+    def _event(self, kind: str, fields: bytes) -> bytes:
+        """As `event` writes it, from its fields written already (an object's members)."""
+        self.sequence += 1
+        name = kind.encode()
+        return b'event: %b\ndata: {"type":"%b","sequence_number":%d,%b}\n\n' % (
+            name, name, self.sequence, fields)
 
     def piece(self, kind: str, text: str) -> bytes:
         """A piece of text of `kind` (text, refusal, reasoning), in an item of that kind."""

@@ -7,7 +7,7 @@ request's own settings echoed back as OpenAI echoes them, the alias as `model`.
 
 from __future__ import annotations
 
-import secrets
+import random
 import time
 
 # What OpenAI returns when the request leaves them unset.
@@ -15,8 +15,10 @@ _DEFAULT_FORMAT = {"type": "text"}
 
 
 def new_id(prefix: str) -> str:
-    """An id as OpenAI writes them (`resp_`, `msg_`, `fc_`, `rs_` and 48 hex digits)."""
-    return prefix + secrets.token_hex(24)
+    """An id as OpenAI writes them (`resp_`, `msg_`, `fc_`, `rs_` and 48 hex digits). Unique,
+    not secret (a stored response is found only with its own key's): no system call, as
+    gateway/core/accept.py's request ids."""
+    return f"{prefix}{random.getrandbits(192):048x}"
 
 
 def echoed(payload: dict) -> dict:

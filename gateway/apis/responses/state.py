@@ -30,13 +30,13 @@ that keeps nothing itself (`store: false`) may need to leave the ids out.
 
 from __future__ import annotations
 
-import secrets
 import time
 from typing import TYPE_CHECKING
 
 import orjson
 
 from gateway import metrics
+from gateway.apis.responses import objects
 from gateway.core.echo import echo
 from gateway.core.errors import InvalidRequest, NotFound, ServiceUnavailable
 from gateway.logs import log
@@ -54,7 +54,7 @@ _ID_PREFIX = {"message": "msg", "function_call": "fc", "function_call_output": "
 
 
 def new_id(kind: str | None) -> str:
-    return f"{_ID_PREFIX.get(kind or '', 'item')}_{secrets.token_hex(24)}"
+    return objects.new_id(_ID_PREFIX.get(kind or "", "item") + "_")
 
 
 def as_items(value: object) -> list[dict]:
