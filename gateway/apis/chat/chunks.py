@@ -79,38 +79,37 @@ class ChunkStream(adapt.StreamAdapter):
         events = scrub(events, answer.secrets)
         out = []
         counted = 0  # where the text an upstream count does not cover starts
-        position = 0
-        parts = events.split(b"\n\n")
-        # One count a read, not a search an event: is every event a single line?
-        single = events.count(b"\n") == 2 * len(parts) - 2
+        position = 0  # where the next event starts
+        size = len(events)
         pieces = self.pieces
         envelope = self._envelope
-        at = 0
-        while at < len(parts):
-            event = parts[at]
-            at += 1
-            position += len(event) + 2
+        while position < size:
+            # Events one at a time from where the last ended: a read split whole would cost
+            # more than the few events (the first, the last) that are read here.
+            start = position
+            end = events.find(b"\n\n", start)
+            end = size if end < 0 else end
+            event = events[start:end]
+            position = end + 2
             if not event:
                 continue
             if envelope is not None and pieces is not None and event.startswith(envelope[0]) \
                     and event.endswith(envelope[1]):
                 run = pieces.text_run() if _events is not None else None
                 if run is not None:  # this event and the like after it, in one call
-                    start = position - len(event) - 2
-                    written, taken, position, number, texts = _events.deltas(
+                    written, taken, after, number, texts = _events.deltas(
                         events, start, envelope[0], envelope[1], run[0], run[1], run[2])
                     if taken:
                         out.append(written)
                         pieces.ran(texts, number)
-                        at += taken - 1
+                        position = after
                         continue
-                    position = start + len(event) + 2
                 text = _string(event[len(envelope[0]):len(event) - len(envelope[1])])
                 if text is not None:
                     if text:
                         out.append(pieces.piece("text", text))
                     continue
-            if event.startswith(b"data:") and (single or b"\n" not in event):
+            if event.startswith(b"data:") and b"\n" not in event:
                 data = event[5:]
             else:  # several lines: the data lines, joined, as SSE says
                 lines = event.split(b"\n")

@@ -98,9 +98,8 @@ class Writer:
         self.final: dict | None = None
 
     def event(self, kind: str, fields: dict) -> bytes:
-        self.sequence += 1
-        data = {"type": kind, "sequence_number": self.sequence, **fields}
-        return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+        """One event: its type, its number, then `fields` (not empty)."""
+        return self._event(kind, orjson.dumps(fields)[1:-1])
 
     def _response(self, status: str, **fields) -> dict:
         return objects.response(self.response_id, self.created_at, self.alias, self._echo,
